@@ -1,0 +1,88 @@
+"""Safetensors checkpoints for teachers and students.
+
+Weights go in safetensors; the model's kind, variant config and free-form notes go in
+the file's string metadata, so a checkpoint rebuilds its own model. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from talkinghead.errors import CheckpointError
+from talkinghead.models.student import StudentConfig, StudentGenerator
+from talkinghead.models.teacher import Teacher, TeacherConfig
+
+_KINDS = {"teacher": (TeacherConfig, Teacher), "student": (StudentConfig, StudentGenerator)}
+
+
+def save_checkpoint(
+    path: str | Path, model: torch.nn.Module, kind: str, half: bool = False, **notes: Any
+) -> Path:
+    """Write ``model``'s weights plus its config; ``notes`` (JSON-able) go in the metadata.
+
+    ``half`` stores floating-point tensors as float16 (half the bytes, for shipped weights);
+    loading always returns float32.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    meta = {
+        "kind": kind,
+        "config": json.dumps(model.cfg.to_dict()),
+        "notes": json.dumps(notes),
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(state, str(tmp), meta)
+    tmp.replace(path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors and parsed metadata; CheckpointError for a missing, corrupt or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safe_open(str(path), "pt") as f:
+            raw = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+        meta = {
+            "kind": raw.get("kind"),
+            "config": json.loads(raw["config"]) if "config" in raw else None,
+            "notes": json.loads(raw.get("notes", "{}")),
+        }
+    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is corrupt or not a safetensors checkpoint: {exc}") from exc
+    return tensors, meta
+
+
+def load_checkpoint(path: str | Path, kind: str, expect_variant: str | None = None) -> Any:
+    """Rebuild and load a ``kind`` model ("teacher" or "student") from ``path``."""
+    tensors, meta = read_checkpoint(path)
+    if meta["kind"] != kind:
+        raise CheckpointError(f"{path} holds a {meta['kind']!r} checkpoint, expected a {kind!r}")
+    config_cls, model_cls = _KINDS[kind]
+    try:
+        cfg = config_cls.from_dict(meta["config"])
+    except (TypeError, KeyError) as exc:
+        raise CheckpointError(f"{path} has an unreadable {kind} config: {exc}") from exc
+    if expect_variant is not None and cfg.name != expect_variant:
+        raise CheckpointError(
+            f"{path} is a {cfg.name!r} {kind}, but {expect_variant!r} was asked for"
+        )
+    model = model_cls(cfg)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path} does not fit the {cfg.name!r} architecture: {exc}") from exc
+    model.notes = meta["notes"]
+    return model

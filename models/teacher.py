@@ -1,0 +1,228 @@
+"""The full-size teacher of Zakharov et al. (ICCV 2019): embedder E, generator G, discriminator D.
+
+- E maps a frame and its landmark image to an identity vector; K of them are averaged to e.
+- G turns a landmark image into a face; e reaches every AdaIN layer through the projection P.
+- D is a projection discriminator with a per-video vector W_i plus a shared w0 and bias b.
+
+Images and landmark images are (B, 3, S, S) float32 in [-1, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from talkinghead.models.layers import (
+    ResBlock,
+    ResBlockDown,
+    ResBlockUp,
+    SelfAttention,
+    conv,
+    linear,
+)
+from talkinghead.models.registry import create_model, register_model
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Sizes of one teacher variant. Channel widths double per level, capped at ``max_channels``."""
+
+    name: str
+    resolution: int = 128
+    base_channels: int = 32
+    max_channels: int = 256
+    e_dim: int = 512
+    num_down: int = 3  # generator down/up levels: the bottleneck is resolution / 2**num_down
+    num_res: int = 2  # AdaIN residual blocks at the bottleneck
+    disc_levels: int = 5  # D and E down levels
+    attention_at: tuple[int, ...] = ()  # resolutions that get self-attention
+    spectral_norm: bool = True
+    num_videos: int = 1  # rows of D's W matrix, one per training video
+    extra: dict = field(default_factory=dict)
+
+    def channels(self, level: int) -> int:
+        return min(self.base_channels * 2**level, self.max_channels)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["attention_at"] = list(self.attention_at)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TeacherConfig:
+        d = dict(d)
+        d["attention_at"] = tuple(d.get("attention_at", ()))
+        return cls(**d)
+
+
+def down_path(
+    cfg: TeacherConfig, cin: int, levels: int, channels, norm: bool = False
+) -> tuple[list[nn.Module], int]:
+    """Residual downsampling blocks, with self-attention after the levels that ask for it.
+
+    ``channels(level)`` gives each level's width; ``norm`` adds instance norm from level 1.
+    Returns the blocks and the last width.
+    """
+    sn, res, blocks = cfg.spectral_norm, cfg.resolution, []
+    for level in range(levels):
+        cout = channels(level)
+        blocks.append(ResBlockDown(cin, cout, norm=norm and level > 0, sn=sn, first=level == 0))
+        res //= 2
+        if res in cfg.attention_at:
+            blocks.append(SelfAttention(cout, sn))
+        cin = cout
+    return blocks, cin
+
+
+class Embedder(nn.Module):
+    """E: (frame, landmark image) -> identity vector e, (B, e_dim): residual downsampling, sum pooling, projection."""
+
+    def __init__(self, cfg: TeacherConfig):
+        super().__init__()
+        blocks, cin = down_path(cfg, 6, cfg.disc_levels, cfg.channels)
+        self.blocks = nn.Sequential(*blocks)
+        self.to_e = linear(cin, cfg.e_dim, cfg.spectral_norm)
+
+    def forward(self, frames: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(torch.cat([frames, landmarks], dim=1))
+        return self.to_e(F.relu(h).sum(dim=(2, 3)))
+
+
+class Generator(nn.Module):
+    """G: landmark image (B, 3, S, S) and e (B, e_dim) or AdaIN params psi -> image (B, 3, S, S)."""
+
+    def __init__(self, cfg: TeacherConfig):
+        super().__init__()
+        sn = cfg.spectral_norm
+        blocks, cin = down_path(cfg, 3, cfg.num_down, lambda level: cfg.channels(level + 1), True)
+        self.down = nn.ModuleList(blocks)
+        res = cfg.resolution // 2**cfg.num_down
+        self.res = nn.ModuleList(ResBlock(cin, adain=True, sn=sn) for _ in range(cfg.num_res))
+        self.up = nn.ModuleList()
+        for level in reversed(range(cfg.num_down)):
+            cout = cfg.channels(level)
+            self.up.append(ResBlockUp(cin, cout, sn=sn))
+            res *= 2
+            if res in cfg.attention_at:
+                self.up.append(SelfAttention(cout, sn))
+            cin = cout
+        self.out = conv(cin, 3, 3, sn)
+        self.adain = [
+            a for m in [*self.res, *self.up] if hasattr(m, "adain_layers") for a in m.adain_layers()
+        ]
+        self.psi_dim = sum(2 * a.channels for a in self.adain)
+        # P: the projection from e to every AdaIN scale and bias (the paper's matrix P).
+        self.project = linear(cfg.e_dim, self.psi_dim, sn=False)
+        nn.init.normal_(self.project.weight, std=1e-3)
+        nn.init.zeros_(self.project.bias)
+
+    def psi(self, e: torch.Tensor) -> torch.Tensor:
+        """AdaIN parameters for identity vectors e: (B, e_dim) -> (B, psi_dim)."""
+        return self.project(e)
+
+    def forward(
+        self,
+        landmarks: torch.Tensor,
+        e: torch.Tensor | None = None,
+        psi: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        if psi is None:
+            if e is None:
+                raise ValueError("Generator needs e or psi")
+            psi = self.psi(e)
+        if psi.shape[0] != landmarks.shape[0]:
+            psi = psi.expand(landmarks.shape[0], -1)
+        chunks = list(psi.split([2 * a.channels for a in self.adain], dim=1))
+        h = landmarks
+        for m in self.down:
+            h = m(h)
+        for m in [*self.res, *self.up]:
+            if isinstance(m, SelfAttention):
+                h = m(h)
+            else:
+                h = m(h, [chunks.pop(0), chunks.pop(0)])
+        return torch.tanh(self.out(F.relu(h)))
+
+
+class Discriminator(nn.Module):
+    """D: projection discriminator. Returns the realism score (B,) and intermediate features."""
+
+    def __init__(self, cfg: TeacherConfig):
+        super().__init__()
+        sn = cfg.spectral_norm
+        blocks, cin = down_path(cfg, 6, cfg.disc_levels, cfg.channels)
+        self.blocks = nn.ModuleList(blocks)
+        self.blocks.append(ResBlock(cin, sn=sn))
+        self.to_v = linear(cin, cfg.e_dim, sn)  # v lives in the same space as e and W_i
+        self.W = nn.Embedding(cfg.num_videos, cfg.e_dim)
+        nn.init.normal_(self.W.weight, std=0.02)
+        self.w0 = nn.Parameter(torch.zeros(cfg.e_dim))
+        self.b = nn.Parameter(torch.zeros(()))
+
+    def features(self, images: torch.Tensor, landmarks: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        h = torch.cat([images, landmarks], dim=1)
+        for m in self.blocks:
+            h = m(h)
+            feats.append(h)
+        return feats
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        landmarks: torch.Tensor,
+        video_idx: torch.Tensor | None = None,
+        w: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``w`` replaces W[video_idx] (few-shot fine-tuning initialises it from e)."""
+        feats = self.features(images, landmarks)
+        v = self.to_v(F.relu(feats[-1]).sum(dim=(2, 3)))
+        if w is None:
+            w = self.W(video_idx)
+        score = (v * (w + self.w0)).sum(dim=1) + self.b
+        return score, feats
+
+
+class Teacher(nn.Module):
+    """The three networks of one variant, saved and loaded together."""
+
+    def __init__(self, cfg: TeacherConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.E = Embedder(cfg)
+        self.G = Generator(cfg)
+        self.D = Discriminator(cfg)
+
+    @torch.no_grad()
+    def embed(self, frames: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
+        """Average identity over K shots: (K, 3, S, S) x 2 -> e (1, e_dim)."""
+        return self.E(frames, landmarks).mean(dim=0, keepdim=True)
+
+
+def _teacher(cfg: TeacherConfig, overrides: dict) -> Teacher:
+    return Teacher(replace(cfg, **overrides))
+
+
+@register_model("teacher")
+def teacher_xs(**overrides) -> Teacher:
+    """CPU-sized teacher at 128 px: the demo model (trainable in minutes on 2 cores)."""
+    return _teacher(TeacherConfig("teacher-xs", 128, 16, 128, 512, 3, 2, 5, ()), overrides)
+
+
+@register_model("teacher")
+def teacher_s(**overrides) -> Teacher:
+    """Small teacher at 128 px with self-attention at 32 px."""
+    return _teacher(TeacherConfig("teacher-s", 128, 48, 384, 512, 4, 3, 5, (32,)), overrides)
+
+
+@register_model("teacher")
+def teacher_256(**overrides) -> Teacher:
+    """The paper's size at 256 px: self-attention at 32 and 64 px, 512-d e (GPU training)."""
+    return _teacher(TeacherConfig("teacher-256", 256, 64, 512, 512, 4, 5, 6, (32, 64)), overrides)
+
+
+def create_teacher(name: str, **overrides) -> Teacher:
+    return create_model("teacher", name, **overrides)

