@@ -27,7 +27,7 @@ from talkinghead.sdk.motion import builtin_motion
 from talkinghead.sdk.pack import AvatarPack, open_pack
 from talkinghead.sdk.retarget import relative_motion
 from talkinghead.sdk.tensors import from_model_output, to_model_input
-from talkinghead.sdk.tracker import RunningMode, next_timestamp
+from talkinghead.sdk.tracker import RunningMode, check_running_mode, next_timestamp
 
 FrameCallback = Callable[[np.ndarray, int], None]
 
@@ -97,11 +97,7 @@ class Avatar:
     def _require_mode(self, mode: RunningMode) -> None:
         if self._backend is None:
             raise BackendError("the avatar is closed")
-        if self._options.running_mode is not mode:
-            raise InvalidInputError(
-                f"this call needs running mode {mode.name}; the avatar was created in "
-                f"{self._options.running_mode.name}"
-            )
+        check_running_mode(self._options.running_mode, mode, "this Avatar call")
 
     def _check_timestamp(self, timestamp_ms: int) -> None:
         self._last_ts = next_timestamp(timestamp_ms, self._last_ts)

@@ -232,11 +232,7 @@ class FaceTracker:
     def _require_mode(self, mode: RunningMode, method: str) -> None:
         if self._landmarker is None:
             raise BackendError("FaceTracker is closed")
-        if self._options.running_mode is not mode:
-            raise InvalidInputError(
-                f"{method}() needs running_mode={mode.name}, "
-                f"this tracker runs in {self._options.running_mode.name}"
-            )
+        check_running_mode(self._options.running_mode, mode, f"FaceTracker.{method}()")
 
     def _next_timestamp(self, timestamp_ms: int) -> int:
         with self._lock:
@@ -251,6 +247,14 @@ class FaceTracker:
             return call(self._landmarker, mp_image)
         except Exception as exc:
             raise BackendError(f"MediaPipe FaceLandmarker failed: {exc}") from exc
+
+
+def check_running_mode(actual: RunningMode, wanted: RunningMode, call: str) -> None:
+    """InvalidInputError when ``call`` needs running mode ``wanted`` but the object runs in ``actual``."""
+    if actual is not wanted:
+        raise InvalidInputError(
+            f"{call} needs running_mode={wanted.name}; this one runs in {actual.name}"
+        )
 
 
 def next_timestamp(timestamp_ms: int, last_ms: int | None) -> int:
