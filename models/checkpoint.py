@@ -45,23 +45,35 @@ def save_checkpoint(
     return path
 
 
-def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Tensors and parsed metadata; CheckpointError for a missing, corrupt or foreign file."""
+def read_safetensors(
+    path: str | Path, framework: str = "pt", what: str = "checkpoint"
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """All tensors ("pt" or "np") and the string metadata of a safetensors file.
+
+    A missing, truncated or foreign file raises CheckpointError naming ``what`` and the path.
+    """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
+        raise CheckpointError(f"{what} not found: {path}")
     try:
-        with safe_open(str(path), "pt") as f:
-            raw = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+        with safe_open(str(path), framework) as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{what} {path} is corrupt or not a safetensors file: {exc}") from exc
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Tensors (float32) and parsed metadata; CheckpointError for a corrupt or foreign file."""
+    tensors, raw = read_safetensors(path)
+    tensors = {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
+    try:
         meta = {
             "kind": raw.get("kind"),
             "config": json.loads(raw["config"]) if "config" in raw else None,
             "notes": json.loads(raw.get("notes", "{}")),
         }
-    except (SafetensorError, OSError, ValueError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path} is corrupt or not a safetensors checkpoint: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} has unreadable metadata: {exc}") from exc
     return tensors, meta
 
 

@@ -37,13 +37,9 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 def _cmd_make_data(args: argparse.Namespace) -> None:
     from talkinghead.train.data import write_shard
-    from talkinghead.train.make_data import build_pseudo_videos, builtin_photo, load_photo_file
+    from talkinghead.train.make_data import build_pseudo_videos, load_photo
 
-    photos = {}
-    for p in args.photos:
-        photos[Path(p).stem if os.path.exists(p) else p] = (
-            load_photo_file(p) if os.path.exists(p) else builtin_photo(p)
-        )
+    photos = dict(load_photo(p) for p in args.photos)
     videos = build_pseudo_videos(
         photos, args.size, args.videos_per_photo, args.frames_per_video, seed=args.seed
     )

@@ -31,18 +31,6 @@ def weights_path(name: str) -> Path:
     return Path(str(WEIGHTS / name))
 
 
-def _photo(photo: str | os.PathLike[str]) -> tuple[str, np.ndarray]:
-    """A file path or a built-in photo name -> (name, (H, W, 3) uint8 RGB)."""
-    from talkinghead.sdk.tracker import load_image
-
-    p = Path(photo)
-    if p.exists() or p.suffix:
-        return p.stem, load_image(p)
-    from talkinghead.train.make_data import builtin_photo
-
-    return str(photo), builtin_photo(str(photo))
-
-
 def _save_png(image: np.ndarray, path: Path) -> Path:
     from PIL import Image
 
@@ -73,14 +61,14 @@ def distill_for_photo(
     from talkinghead.models.checkpoint import load_checkpoint, save_checkpoint
     from talkinghead.sdk.tensors import to_model_input
     from talkinghead.train.finetune import FinetuneConfig, enrol_fine_tuned
-    from talkinghead.train.make_data import track_and_crop
+    from talkinghead.train.make_data import load_photo, track_and_crop
     from talkinghead.train.pseudo_video import make_pseudo_video
 
     figures: dict = {}
     t0 = time.perf_counter()
     teacher = load_checkpoint(teacher_path, "teacher")
     size = teacher.cfg.resolution
-    name, image = _photo(photo)
+    name, image = load_photo(photo)
     crop, neutral = track_and_crop(image, size)
     figures["track_s"] = round(time.perf_counter() - t0, 2)
 
@@ -114,7 +102,7 @@ def distill_for_photo(
         teacher=teacher.cfg.name,
         finetune_steps=finetune_steps,
         distill_steps=steps,
-        **{k: v for k, v in dfig.items()},
+        **dfig,
     )
     _save_png(crop, out.with_suffix(".png"))
     return out, figures
@@ -234,8 +222,9 @@ def track_photo_preview(image: str | os.PathLike[str], out: Path) -> str:
     from PIL import Image, ImageDraw
 
     from talkinghead.sdk.tracker import track_image
+    from talkinghead.train.make_data import load_photo
 
-    name, img = _photo(image)
+    name, img = load_photo(image)
     face = track_image(img)
     pil = Image.fromarray(img)
     draw = ImageDraw.Draw(pil)

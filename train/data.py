@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from talkinghead.errors import CheckpointError, InvalidInputError
+from talkinghead.models.checkpoint import read_safetensors
 from talkinghead.models.rasterize import rasterize_landmarks
 from talkinghead.sdk.tensors import to_model_input
 
@@ -82,17 +82,7 @@ def write_shard(path: str | Path, videos: VideoSet) -> Path:
 
 def read_shard(path: str | Path) -> VideoSet:
     """Load one shard; a missing, truncated or foreign file raises CheckpointError."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"shard not found: {path}")
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(path), "np") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"shard {path} is corrupt or not a safetensors file: {exc}") from exc
+    tensors, meta = read_safetensors(path, "np", "shard")
     if meta.get("format") != SHARD_FORMAT:
         raise CheckpointError(
             f"{path} is not a {SHARD_FORMAT} shard (format={meta.get('format')!r})"

@@ -111,7 +111,15 @@ def build_pseudo_videos(
     return VideoSet(np.stack(frames), np.stack(lms).astype(np.float32), ids)
 
 
-def load_photo_file(path: str | Path) -> np.ndarray:
+def load_photo(photo: str | Path) -> tuple[str, np.ndarray]:
+    """A file path or a built-in photo name -> (name, (H, W, 3) uint8 RGB).
+
+    Anything that exists or has a file extension is read as a file (ImageReadError if it
+    cannot be); a bare name is looked up among the built-in photos.
+    """
     from talkinghead.sdk.tracker import load_image
 
-    return load_image(path)
+    p = Path(photo)
+    if p.exists() or p.suffix:
+        return p.stem, load_image(p)
+    return str(photo), builtin_photo(str(photo))
