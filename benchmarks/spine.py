@@ -1,0 +1,101 @@
+"""Figures of the end-to-end spine on this machine: latency medians, parity, sizes.
+
+    python -m talkinghead.benchmarks.spine [--out out/spine]
+
+Exports the committed demo student to an avatar pack, then measures tracking, rasterising
+and rendering per frame (medians), the fp32/int8 parity against eager, and file sizes.
+Prints a Markdown table. The full benchmark suite is a later issue; this is the spine's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _median_ms(fn, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
+
+
+def _psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * np.log10(peak**2 / max(mse, 1e-20))
+
+
+def measure(out: Path, repeats: int = 30, pack: Path | None = None) -> list[tuple[str, str]]:
+    """(figure, value) rows. With ``pack``, that pack is measured instead of a fresh export."""
+    from skimage import data
+
+    from talkinghead.models.rasterize import rasterize_landmarks
+    from talkinghead.pipeline import DEFAULT_STUDENT, DEFAULT_TEACHER, export_pack, weights_path
+    from talkinghead.sdk.avatar import Avatar, AvatarOptions
+    from talkinghead.sdk.pack import open_pack
+    from talkinghead.sdk.tracker import FaceTracker, FaceTrackerOptions, RunningMode
+
+    rows: list[tuple[str, str]] = [
+        ("machine", f"{platform.machine()}, {platform.processor() or 'cpu'}")
+    ]
+    photo = data.astronaut()
+    ts = iter(range(0, 10**9, 40))
+    with FaceTracker.create_from_options(FaceTrackerOptions(running_mode=RunningMode.VIDEO)) as tr:
+        ms = _median_ms(lambda: tr.detect_for_video(photo, next(ts)), repeats)
+        face = tr.detect_for_video(photo, next(ts))[0]
+    rows.append(("tracking, VIDEO mode, 512 px frame (median)", f"{ms:.1f} ms"))
+    lm = face.landmarks68 * 0.25
+    rows.append(
+        (
+            "rasterising 68 points at 128 px (median)",
+            f"{_median_ms(lambda: rasterize_landmarks(lm, 128), repeats):.1f} ms",
+        )
+    )
+
+    if pack is None:
+        t0 = time.perf_counter()
+        pack = export_pack(weights_path(DEFAULT_STUDENT), out / "pack", progress=False)
+        rows.append(("ExecuTorch export, fp32 + int8", f"{time.perf_counter() - t0:.0f} s"))
+    for precision in ("fp32", "int8"):
+        with Avatar.create_from_options(AvatarOptions(pack=pack, precision=precision)) as avatar:
+            ms = _median_ms(lambda a=avatar: a.render(a.neutral_landmarks), repeats)
+        rows.append((f"render {precision}, rasterising included (median)", f"{ms:.1f} ms"))
+
+    with open_pack(pack) as p:
+        parity = p.load_parity()
+        files = {m.precision: m for m in p.manifest.models}
+        eager = parity["outputs.eager"]
+        fp32 = parity[f"outputs.{files['fp32'].file}"]
+        int8 = parity[f"outputs.{files['int8'].file}"]
+        rows.append(("fp32 .pte vs eager, max abs on [-1, 1]", f"{np.abs(fp32 - eager).max():.1e}"))
+        rows.append(("int8 .pte vs fp32 .pte, PSNR", f"{_psnr(int8, fp32, 2.0):.1f} dB"))
+        for m in files.values():
+            rows.append((f"{m.file}", f"{m.bytes / 1e3:.0f} kB"))
+        total = sum(f.stat().st_size for f in Path(p.root).iterdir() if f.is_file())
+        rows.append(("whole pack", f"{total / 1e6:.2f} MB"))
+    for name in (DEFAULT_TEACHER, DEFAULT_STUDENT):
+        rows.append((name, f"{weights_path(name).stat().st_size / 1e6:.2f} MB"))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default="out/spine")
+    ap.add_argument("--repeats", type=int, default=30)
+    args = ap.parse_args(argv)
+    rows = measure(Path(args.out), args.repeats)
+    print("| figure | value |\n|---|---|")
+    for k, v in rows:
+        print(f"| {k} | {v} |")
+
+
+if __name__ == "__main__":
+    main()
