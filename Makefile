@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint format clean
+.PHONY: install demo test bench bench-quick native lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
+
+bench: $(STAMP)
+	$(PY) -m talkinghead.benchmarks.run $(ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) -m talkinghead.benchmarks.run --quick $(ARGS)
+
+native: $(STAMP)
+	$(PY) -m talkinghead.bindings.build
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -4,7 +4,7 @@
 
 Exports the committed demo student to an avatar pack, then measures tracking, rasterising
 and rendering per frame (medians), the fp32/int8 parity against eager, and file sizes.
-Prints a Markdown table. The full benchmark suite is a later issue; this is the spine's.
+Prints a Markdown table. The full suite is ``python -m talkinghead.benchmarks.run``; this is the spine's summary.
 """
 
 from __future__ import annotations
@@ -16,21 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _median_ms(fn, repeats: int, warmup: int = 3) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000 * float(np.median(times))
-
-
-def _psnr(a: np.ndarray, b: np.ndarray, peak: float) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return 10 * np.log10(peak**2 / max(mse, 1e-20))
+from talkinghead.benchmarks.core import median_ms, psnr_db
 
 
 def measure(out: Path, repeats: int = 30, pack: Path | None = None) -> list[tuple[str, str]]:
@@ -49,14 +35,14 @@ def measure(out: Path, repeats: int = 30, pack: Path | None = None) -> list[tupl
     photo = data.astronaut()
     ts = iter(range(0, 10**9, 40))
     with FaceTracker.create_from_options(FaceTrackerOptions(running_mode=RunningMode.VIDEO)) as tr:
-        ms = _median_ms(lambda: tr.detect_for_video(photo, next(ts)), repeats)
+        ms = median_ms(lambda: tr.detect_for_video(photo, next(ts)), repeats)
         face = tr.detect_for_video(photo, next(ts))[0]
     rows.append(("tracking, VIDEO mode, 512 px frame (median)", f"{ms:.1f} ms"))
     lm = face.landmarks68 * 0.25
     rows.append(
         (
             "rasterising 68 points at 128 px (median)",
-            f"{_median_ms(lambda: rasterize_landmarks(lm, 128), repeats):.1f} ms",
+            f"{median_ms(lambda: rasterize_landmarks(lm, 128), repeats):.1f} ms",
         )
     )
 
@@ -66,17 +52,18 @@ def measure(out: Path, repeats: int = 30, pack: Path | None = None) -> list[tupl
         rows.append(("ExecuTorch export, fp32 + int8", f"{time.perf_counter() - t0:.0f} s"))
     for precision in ("fp32", "int8"):
         with Avatar.create_from_options(AvatarOptions(pack=pack, precision=precision)) as avatar:
-            ms = _median_ms(lambda a=avatar: a.render(a.neutral_landmarks), repeats)
+            ms = median_ms(lambda a=avatar: a.render(a.neutral_landmarks), repeats)
         rows.append((f"render {precision}, rasterising included (median)", f"{ms:.1f} ms"))
 
     with open_pack(pack) as p:
         parity = p.load_parity()
-        files = {m.precision: m for m in p.manifest.models}
+        # The spine is ExecuTorch; the runtimes benchmark covers the other files of the pack.
+        files = {m.precision: m for m in p.manifest.models if m.runtime == "executorch"}
         eager = parity["outputs.eager"]
         fp32 = parity[f"outputs.{files['fp32'].file}"]
         int8 = parity[f"outputs.{files['int8'].file}"]
         rows.append(("fp32 .pte vs eager, max abs on [-1, 1]", f"{np.abs(fp32 - eager).max():.1e}"))
-        rows.append(("int8 .pte vs fp32 .pte, PSNR", f"{_psnr(int8, fp32, 2.0):.1f} dB"))
+        rows.append(("int8 .pte vs fp32 .pte, PSNR", f"{psnr_db(int8, fp32):.1f} dB"))
         for m in files.values():
             rows.append((f"{m.file}", f"{m.bytes / 1e3:.0f} kB"))
         total = sum(f.stat().st_size for f in Path(p.root).iterdir() if f.is_file())

@@ -38,7 +38,10 @@ class TeacherConfig:
     num_down: int = 3  # generator down/up levels: the bottleneck is resolution / 2**num_down
     num_res: int = 2  # AdaIN residual blocks at the bottleneck
     disc_levels: int = 5  # D and E down levels
-    attention_at: tuple[int, ...] = ()  # resolutions that get self-attention
+    attention_at: tuple[int, ...] = ()  # resolutions that get self-attention (down paths)
+    # G's upsampling path; None means the same as ``attention_at`` (checkpoints saved before
+    # the split have no such field and load unchanged).
+    attention_up: tuple[int, ...] | None = None
     spectral_norm: bool = True
     num_videos: int = 1  # rows of D's W matrix, one per training video
     extra: dict = field(default_factory=dict)
@@ -49,13 +52,21 @@ class TeacherConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["attention_at"] = list(self.attention_at)
+        if self.attention_up is not None:
+            d["attention_up"] = list(self.attention_up)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> TeacherConfig:
         d = dict(d)
         d["attention_at"] = tuple(d.get("attention_at", ()))
+        if d.get("attention_up") is not None:
+            d["attention_up"] = tuple(d["attention_up"])
         return cls(**d)
+
+    @property
+    def attention_up_at(self) -> tuple[int, ...]:
+        return self.attention_at if self.attention_up is None else self.attention_up
 
 
 def down_path(
@@ -106,7 +117,7 @@ class Generator(nn.Module):
             cout = cfg.channels(level)
             self.up.append(ResBlockUp(cin, cout, sn=sn))
             res *= 2
-            if res in cfg.attention_at:
+            if res in cfg.attention_up_at:
                 self.up.append(SelfAttention(cout, sn))
             cin = cout
         self.out = conv(cin, 3, 3, sn)
@@ -220,8 +231,13 @@ def teacher_s(**overrides) -> Teacher:
 
 @register_model("teacher")
 def teacher_256(**overrides) -> Teacher:
-    """The paper's size at 256 px: self-attention at 32 and 64 px, 512-d e (GPU training)."""
-    return _teacher(TeacherConfig("teacher-256", 256, 64, 512, 512, 4, 5, 6, (32, 64)), overrides)
+    """The paper's size at 256 px (GPU training): 512-d e, channels 64 -> 512.
+
+    Self-attention at 32 px in every downsampling path (E, D, G's encoder) and at 64 px in
+    G's upsampling path, where the paper puts it.
+    """
+    cfg = TeacherConfig("teacher-256", 256, 64, 512, 512, 4, 5, 6, (32,), attention_up=(64,))
+    return _teacher(cfg, overrides)
 
 
 def create_teacher(name: str, **overrides) -> Teacher:

@@ -12,6 +12,7 @@ the model when the pack was made, so nothing is recomputed per frame.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,15 +22,17 @@ from tqdm.auto import tqdm
 
 from talkinghead.errors import BackendError, InvalidInputError
 from talkinghead.models.rasterize import rasterize_landmarks
-from talkinghead.sdk.backends import create_backend
+from talkinghead.sdk.backends import choose_backend, create_backend
 from talkinghead.sdk.landmarks import validate_landmarks68
 from talkinghead.sdk.motion import builtin_motion
 from talkinghead.sdk.pack import AvatarPack, open_pack
+from talkinghead.sdk.provenance import pack_label, pack_watermark
 from talkinghead.sdk.retarget import relative_motion
 from talkinghead.sdk.tensors import from_model_output, to_model_input
 from talkinghead.sdk.tracker import RunningMode, check_running_mode, next_timestamp
 
 FrameCallback = Callable[[np.ndarray, int], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -37,11 +40,15 @@ class AvatarOptions:
     """How to open and run an avatar pack.
 
     pack: a pack folder or a .zip of one.
-    backend: runtime name ("executorch").
+    backend: "executorch", "litert", "onnxruntime", or "auto" (the first of those, in that
+        order, that is installed and that the pack has a model for at ``precision``).
     precision: "fp32" or "int8"; the pack must hold a model of that precision.
     running_mode: IMAGE (``render``), VIDEO (``render_for_video``, increasing timestamps)
         or LIVE_STREAM (``render_async``, results go to ``result_callback``).
     verify: check every file's sha256 before any runtime reads it.
+    watermark: mark every frame as synthetic with an invisible watermark (pack id + SDK
+        version; docs/provenance.md). False logs a warning and is recorded in the label of
+        files written from ``provenance_label``.
     """
 
     pack: str | os.PathLike[str]
@@ -50,6 +57,7 @@ class AvatarOptions:
     running_mode: RunningMode = RunningMode.IMAGE
     result_callback: FrameCallback | None = None
     verify: bool = True
+    watermark: bool = True
 
 
 class Avatar:
@@ -64,6 +72,13 @@ class Avatar:
         self.resolution: int = m.resolution
         self.neutral_landmarks: np.ndarray = np.asarray(m.identity.neutral_landmarks, np.float32)
         self.name: str = m.name
+        self._watermark = pack_watermark(m) if options.watermark else None
+        if self._watermark is None:
+            log.warning(
+                "watermark=False: frames of avatar %r will not be marked as synthetic; "
+                "files written with its provenance_label record 'watermark': 'off'",
+                m.name,
+            )
 
     @classmethod
     def create_from_options(cls, options: AvatarOptions) -> Avatar:
@@ -73,12 +88,17 @@ class Avatar:
             raise InvalidInputError(
                 f"running_mode must be a RunningMode, got {options.running_mode!r}"
             )
+        if not isinstance(options.watermark, bool):
+            raise InvalidInputError(f"watermark must be a bool, got {options.watermark!r}")
         if options.running_mode is RunningMode.LIVE_STREAM and options.result_callback is None:
             raise InvalidInputError("LIVE_STREAM mode needs a result_callback")
         pack = open_pack(options.pack, verify=options.verify)
         try:
-            entry = pack.model(options.precision, options.backend)
-            backend = create_backend(options.backend)
+            name = options.backend
+            if name == "auto":
+                name = choose_backend(pack.manifest.runtimes(options.precision))
+            entry = pack.model(options.precision, name)
+            backend = create_backend(name)
             if hasattr(backend, "load_bytes"):
                 backend.load_bytes(pack.read_verified(entry.file), source=entry.file)
             else:
@@ -105,7 +125,8 @@ class Avatar:
     def _render(self, landmarks68: np.ndarray) -> np.ndarray:
         lm = validate_landmarks68(landmarks68)
         x = to_model_input(rasterize_landmarks(lm, self.resolution))[None]
-        return from_model_output(self._backend.run(x))[0]
+        frame = from_model_output(self._backend.run(x))[0]
+        return frame if self._watermark is None else self._watermark.embed(frame)
 
     def render(self, landmarks68: np.ndarray) -> np.ndarray:
         """IMAGE mode. landmarks68: (68, 2) float32, crop pixels -> (S, S, 3) uint8 RGB."""
@@ -154,6 +175,11 @@ class Avatar:
     def pack(self) -> AvatarPack:
         return self._pack
 
+    @property
+    def provenance_label(self) -> dict[str, object]:
+        """The label for files of this avatar's frames: ``write_mp4(..., label=...)``."""
+        return pack_label(self._pack.manifest, watermark=self._watermark is not None)
+
     def close(self) -> None:
         if self._backend is not None:
             self._backend.close()
@@ -173,21 +199,21 @@ def track_video(
 ) -> tuple[np.ndarray, float]:
     """Track a driving video in VIDEO mode: ((T, 68, 2) px landmarks, fps).
 
-    Frames where no face is found hold the last landmarks; a video with no face at all
-    raises NoFaceError.
+    One face is followed by track id, One Euro smoothed, and held where it is lost
+    (frames before the first face take the first one); a video with no face at all raises
+    NoFaceError.
     """
     from talkinghead.errors import NoFaceError
-    from talkinghead.sdk.media import read_video, video_fps
-    from talkinghead.sdk.tracker import FaceTracker, FaceTrackerOptions, largest_face
+    from talkinghead.sdk.sources import VideoFileSource
+    from talkinghead.sdk.tracker import FaceTrackerOptions
+    from talkinghead.sdk.tracks import track_frames
 
-    fps = video_fps(path)
-    out: list[np.ndarray | None] = []
-    opts = FaceTrackerOptions(running_mode=RunningMode.VIDEO)
-    with FaceTracker.create_from_options(opts) as tracker:
-        frames = read_video(path, max_frames=max_frames)
-        for frame, ts in tqdm(frames, desc="track", disable=not progress, total=max_frames):
-            faces = tracker.detect_for_video(frame, ts)
-            out.append(largest_face(faces).landmarks68 if faces else None)
+    with VideoFileSource(path, max_frames=max_frames) as source:
+        fps = source.fps
+        results = track_frames(
+            source, FaceTrackerOptions(on_face_lost="hold"), progress=progress, total=max_frames
+        )
+    out = [None if face is None else face.landmarks68 for _, face in results]
     found = [x for x in out if x is not None]
     if not found:
         raise NoFaceError(f"no face found in any frame of {path}")

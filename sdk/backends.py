@@ -1,21 +1,31 @@
-"""Runtime backends: one small protocol over ExecuTorch, eager torch, and (later) LiteRT and ONNX Runtime.
+"""Runtime backends: one small protocol over eager torch, ExecuTorch, LiteRT and ONNX Runtime.
 
 Every backend takes and returns the pack's image tensor as numpy::
 
     x: (1, 3, S, S) float32 in [-1, 1]  ->  (1, 3, S, S) float32 in [-1, 1]
 
-Backends are created by name (``create_backend("executorch")``) from a registry; a new
+whatever the model file's own layout and dtype (a LiteRT file is NHWC and may have int8
+input; the backend converts at the edges).
+
+Backends are created by name (``create_backend("litert")``) from a registry; a new
 runtime registers a factory with :func:`register_backend` and imports its native library
 only when created, so a missing optional dependency is a BackendError, not an ImportError
-at ``import talkinghead.sdk``.
+at ``import talkinghead.sdk``. ``choose_backend`` picks one automatically ("auto"): the
+first of :data:`AUTO_ORDER` whose runtime is installed and that the pack has a model for.
+
+Model bytes are screened before a native runtime sees them: the sha256 (when given), then
+the format's header (ExecuTorch "ET.." identifier and sizes, LiteRT "TFL3" identifier,
+ORT "ORTM" identifier, or a full protobuf parse of an ONNX file). Runtimes load from those
+checked bytes in memory, never by re-reading the path.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -61,6 +71,46 @@ def register_backend(name: str) -> Callable[[Callable[..., Backend]], Callable[.
 def available_backends() -> list[str]:
     """Registered backend names (their native libraries may still be missing; creation says so)."""
     return sorted(_REGISTRY)
+
+
+# Preference of backend="auto": ExecuTorch is the runtime the C ABI ships; LiteRT next (NHWC,
+# GPU/NPU delegates on Android); ONNX Runtime last.
+AUTO_ORDER = ("executorch", "litert", "onnxruntime")
+# The module whose presence means a runtime is installed (checked without importing it).
+_RUNTIME_MODULES = {
+    "executorch": "executorch.runtime",
+    "litert": "ai_edge_litert.interpreter",
+    "onnxruntime": "onnxruntime",
+    "torch": "torch",
+}
+
+
+def runtime_installed(name: str) -> bool:
+    """Whether the native runtime behind backend ``name`` can be imported (nothing is imported)."""
+    module = _RUNTIME_MODULES.get(name)
+    if module is None:
+        return False
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        return False
+
+
+def choose_backend(pack_runtimes: Iterable[str], preference: Iterable[str] = AUTO_ORDER) -> str:
+    """The first runtime in ``preference`` that the pack has a model for and that is installed.
+
+    pack_runtimes: the runtimes of the pack's models at the wanted precision. BackendError
+    when none fits, naming what the pack has and what is installed.
+    """
+    have = set(pack_runtimes)
+    for name in preference:
+        if name in have and runtime_installed(name):
+            return name
+    installed = [n for n in AUTO_ORDER if runtime_installed(n)]
+    raise BackendError(
+        f"no usable backend: the pack has models for {sorted(have) or 'nothing'}, "
+        f"installed runtimes are {installed or 'none'}"
+    )
 
 
 def create_backend(name: str, **options: Any) -> Backend:
@@ -192,7 +242,11 @@ class ExecuTorchBackend(_BackendBase):
         except BackendError:
             raise
         except Exception as e:
-            raise BackendError(f"ExecuTorch could not load {source}: {e}") from e
+            # A delegate this runtime lacks (e.g. Core ML off Apple devices) fails here too.
+            registered = ", ".join(self._runtime.backend_registry.registered_backend_names)
+            raise BackendError(
+                f"ExecuTorch could not load {source}: {e} (backends in this runtime: {registered})"
+            ) from e
         self._data, self._program, self._method = data, program, method
         self._input_shape = shape
         self.source = source
@@ -218,6 +272,283 @@ class ExecuTorchBackend(_BackendBase):
     def close(self) -> None:
         self._method = self._program = self._data = None
         self._input_shape = None
+
+
+def run_bundled_program(data: bytes, *, atol: float, rtol: float = 0.0) -> int:
+    """Run every test case of an ExecuTorch BundledProgram (``.bpte``) and compare its outputs.
+
+    Returns how many cases passed; BackendError names the first one that is off. A phone does
+    the same with the same file through ExecuTorch's C++ bundled-program API.
+    """
+    if len(data) < 8 or data[4:6] != b"BP":
+        raise BackendError(f"not an ExecuTorch bundled program (identifier {data[4:8]!r})")
+    try:
+        from executorch.devtools.bundled_program.serialize import (
+            deserialize_from_flatbuffer_to_bundled_program,
+        )
+        from executorch.extension.pybindings.portable_lib import (
+            _load_bundled_program_from_buffer,
+            _load_for_executorch_from_bundled_program,
+        )
+    except ImportError as e:
+        raise BackendError(f"the ExecuTorch runtime is not installed: {e}") from e
+    try:
+        parsed = deserialize_from_flatbuffer_to_bundled_program(data)
+        suites = parsed.method_test_suites
+        n = len(next(t for t in suites if t.method_name == "forward").test_cases)
+        # The same screen as a plain .pte before the native loader sees the embedded program.
+        check_pte_header(bytes(parsed.program), "the program inside the bundle")
+        bundle = _load_bundled_program_from_buffer(data)
+        _load_for_executorch_from_bundled_program(bundle)
+    except BackendError:
+        raise
+    except Exception as e:
+        raise BackendError(f"not a loadable ExecuTorch bundled program: {e}") from e
+    for i in range(n):
+        try:
+            bundle.verify_result_with_bundled_expected_output("forward", i, rtol, atol)
+        except Exception as e:
+            raise BackendError(
+                f"bundled test case {i} is off (atol {atol}, rtol {rtol}): {e}"
+            ) from e
+    return n
+
+
+# ----------------------------------------------------------------------------- shared: NHWC and int8 edges
+
+
+def _to_layout(x: np.ndarray, layout: str) -> np.ndarray:
+    """(1, 3, S, S) -> the model's layout."""
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
+
+
+def _from_layout(y: np.ndarray, layout: str) -> np.ndarray:
+    """The model's layout -> (1, 3, S, S)."""
+    return np.ascontiguousarray(y.transpose(0, 3, 1, 2)) if layout == "NHWC" else y
+
+
+def _layout_of(shape: tuple[int, ...], source: str) -> str:
+    """NCHW for (1, 3, S, S), NHWC for (1, S, S, 3); BackendError for anything else."""
+    if len(shape) == 4 and shape[0] == 1:
+        if shape[1] == 3 and shape[2] == shape[3]:
+            return "NCHW"
+        if shape[3] == 3 and shape[1] == shape[2]:
+            return "NHWC"
+    raise BackendError(
+        f"{source}: input shape {list(shape)} is not a (1, 3, S, S) or (1, S, S, 3) image"
+    )
+
+
+def _quantize(x: np.ndarray, dtype: np.dtype, scale: float, zero_point: int) -> np.ndarray:
+    info = np.iinfo(dtype)
+    q = np.round(x / scale) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+# ----------------------------------------------------------------------------- LiteRT
+
+_TFLITE_IDENTIFIER = b"TFL3"
+
+
+def check_tflite_header(data: bytes, source: str = "<bytes>") -> None:
+    """Reject bytes that are not a LiteRT flatbuffer ("TFL3" file identifier at bytes 4:8)."""
+    if len(data) < 16 or data[4:8] != _TFLITE_IDENTIFIER:
+        raise BackendError(
+            f"{source} is not a LiteRT model (file identifier {data[4:8]!r}, expected {_TFLITE_IDENTIFIER!r})"
+        )
+    root = struct.unpack_from("<I", data, 0)[0]
+    if root >= len(data):
+        raise BackendError(
+            f"{source} is truncated: root table at {root}, file has {len(data)} bytes"
+        )
+
+
+@register_backend("litert")
+class LiteRTBackend(_BackendBase):
+    """Runs a ``.tflite`` with the LiteRT interpreter (``ai-edge-litert``), from bytes in memory.
+
+    NHWC files and int8 input/output tensors are handled at the edges, so ``run`` keeps the
+    protocol's (1, 3, S, S) float32 in and out.
+    """
+
+    name = "litert"
+
+    def __init__(self, num_threads: int | None = None) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as e:
+            raise BackendError(f"the LiteRT runtime (ai-edge-litert) is not installed: {e}") from e
+        self._interpreter_cls = Interpreter
+        self._num_threads = num_threads
+        self._interpreter: Any = None
+        self._data: bytes | None = None
+        self.source: str | None = None
+        self.layout = "NCHW"
+
+    def load(self, path: str | os.PathLike[str], *, sha256: str | None = None) -> None:
+        self.load_bytes(read_checked(path, sha256), source=str(path))
+
+    def load_bytes(self, data: bytes, *, source: str = "<bytes>") -> None:
+        """Load a model from bytes the caller has already checked (e.g. ``AvatarPack.read_verified``)."""
+        check_tflite_header(data, source)
+        self.close()
+        try:
+            interpreter = self._interpreter_cls(model_content=data, num_threads=self._num_threads)
+            interpreter.allocate_tensors()
+            inputs, outputs = interpreter.get_input_details(), interpreter.get_output_details()
+        except Exception as e:
+            raise BackendError(f"LiteRT could not load {source}: {e}") from e
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise BackendError(
+                f"{source}: expected 1 input and 1 output, got {len(inputs)} and {len(outputs)}"
+            )
+        self.layout = _layout_of(tuple(int(v) for v in inputs[0]["shape"]), source)
+        if _layout_of(tuple(int(v) for v in outputs[0]["shape"]), source) != self.layout:
+            raise BackendError(f"{source}: input and output layouts differ")
+        self._in, self._out = inputs[0], outputs[0]
+        self._data, self._interpreter, self.source = data, interpreter, source
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The protocol's (1, 3, S, S) shape of the loaded model."""
+        if self._interpreter is None:
+            raise BackendError("no model loaded")
+        shape = tuple(int(v) for v in self._in["shape"])
+        return shape if self.layout == "NCHW" else (shape[0], shape[3], shape[1], shape[2])
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        if self._interpreter is None:
+            raise BackendError("LiteRTBackend.run called before load")
+        x = _to_layout(check_image(x, self.input_shape), self.layout)
+        dtype = self._in["dtype"]
+        if np.issubdtype(dtype, np.integer):
+            scale, zero = self._in["quantization"]
+            x = _quantize(x, dtype, scale, zero)
+        try:
+            self._interpreter.set_tensor(self._in["index"], x)
+            self._interpreter.invoke()
+            y = self._interpreter.get_tensor(self._out["index"])
+        except Exception as e:
+            raise BackendError(f"LiteRT failed running {self.source}: {e}") from e
+        if np.issubdtype(y.dtype, np.integer):
+            scale, zero = self._out["quantization"]
+            y = (y.astype(np.float32) - zero) * np.float32(scale)
+        return _from_layout(y.astype(np.float32, copy=False), self.layout).copy()
+
+    def close(self) -> None:
+        self._interpreter = self._data = None
+
+
+# ----------------------------------------------------------------------------- ONNX Runtime
+
+_ORT_IDENTIFIER = b"ORTM"
+
+
+def check_onnx_bytes(data: bytes, source: str = "<bytes>") -> str:
+    """Screen an ONNX or ORT-format model; return its format, "onnx" or "ort".
+
+    ORT files are flatbuffers with the "ORTM" identifier at bytes 4:8. Anything else must
+    parse as an ONNX protobuf with one graph input and one output (with the ``onnx``
+    package, when installed: a runtime-only install relies on ONNX Runtime's own parser).
+    """
+    if len(data) >= 8 and data[4:8] == _ORT_IDENTIFIER:
+        root = struct.unpack_from("<I", data, 0)[0]
+        if root >= len(data):
+            raise BackendError(
+                f"{source} is truncated: root table at {root}, file has {len(data)} bytes"
+            )
+        return "ort"
+    if not data:
+        raise BackendError(f"{source} is empty, not an ONNX model")
+    try:
+        import onnx
+        from google.protobuf.message import DecodeError
+    except ImportError:
+        return "onnx"
+    try:
+        model = onnx.ModelProto.FromString(data)
+    except (DecodeError, ValueError, RuntimeError) as e:
+        raise BackendError(f"{source} is not an ONNX model (protobuf does not parse: {e})") from e
+    if not model.HasField("graph") or model.ir_version <= 0:
+        raise BackendError(f"{source} is not an ONNX model (no graph or IR version)")
+    graph = model.graph
+    if len(graph.input) != 1 or len(graph.output) != 1:
+        raise BackendError(
+            f"{source}: expected 1 input and 1 output, got {len(graph.input)} and {len(graph.output)}"
+        )
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:  # onnx.checker.ValidationError and friends
+        raise BackendError(f"{source} is not a valid ONNX model: {e}") from e
+    return "onnx"
+
+
+@register_backend("onnxruntime")
+class OnnxRuntimeBackend(_BackendBase):
+    """Runs an ``.onnx`` or ``.ort`` file with ONNX Runtime's CPU execution provider, from bytes."""
+
+    name = "onnxruntime"
+
+    def __init__(self, num_threads: int | None = None) -> None:
+        try:
+            import onnxruntime
+        except ImportError as e:
+            raise BackendError(f"ONNX Runtime is not installed: {e}") from e
+        self._ort = onnxruntime
+        self._num_threads = num_threads
+        self._session: Any = None
+        self.source: str | None = None
+        self.format: str | None = None
+
+    def load(self, path: str | os.PathLike[str], *, sha256: str | None = None) -> None:
+        self.load_bytes(read_checked(path, sha256), source=str(path))
+
+    def load_bytes(self, data: bytes, *, source: str = "<bytes>") -> None:
+        """Load a model from bytes the caller has already checked (e.g. ``AvatarPack.read_verified``)."""
+        fmt = check_onnx_bytes(data, source)
+        self.close()
+        options = self._ort.SessionOptions()
+        if self._num_threads is not None:
+            options.intra_op_num_threads = self._num_threads
+            options.inter_op_num_threads = 1
+        if fmt == "ort":
+            options.add_session_config_entry("session.load_model_format", "ORT")
+        options.log_severity_level = 3  # errors only; the exception carries the message
+        try:
+            session = self._ort.InferenceSession(
+                data, sess_options=options, providers=["CPUExecutionProvider"]
+            )
+            inputs, outputs = session.get_inputs(), session.get_outputs()
+        except Exception as e:
+            raise BackendError(f"ONNX Runtime could not load {source}: {e}") from e
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise BackendError(
+                f"{source}: expected 1 input and 1 output, got {len(inputs)} and {len(outputs)}"
+            )
+        shape = inputs[0].shape
+        if not all(isinstance(v, int) for v in shape) or _layout_of(tuple(shape), source) != "NCHW":
+            raise BackendError(f"{source}: input must be a static (1, 3, S, S) image, got {shape}")
+        self._input_name, self._input_shape = inputs[0].name, tuple(shape)
+        self._session, self.source, self.format = session, source, fmt
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        if self._session is None:
+            raise BackendError("no model loaded")
+        return self._input_shape
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        if self._session is None:
+            raise BackendError("OnnxRuntimeBackend.run called before load")
+        x = check_image(x, self._input_shape)
+        try:
+            y = self._session.run(None, {self._input_name: x})[0]
+        except Exception as e:
+            raise BackendError(f"ONNX Runtime failed running {self.source}: {e}") from e
+        return np.asarray(y, dtype=np.float32).copy()
+
+    def close(self) -> None:
+        self._session = None
 
 
 # ----------------------------------------------------------------------------- eager torch
@@ -280,13 +611,21 @@ class TorchBackend(_BackendBase):
 
 
 __all__ = [
+    "AUTO_ORDER",
     "Backend",
     "ExecuTorchBackend",
+    "LiteRTBackend",
+    "OnnxRuntimeBackend",
     "TorchBackend",
     "available_backends",
     "check_image",
+    "check_onnx_bytes",
     "check_pte_header",
+    "check_tflite_header",
+    "choose_backend",
     "create_backend",
     "read_checked",
     "register_backend",
+    "run_bundled_program",
+    "runtime_installed",
 ]

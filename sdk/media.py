@@ -1,18 +1,97 @@
 """Video and sticker files: read driving videos, write MP4 (H.264) and animated WebP.
 
-Frames are (H, W, 3) uint8 RGB throughout.
+Frames are (H, W, 3) uint8 RGB throughout. Written files carry a provenance label saying they
+are AI-generated (IPTC digital source type ``trainedAlgorithmicMedia``): in MP4 as the
+``comment`` (JSON) and ``description`` tags, in WebP as an XMP packet. ``read_label`` reads it
+back from MP4, WebP, PNG and JPEG. See docs/provenance.md.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import os
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from talkinghead import __version__
 from talkinghead.errors import ImageReadError, InvalidInputError
+
+DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+_XMP_NS = "urn:talkinghead:provenance:1"
+Label = Mapping[str, object]
+
+
+def synthetic_label(**fields: object) -> dict[str, object]:
+    """The provenance label every written file carries; ``fields`` add to it (pack, watermark)."""
+    return {
+        "ai_generated": True,
+        "digital_source_type": DIGITAL_SOURCE_TYPE,
+        "generator": f"talkinghead {__version__}",
+        **fields,
+    }
+
+
+def _resolve_label(label: Label | bool) -> dict[str, object] | None:
+    if label is True:
+        return synthetic_label()
+    if label is False:
+        return None
+    if not isinstance(label, Mapping):
+        raise InvalidInputError(f"label must be a mapping or a bool, got {type(label).__name__}")
+    return synthetic_label(**label)
+
+
+def _sentence(label: Label) -> str:
+    return (
+        f"AI-generated (synthetic) media made by {label.get('generator', 'talkinghead')}; "
+        "IPTC digital source type: trainedAlgorithmicMedia"
+    )
+
+
+def label_to_xmp(label: Label) -> bytes:
+    """An XMP packet with the IPTC digital source type, a description and the JSON label."""
+    attr = html.escape(json.dumps(dict(label), sort_keys=True), quote=True)
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">\n'
+        '<rdf:Description rdf:about=""\n'
+        ' xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/"\n'
+        ' xmlns:dc="http://purl.org/dc/elements/1.1/"\n'
+        ' xmlns:xmp="http://ns.adobe.com/xap/1.0/"\n'
+        f' xmlns:talkinghead="{_XMP_NS}"\n'
+        f' Iptc4xmpExt:DigitalSourceType="{DIGITAL_SOURCE_TYPE}"\n'
+        f' xmp:CreatorTool="{html.escape(str(label.get("generator", "")), quote=True)}"\n'
+        f' talkinghead:Label="{attr}">\n'
+        f'<dc:description><rdf:Alt><rdf:li xml:lang="x-default">{html.escape(_sentence(label))}'
+        "</rdf:li></rdf:Alt></dc:description>\n"
+        "</rdf:Description>\n</rdf:RDF>\n</x:xmpmeta>\n"
+        '<?xpacket end="w"?>'
+    ).encode()
+
+
+def label_from_xmp(xmp: bytes | str) -> dict[str, object] | None:
+    """The label in an XMP packet, or None. A packet from other software that only states the
+    IPTC digital source type yields ``{"digital_source_type": ...}``.
+
+    Matched with two regular expressions, not an XML parser: the packet is untrusted input.
+    """
+    text = xmp.decode("utf-8", "replace") if isinstance(xmp, bytes) else str(xmp)
+    m = re.search(r'talkinghead:Label="([^"]*)"', text)
+    if m:
+        try:
+            label = json.loads(html.unescape(m.group(1)))
+            if isinstance(label, dict):
+                return label
+        except json.JSONDecodeError:
+            pass
+    m = re.search(r'DigitalSourceType(?:="|>)\s*([^"<\s]+)', text)
+    return {"digital_source_type": m.group(1)} if m else None
 
 
 def _check_frames(frames: list[np.ndarray]) -> tuple[int, int]:
@@ -28,22 +107,32 @@ def _check_frames(frames: list[np.ndarray]) -> tuple[int, int]:
 
 
 def write_mp4(
-    frames: Iterable[np.ndarray], path: str | os.PathLike[str], fps: float = 25, crf: int = 18
+    frames: Iterable[np.ndarray],
+    path: str | os.PathLike[str],
+    fps: float = 25,
+    crf: int = 18,
+    label: Label | bool = True,
 ) -> Path:
     """Encode frames as H.264 (yuv420p, playable everywhere) in an MP4 container.
 
     H.264 in yuv420p needs even sides; odd-sized frames are padded by one edge pixel.
+    label: True writes the synthetic-media label, a mapping adds fields to it, False writes
+    none (for footage that is not generated, e.g. a recorded driving video).
     """
     import av
 
     frames = list(frames)
     h, w = _check_frames(frames)
+    meta = _resolve_label(label)
     if not fps > 0:
         raise InvalidInputError(f"fps must be positive, got {fps}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ph, pw = h + h % 2, w + w % 2
     with av.open(str(path), mode="w") as container:
+        if meta is not None:
+            container.metadata["comment"] = json.dumps(meta, sort_keys=True)
+            container.metadata["description"] = _sentence(meta)
         stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
         stream.width, stream.height, stream.pix_fmt = pw, ph, "yuv420p"
         stream.options = {"crf": str(crf), "preset": "medium"}
@@ -63,12 +152,15 @@ def write_webp(
     fps: float = 25,
     quality: int = 80,
     loop: int = 0,
+    label: Label | bool = True,
 ) -> Path:
-    """Write an animated WebP sticker (``loop=0`` repeats forever)."""
+    """Write an animated WebP sticker (``loop=0`` repeats forever) with an XMP label (see
+    ``write_mp4`` for ``label``)."""
     from PIL import Image
 
     frames = list(frames)
     _check_frames(frames)
+    meta = _resolve_label(label)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     images = [Image.fromarray(f) for f in frames]
@@ -81,8 +173,46 @@ def write_webp(
         loop=loop,
         quality=quality,
         method=4,
+        **({"xmp": label_to_xmp(meta)} if meta is not None else {}),
     )
     return path
+
+
+def read_label(path: str | os.PathLike[str]) -> dict[str, object] | None:
+    """The provenance label of a media file (MP4 tags, or XMP in WebP/PNG/JPEG), or None.
+
+    Raises ImageReadError when the file is missing or neither an image nor a video.
+    """
+    import av
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"media file not found: {path}")
+    try:
+        with Image.open(path) as im:
+            xmp = im.info.get("xmp") or im.info.get("XML:com.adobe.xmp")
+            return label_from_xmp(xmp) if xmp else None
+    except UnidentifiedImageError:
+        pass  # not an image: try it as a video
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageReadError(f"cannot read {path}: {exc}") from exc
+    try:
+        with av.open(str(path)) as c:
+            meta = dict(c.metadata)
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise ImageReadError(f"{path} is neither a readable image nor a video: {exc}") from exc
+    try:
+        label = json.loads(meta.get("comment", ""))
+        if isinstance(label, dict) and label.get("ai_generated"):
+            return label
+    except json.JSONDecodeError:
+        pass
+    return (
+        {"description": meta["description"]}
+        if "AI-generated" in meta.get("description", "")
+        else None
+    )
 
 
 def read_video(

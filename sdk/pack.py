@@ -5,14 +5,20 @@ numpy is used only for parity vectors. Everything a pack holds is listed in the 
 with its sha256, and every file is checked before any runtime sees it: a native runtime
 handed a corrupt model file can take the whole process down.
 
-Layout::
+Layout (docs/avatar-pack.md describes every key)::
 
     astronaut/
       manifest.json
-      student_xnnpack_fp32.pte
-      student_xnnpack_q8.pte
+      astronaut_student-s_xnnpack_fp32.pte     ExecuTorch, XNNPACK
+      astronaut_student-s_xnnpack_q8.pte
+      astronaut_student-s_xnnpack_q8.bpte      (optional: BundledProgram with parity vectors)
+      astronaut_student-s_litert_fp32.tflite   LiteRT, NHWC
+      astronaut_student-s_onnx_q8.onnx         ONNX (+ .ort twin for ORT mobile builds)
       photo.png            (optional: the enrolled crop)
       parity.npz           (optional: inputs and reference outputs for a self-check)
+
+Schema 2 adds, per model, its ``format``, its own ``input``/``output`` tensor specs (layout
+NHWC, int8 quantization) and free-form ``info``; schema 1 packs (ExecuTorch only) still read.
 """
 
 from __future__ import annotations
@@ -34,12 +40,17 @@ from typing import Any
 from talkinghead import __version__ as SDK_VERSION
 from talkinghead.errors import InvalidInputError, PackError, PackIntegrityError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)
 PACK_FORMAT = "talkinghead.avatar-pack"
 MANIFEST_NAME = "manifest.json"
 PARITY_NAME = "parity.npz"
 NUM_LANDMARKS = 68
 PRECISIONS = ("fp32", "int8")
+LAYOUTS = ("NCHW", "NHWC")
+MODEL_DTYPES = ("float32", "int8", "uint8")
+# Model file format by suffix, when a manifest entry does not say.
+FORMATS = {".pte": "pte", ".tflite": "tflite", ".onnx": "onnx", ".ort": "ort"}
 # Zip extraction limits: a pack is a few small models and a photo, never gigabytes.
 MAX_ZIP_BYTES = 1 << 30
 MAX_ZIP_MEMBERS = 1000
@@ -102,7 +113,11 @@ def _is_sha256(s: object) -> bool:
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """A model input or output: ``shape`` [1, 3, S, S], float32, NCHW, values in ``range``."""
+    """A model input or output: ``shape`` [1, 3, S, S] (NCHW) or [1, S, S, 3] (NHWC), values in ``range``.
+
+    quantization: for int8/uint8 tensors, ``{"scale": s, "zero_point": z}`` with
+        real = s * (q - z); None for float tensors.
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -110,9 +125,10 @@ class TensorSpec:
     dtype: str = "float32"
     layout: str = "NCHW"
     range: tuple[float, float] = (-1.0, 1.0)
+    quantization: Mapping[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "shape": list(self.shape),
             "dtype": self.dtype,
@@ -120,6 +136,9 @@ class TensorSpec:
             "range": list(self.range),
             "description": self.description,
         }
+        if self.quantization is not None:
+            out["quantization"] = dict(self.quantization)
+        return out
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], where: str) -> TensorSpec:
@@ -131,6 +150,13 @@ class TensorSpec:
         rng = _require(d, "range", list, where)
         if len(rng) != 2 or not all(isinstance(v, (int, float)) for v in rng) or rng[0] >= rng[1]:
             raise PackError(f"manifest: key '{where}.range' must be [low, high], got {rng}")
+        quant = d.get("quantization")
+        if quant is not None:
+            quant = _require(d, "quantization", dict, where)
+            scale = _require(quant, "scale", (int, float), f"{where}.quantization")
+            _require(quant, "zero_point", int, f"{where}.quantization")
+            if not (math.isfinite(scale) and scale > 0):
+                raise PackError(f"manifest: key '{where}.quantization.scale' must be positive")
         return cls(
             name=_require(d, "name", str, where),
             shape=tuple(shape),
@@ -138,7 +164,32 @@ class TensorSpec:
             dtype=_require(d, "dtype", str, where),
             layout=_require(d, "layout", str, where),
             range=(float(rng[0]), float(rng[1])),
+            quantization=quant,
         )
+
+    def check_image(self, resolution: int, where: str, *, model_file: bool) -> None:
+        """PackError unless this is a [1, 3, S, S] NCHW / [1, S, S, 3] NHWC image spec.
+
+        The pack-level specs are float32 NCHW; a model file's own spec may be NHWC and,
+        with ``quantization``, int8 or uint8.
+        """
+        s = resolution
+        dtypes = MODEL_DTYPES if model_file else ("float32",)
+        layouts = LAYOUTS if model_file else ("NCHW",)
+        if self.layout not in layouts or self.dtype not in dtypes:
+            raise PackError(
+                f"manifest: '{where}' must be {'/'.join(dtypes)} {'/'.join(layouts)}, "
+                f"got {self.dtype} {self.layout}"
+            )
+        expected = (1, 3, s, s) if self.layout == "NCHW" else (1, s, s, 3)
+        if self.shape != expected:
+            raise PackError(
+                f"manifest: key '{where}.shape' is {list(self.shape)}, expected {list(expected)}"
+            )
+        if (self.dtype != "float32") != (self.quantization is not None):
+            raise PackError(
+                f"manifest: '{where}' is {self.dtype}: quantization must be given exactly for integer tensors"
+            )
 
 
 def image_spec(name: str, resolution: int, description: str) -> TensorSpec:
@@ -169,7 +220,13 @@ class LandmarkConvention:
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model file in the pack. ``precision``: "fp32" or "int8"."""
+    """One model file in the pack. ``precision``: "fp32" or "int8".
+
+    format: "pte", "tflite", "onnx" or "ort" (from the file's suffix when not given).
+    input, output: the file's own tensor specs when they differ from the pack's NCHW float32
+        ones (NHWC, int8); None means "as the pack's ``input``/``output``".
+    info: free-form facts about the file (measured parity, bundled program, mobile checks).
+    """
 
     file: str
     sha256: str
@@ -177,16 +234,32 @@ class ModelEntry:
     runtime: str = "executorch"
     backend: str = "xnnpack"
     precision: str = "fp32"
+    format: str = ""
+    input: TensorSpec | None = None
+    output: TensorSpec | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.format:
+            object.__setattr__(self, "format", FORMATS.get(PurePosixPath(self.file).suffix, ""))
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "runtime": self.runtime,
             "backend": self.backend,
             "precision": self.precision,
             "file": self.file,
             "sha256": self.sha256,
             "bytes": self.bytes,
+            "format": self.format,
         }
+        if self.input is not None:
+            out["input"] = self.input.to_json()
+        if self.output is not None:
+            out["output"] = self.output.to_json()
+        if self.info:
+            out["info"] = dict(self.info)
+        return out
 
     @classmethod
     def from_json(cls, d: Mapping[str, Any], where: str) -> ModelEntry:
@@ -197,6 +270,14 @@ class ModelEntry:
             runtime=_require(d, "runtime", str, where),
             backend=_require(d, "backend", str, where),
             precision=_require(d, "precision", str, where),
+            format=_require(d, "format", str, where) if "format" in d else "",
+            input=TensorSpec.from_json(_require(d, "input", dict, where), f"{where}.input")
+            if "input" in d
+            else None,
+            output=TensorSpec.from_json(_require(d, "output", dict, where), f"{where}.output")
+            if "output" in d
+            else None,
+            info=dict(_require(d, "info", dict, where)) if "info" in d else {},
         )
         if entry.precision not in PRECISIONS:
             raise PackError(
@@ -307,9 +388,10 @@ class AvatarManifest:
                 f"pack schema_version {version} is newer than this SDK supports "
                 f"({SCHEMA_VERSION}); upgrade talkinghead (installed {SDK_VERSION}) to open it"
             )
-        if version != SCHEMA_VERSION:
+        if version not in SUPPORTED_SCHEMA_VERSIONS:
             raise PackError(
-                f"unknown pack schema_version {version}; this SDK supports schema_version {SCHEMA_VERSION}"
+                f"unknown pack schema_version {version}; this SDK supports schema_version "
+                f"{', '.join(map(str, SUPPORTED_SCHEMA_VERSIONS))}"
             )
         fmt = _require(d, "format", str, "")
         if fmt != PACK_FORMAT:
@@ -365,15 +447,8 @@ class AvatarManifest:
         except ValueError as e:
             raise PackError(f"manifest: key 'created' is not an ISO time: {self.created!r}") from e
         s = self.resolution
-        for spec, key in ((self.input, "input"), (self.output, "output")):
-            if spec.shape != (1, 3, s, s):
-                raise PackError(
-                    f"manifest: key '{key}.shape' is {list(spec.shape)}, expected [1, 3, {s}, {s}]"
-                )
-            if spec.dtype != "float32" or spec.layout != "NCHW":
-                raise PackError(
-                    f"manifest: '{key}' must be float32 NCHW, got {spec.dtype} {spec.layout}"
-                )
+        self.input.check_image(s, "input", model_file=False)
+        self.output.check_image(s, "output", model_file=False)
         if self.landmark_convention.size != s:
             raise PackError(
                 f"manifest: key 'landmark_convention.size' is {self.landmark_convention.size}, expected {s}"
@@ -384,6 +459,20 @@ class AvatarManifest:
                 raise PackError(f"manifest: models[{i}].file {m.file!r} is not listed in 'files'")
             if listed != m.sha256:
                 raise PackError(f"manifest: models[{i}].sha256 disagrees with files[{m.file!r}]")
+            if m.format not in FORMATS.values():
+                raise PackError(
+                    f"manifest: key 'models[{i}].format' must be one of {sorted(FORMATS.values())}, got {m.format!r}"
+                )
+            for spec, key in ((m.input, "input"), (m.output, "output")):
+                if spec is not None:
+                    spec.check_image(s, f"models[{i}].{key}", model_file=True)
+            bundled = m.info.get("bundled")
+            if bundled is not None:
+                rel = safe_relpath(_require(bundled, "file", str, f"models[{i}].info.bundled"))
+                if rel not in self.files:
+                    raise PackError(
+                        f"manifest: models[{i}].info.bundled.file {rel!r} is not listed in 'files'"
+                    )
         if self.identity.photo is not None and self.identity.photo not in self.files:
             raise PackError(
                 f"manifest: identity.photo {self.identity.photo!r} is not listed in 'files'"
@@ -393,13 +482,24 @@ class AvatarManifest:
                 f"manifest: parity.file {self.parity['file']!r} is not listed in 'files'"
             )
 
-    def model(self, precision: str = "fp32", runtime: str = "executorch") -> ModelEntry:
-        """The model entry for ``runtime`` at ``precision``; PackError when the pack has none."""
+    def model(
+        self, precision: str = "fp32", runtime: str = "executorch", format: str | None = None
+    ) -> ModelEntry:
+        """The first model entry for ``runtime`` at ``precision`` (and ``format``); PackError when none."""
         for m in self.models:
-            if m.precision == precision and m.runtime == runtime:
+            if m.precision == precision and m.runtime == runtime and format in (None, m.format):
                 return m
-        have = ", ".join(f"{m.runtime}/{m.precision}" for m in self.models)
-        raise PackError(f"pack {self.name!r} has no {runtime}/{precision} model (has: {have})")
+        have = ", ".join(f"{m.runtime}/{m.precision}/{m.format}" for m in self.models)
+        want = f"{runtime}/{precision}" + (f"/{format}" if format else "")
+        raise PackError(f"pack {self.name!r} has no {want} model (has: {have})")
+
+    def runtimes(self, precision: str | None = None) -> list[str]:
+        """The runtimes the pack has models for (at ``precision``), in manifest order, once each."""
+        out: list[str] = []
+        for m in self.models:
+            if (precision is None or m.precision == precision) and m.runtime not in out:
+                out.append(m.runtime)
+        return out
 
 
 def load_manifest(folder: str | os.PathLike[str]) -> AvatarManifest:
@@ -425,12 +525,22 @@ def load_manifest(folder: str | os.PathLike[str]) -> AvatarManifest:
 
 @dataclass(frozen=True)
 class ModelSource:
-    """A model file to put in a pack: where it is now and what it is."""
+    """A model file to put in a pack: where it is now and what it is (see :class:`ModelEntry`).
+
+    bundled: an ExecuTorch BundledProgram of this model to ship beside it; recorded in the
+        entry's ``info["bundled"]`` with ``bundled_info`` (its tolerances).
+    """
 
     path: str | os.PathLike[str]
     precision: str = "fp32"
     runtime: str = "executorch"
     backend: str = "xnnpack"
+    format: str = ""
+    input: TensorSpec | None = None
+    output: TensorSpec | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+    bundled: str | os.PathLike[str] | None = None
+    bundled_info: Mapping[str, Any] = field(default_factory=dict)
 
 
 def write_pack(
@@ -497,6 +607,10 @@ def write_pack(
                 f"model precision must be one of {PRECISIONS}, got {m.precision!r}"
             )
         rel = put(Path(m.path).name, m.path)
+        info = dict(m.info)
+        if m.bundled is not None:
+            brel = put(Path(m.bundled).name, m.bundled)
+            info["bundled"] = {**dict(m.bundled_info), "file": brel}
         entries.append(
             ModelEntry(
                 file=rel,
@@ -505,6 +619,10 @@ def write_pack(
                 runtime=m.runtime,
                 backend=m.backend,
                 precision=m.precision,
+                format=m.format,
+                input=m.input,
+                output=m.output,
+                info=info,
             )
         )
     photo_rel = put("photo.png", photo) if photo is not None else None
@@ -770,8 +888,10 @@ class AvatarPack:
             )
         return data
 
-    def model(self, precision: str = "fp32", runtime: str = "executorch") -> ModelEntry:
-        return self.manifest.model(precision, runtime)
+    def model(
+        self, precision: str = "fp32", runtime: str = "executorch", format: str | None = None
+    ) -> ModelEntry:
+        return self.manifest.model(precision, runtime, format)
 
     def load_parity(self) -> dict[str, Any]:
         """The parity arrays (numpy), hash-checked and loaded without pickle."""
@@ -838,6 +958,7 @@ __all__ = [
     "MANIFEST_NAME",
     "PACK_FORMAT",
     "SCHEMA_VERSION",
+    "SUPPORTED_SCHEMA_VERSIONS",
     "AvatarManifest",
     "AvatarPack",
     "Identity",

@@ -7,6 +7,8 @@
 
 Results are plain numpy in pixels of the input image, so nothing downstream touches
 MediaPipe types. Every failure surfaces as a :mod:`talkinghead.errors` exception.
+In VIDEO and LIVE_STREAM mode faces carry stable track ids, are One Euro smoothed and
+follow a loss policy (see :mod:`talkinghead.sdk.tracks`); IMAGE mode calls are independent.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from talkinghead.errors import (
 
 from .assets import face_landmarker_path
 from .landmarks import mediapipe_to_68
+from .smoothing import OneEuroParams
+from .tracks import FaceTracks, check_loss_policy
 
 MIN_IMAGE_SIDE_PX = 32
 
@@ -55,12 +59,22 @@ class FaceResult:
         blendshapes: ARKit-style name -> score in [0, 1] (52 entries; empty when disabled).
         transform: (4, 4) float32 facial transformation matrix (canonical face to camera,
             centimetres), or None when disabled.
+        track_id: stable id of this face across frames (VIDEO, LIVE_STREAM); None in IMAGE.
+        tracked: False when the face was not found in this frame and the result is the
+            loss policy's stand-in (held or fading to neutral).
     """
 
     landmarks: np.ndarray
     landmarks68: np.ndarray
     blendshapes: dict[str, float] = field(default_factory=dict)
     transform: np.ndarray | None = None
+    track_id: int | None = None
+    tracked: bool = True
+
+    @property
+    def head_pose(self) -> tuple[float, float, float] | None:
+        """(yaw, pitch, roll) in degrees from :attr:`transform`; see :func:`head_pose_degrees`."""
+        return None if self.transform is None else head_pose_degrees(self.transform)
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
@@ -92,6 +106,12 @@ class FaceTrackerOptions:
         num_faces: most faces returned per frame.
         result_callback: LIVE_STREAM only; called as ``callback(faces, image, timestamp_ms)``
             from MediaPipe's worker thread.
+        smoothing: One Euro parameters applied per tracked face in VIDEO and LIVE_STREAM
+            mode (landmarks, blendshapes, transform); None turns our smoothing off.
+        on_face_lost: "hold", "neutral" or "none": what VIDEO / LIVE_STREAM report for a
+            face that was tracked and is now lost (see :mod:`talkinghead.sdk.tracks`).
+        neutral_fade_ms: with "neutral", the time to fade from the last result to the
+            track's first frame, ms.
     """
 
     model_path: str | Path | None = None
@@ -103,17 +123,23 @@ class FaceTrackerOptions:
     output_face_blendshapes: bool = True
     output_facial_transformation_matrixes: bool = True
     result_callback: ResultCallback | None = None
+    smoothing: OneEuroParams | None = field(default_factory=OneEuroParams)
+    on_face_lost: str = "hold"
+    neutral_fade_ms: float = 500.0
 
 
 class FaceTracker:
     """MediaPipe FaceLandmarker behind numpy-in, numpy-out calls. A context manager."""
 
-    def __init__(self, landmarker: Any, options: FaceTrackerOptions) -> None:
+    def __init__(
+        self, landmarker: Any, options: FaceTrackerOptions, tracks: FaceTracks | None = None
+    ) -> None:
         # Use create_from_options; this takes an already-built MediaPipe landmarker.
         self._landmarker = landmarker
         self._options = options
         self._last_timestamp_ms: int | None = None
         self._lock = threading.Lock()
+        self._tracks = tracks
 
     @classmethod
     def create_from_options(cls, options: FaceTrackerOptions | None = None) -> FaceTracker:
@@ -139,9 +165,13 @@ class FaceTracker:
             RunningMode.VIDEO: vision.RunningMode.VIDEO,
             RunningMode.LIVE_STREAM: vision.RunningMode.LIVE_STREAM,
         }[options.running_mode]
-        callback = None
+        callback, tracks = None, None
+        if options.running_mode is not RunningMode.IMAGE:
+            tracks = FaceTracks(
+                options.num_faces, options.smoothing, options.on_face_lost, options.neutral_fade_ms
+            )
         if options.running_mode is RunningMode.LIVE_STREAM:
-            callback = _wrap_callback(options.result_callback)
+            callback = _wrap_callback(options.result_callback, tracks)
         mp_options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(model_path)),
             running_mode=mp_mode,
@@ -157,7 +187,7 @@ class FaceTracker:
             landmarker = vision.FaceLandmarker.create_from_options(mp_options)
         except Exception as exc:  # native loader errors come as RuntimeError/ValueError
             raise ModelAssetError(f"MediaPipe could not load {model_path}: {exc}") from exc
-        return cls(landmarker, options)
+        return cls(landmarker, options, tracks)
 
     @property
     def options(self) -> FaceTrackerOptions:
@@ -182,6 +212,10 @@ class FaceTracker:
     def detect_for_video(self, image: np.ndarray, timestamp_ms: int) -> list[FaceResult]:
         """Track faces in one video frame (VIDEO mode); timestamps must strictly increase.
 
+        Returns:
+            Faces sorted by track id, smoothed, including the loss policy's stand-ins
+            (``tracked=False``) for faces lost in this frame.
+
         Raises:
             TimestampError: ``timestamp_ms`` is not greater than the previous one.
         """
@@ -189,7 +223,8 @@ class FaceTracker:
         rgb = as_rgb_uint8(image)
         ts = self._next_timestamp(timestamp_ms)
         result = self._run(lambda lm, mp_image: lm.detect_for_video(mp_image, ts), rgb)
-        return _convert_result(result, rgb.shape[1], rgb.shape[0])
+        faces = _convert_result(result, rgb.shape[1], rgb.shape[0])
+        return self._tracks.update(faces, ts)
 
     def detect_async(self, image: np.ndarray, timestamp_ms: int) -> None:
         """Queue one live frame (LIVE_STREAM mode); results arrive via ``result_callback``.
@@ -287,6 +322,30 @@ def largest_face(faces: list[FaceResult]) -> FaceResult:
     if not faces:
         raise NoFaceError("no face found in the image")
     return max(faces, key=lambda face: face.area)
+
+
+def head_pose_degrees(transform: np.ndarray) -> tuple[float, float, float]:
+    """(yaw, pitch, roll) in degrees from a (4, 4) facial transformation matrix.
+
+    Same conventions as :class:`talkinghead.sdk.motion.MotionParams`: yaw + turns the face
+    toward image right, pitch + tilts it up, roll + turns it counter-clockwise in the image.
+    The rotation is read as R = Ry(yaw) Rx(-pitch) Rz(roll) in MediaPipe's camera frame
+    (x right, y up, z toward the viewer), after removing any scale.
+
+    Raises:
+        InvalidInputError: not a finite (4, 4) matrix with an invertible 3x3 block.
+    """
+    m = np.asarray(transform, np.float64)
+    if m.shape != (4, 4) or not np.isfinite(m).all():
+        raise InvalidInputError(f"transform must be a finite (4, 4) matrix, got shape {m.shape}")
+    u, s, vt = np.linalg.svd(m[:3, :3])
+    if s.min() < 1e-9 * max(s.max(), 1e-30):
+        raise InvalidInputError("transform's 3x3 block is singular")
+    r = u @ vt  # nearest rotation: removes MediaPipe's scale and any shear
+    pitch_down = np.degrees(np.arcsin(np.clip(-r[1, 2], -1.0, 1.0)))
+    yaw = np.degrees(np.arctan2(r[0, 2], r[2, 2]))
+    roll = np.degrees(np.arctan2(r[1, 0], r[1, 1]))
+    return float(yaw), float(-pitch_down), float(roll)
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
@@ -416,6 +475,11 @@ def _check_options(options: FaceTrackerOptions) -> None:
         value = getattr(options, name)
         if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
             raise InvalidInputError(f"{name} must be in [0, 1], got {value!r}")
+    if options.smoothing is not None and not isinstance(options.smoothing, OneEuroParams):
+        raise InvalidInputError(
+            f"smoothing must be OneEuroParams or None, got {type(options.smoothing).__name__}"
+        )
+    check_loss_policy(options.on_face_lost, options.neutral_fade_ms)
     live = options.running_mode is RunningMode.LIVE_STREAM
     if live and options.result_callback is None:
         raise InvalidInputError("LIVE_STREAM mode needs a result_callback")
@@ -423,12 +487,17 @@ def _check_options(options: FaceTrackerOptions) -> None:
         raise InvalidInputError("result_callback is only used in LIVE_STREAM mode")
 
 
-def _wrap_callback(user_callback: ResultCallback | None) -> Callable[[Any, Any, int], None]:
+def _wrap_callback(
+    user_callback: ResultCallback | None, tracks: FaceTracks
+) -> Callable[[Any, Any, int], None]:
     assert user_callback is not None
+    lock = threading.Lock()  # MediaPipe calls back from its own thread
 
     def on_result(result: Any, mp_image: Any, timestamp_ms: int) -> None:
         rgb = np.asarray(mp_image.numpy_view())
         faces = _convert_result(result, mp_image.width, mp_image.height)
+        with lock:
+            faces = tracks.update(faces, int(timestamp_ms))
         user_callback(faces, rgb, int(timestamp_ms))
 
     return on_result

@@ -14,7 +14,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from talkinghead.errors import TalkingHeadError
+from talkinghead.errors import InvalidInputError, TalkingHeadError
 
 log = logging.getLogger("talkinghead")
 
@@ -53,9 +53,17 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from talkinghead.train.report import plot_history
 
     cfg = MetaTrainConfig(
-        teacher=args.teacher, k=args.k, batch_size=args.batch_size, steps=args.steps, seed=args.seed
+        teacher=args.teacher,
+        k=args.k,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        seed=args.seed,
+        vgg19_weights=args.vgg19_weights,
+        vggface_weights=args.vggface_weights,
     )
     ckpt = meta_train(read_shards(args.data), args.out, cfg, resume=not args.restart)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 alone reports
+        return
     plot_history(Path(args.out) / "history.json", Path(args.out) / "losses.png")
     print(f"teacher checkpoint: {ckpt}")
     if args.ship:
@@ -64,6 +72,54 @@ def _cmd_train(args: argparse.Namespace) -> None:
         teacher = load_checkpoint(ckpt, "teacher")
         save_checkpoint(args.ship, teacher, "teacher", half=True, **teacher.notes)
         print(f"float16 copy for shipping: {args.ship}")
+
+
+def _cmd_preprocess(args: argparse.Namespace) -> None:
+    from talkinghead.train.preprocess import PreprocessConfig, preprocess
+
+    cfg = PreprocessConfig(
+        size=args.size,
+        frames_per_video=args.frames_per_video,
+        pick=args.pick,
+        candidates_per_file=args.candidates_per_file,
+        videos_per_shard=args.videos_per_shard,
+        seed=args.seed,
+    )
+    print(json.dumps(preprocess(args.root, args.out, cfg).to_dict(), indent=2))
+
+
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError as exc:
+        raise InvalidInputError(f"{what} must be comma-separated integers, got {text!r}") from exc
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from talkinghead.models.checkpoint import load_checkpoint
+    from talkinghead.pipeline import DEFAULT_TEACHER, weights_path
+    from talkinghead.train.data import read_shards
+    from talkinghead.train.evaluate import EvalConfig, evaluate, photo_clip, shard_clips
+    from talkinghead.train.make_data import load_photo
+
+    cfg = EvalConfig(
+        shots=_int_list(args.shots, "--shots"),
+        modes=tuple(args.mode.split(",")),
+        ft_steps=args.ft_steps,
+        test_frames=args.test_frames,
+        seed=args.seed,
+    )
+    cfg.validate()
+    if not args.photo and not args.data:
+        raise InvalidInputError("give held-out identities: --photo and/or --data")
+    teacher = load_checkpoint(args.teacher or weights_path(DEFAULT_TEACHER), "teacher")
+    size, clips = teacher.cfg.resolution, []
+    for p in args.photo:
+        name, image = load_photo(p)
+        clips.append(photo_clip(name, image, size, max(cfg.shots), cfg.test_frames, cfg.seed))
+    if args.data:
+        clips += shard_clips(read_shards(args.data), cfg.test_frames)
+    print(json.dumps(evaluate(teacher, clips, cfg, args.out), indent=2))
 
 
 def _cmd_distill(args: argparse.Namespace) -> None:
@@ -80,34 +136,108 @@ def _cmd_distill(args: argparse.Namespace) -> None:
     print(json.dumps({"student": str(path), **figures}, indent=2))
 
 
-def _cmd_export(args: argparse.Namespace) -> None:
-    from talkinghead.pipeline import export_pack
+def _csv_choices(text: str, choices: tuple[str, ...], what: str) -> list[str]:
+    items = [v.strip() for v in text.split(",") if v.strip()]
+    bad = [v for v in items if v not in choices]
+    if not items or bad:
+        raise InvalidInputError(
+            f"{what} must be a comma-separated subset of {','.join(choices)}, got {text!r}"
+        )
+    return items
 
-    pack = export_pack(args.student, Path(args.out), precisions=args.precision)
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from talkinghead.pipeline import RUNTIMES, export_pack
+
+    pack = export_pack(
+        args.student,
+        Path(args.out),
+        precisions=args.precision,
+        runtimes=_csv_choices(args.runtimes, RUNTIMES, "--runtimes"),
+        bundled=not args.no_bundled,
+        etrecord_dir=args.etrecord,
+    )
     print(f"avatar pack: {pack}")
 
 
 def _cmd_verify(args: argparse.Namespace) -> None:
-    from talkinghead.sdk.pack import verify_pack
+    from talkinghead.pipeline import RUNTIMES
+    from talkinghead.sdk.pack import open_pack, verify_pack
+    from talkinghead.sdk.parity import check_pack_parity, raise_for_parity
 
-    report = verify_pack(args.pack)
-    print(report)
-    report.raise_for_errors()  # a failed check must exit non-zero
+    runtimes = _csv_choices(args.runtimes, RUNTIMES, "--runtimes") if args.runtimes else None
+    with open_pack(args.pack, verify=False) as pack:  # a .zip is extracted safely first
+        report = verify_pack(pack.root, pack.manifest)
+        print(report)
+        report.raise_for_errors()  # a failed check must exit non-zero
+        if args.no_parity:
+            return
+        results = check_pack_parity(pack, runtimes)
+        for r in results:
+            print(r)
+        raise_for_parity(results)
 
 
 def _cmd_render(args: argparse.Namespace) -> None:
     from talkinghead.pipeline import render_pack
 
     result = render_pack(
-        args.pack, Path(args.out), driver=args.driver, frames=args.frames, precision=args.precision
+        args.pack,
+        Path(args.out),
+        driver=args.driver,
+        frames=args.frames,
+        precision=args.precision,
+        watermark=not args.no_watermark,
     )
     print(json.dumps(result, indent=2))
 
 
-def _cmd_track(args: argparse.Namespace) -> None:
-    from talkinghead.pipeline import track_photo_preview
+def _cmd_verify_media(args: argparse.Namespace) -> int:
+    """Exit 0 when the file carries the mark, 1 when it does not (2 on errors, from main)."""
+    from talkinghead.sdk.pack import load_manifest
+    from talkinghead.sdk.provenance import verify_media
 
-    print(track_photo_preview(args.image, Path(args.out)))
+    manifest = load_manifest(args.pack) if args.pack else None
+    report = verify_media(args.file, max_frames=args.max_frames, pack=manifest)
+    print(json.dumps(report.to_json(), indent=2))
+    return 0 if report.marked else 1
+
+
+_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def _cmd_track(args: argparse.Namespace) -> None:
+    src = args.image
+    is_image = Path(src).suffix.lower() in _IMAGE_SUFFIXES or (
+        not Path(src).suffix and not src.startswith("camera:")  # built-in photo names
+    )
+    if is_image:
+        from talkinghead.pipeline import track_photo_preview
+
+        print(track_photo_preview(src, Path(args.out or "out/track.png")))
+        return
+    from talkinghead.errors import InvalidInputError
+    from talkinghead.sdk.smoothing import OneEuroParams
+    from talkinghead.sdk.sources import open_source
+    from talkinghead.sdk.tracker import FaceTrackerOptions
+    from talkinghead.sdk.tracks import save_track, track_frames
+
+    out = Path(args.out or "out/track.npz")
+    if out.suffix != ".npz":
+        raise InvalidInputError(f"--out for a video or camera must be a .npz file, got {out}")
+    if args.frames is not None and args.frames < 1:
+        raise InvalidInputError(f"--frames must be positive, got {args.frames}")
+    options = FaceTrackerOptions(
+        num_faces=args.num_faces,
+        smoothing=OneEuroParams() if args.smoothing == "on" else None,
+        on_face_lost=args.on_face_lost,
+    )
+    with open_source(src, max_frames=args.frames) as frames:
+        results = track_frames(frames, options, select=args.select, progress=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_track(out, results)
+    found = sum(f is not None and f.tracked for _, f in results)
+    print(f"{src}: {len(results)} frames, face tracked in {found} -> {out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,13 +275,38 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("data", nargs="+", help="shard files")
     t.add_argument("--out", required=True, help="run folder (resumes if it holds a checkpoint)")
     t.add_argument("--teacher", default="teacher-xs")
-    t.add_argument("--k", type=int, default=4)
-    t.add_argument("--batch-size", type=int, default=2)
+    t.add_argument("--k", type=int, default=8, help="shots per episode (default 8)")
+    t.add_argument("--batch-size", type=int, default=2, help="episodes per step and per process")
     t.add_argument("--steps", type=int, default=1000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     t.add_argument("--ship", help="also write a float16 copy of the final checkpoint here")
+    t.add_argument("--vgg19-weights", help="VGG19 ImageNet state dict (perceptual loss)")
+    t.add_argument("--vggface-weights", help="VGGFace state dict (perceptual loss)")
     t.set_defaults(fn=_cmd_train)
+
+    pp = sub.add_parser("preprocess", help="VoxCeleb2-layout videos -> training shards")
+    pp.add_argument("root", help="folder of <identity>/<video>/<utterance>.mp4")
+    pp.add_argument("--out", required=True, help="shard folder (gets report.json too)")
+    pp.add_argument("--size", type=int, default=256, help="crop side, px (default 256)")
+    pp.add_argument("--frames-per-video", type=int, default=9, help="K+1 (default 9)")
+    pp.add_argument("--pick", choices=["even", "random"], default="even")
+    pp.add_argument("--candidates-per-file", type=int, default=32, help="frames tracked per file")
+    pp.add_argument("--videos-per-shard", type=int, default=64)
+    pp.add_argument("--seed", type=int, default=0)
+    pp.set_defaults(fn=_cmd_preprocess)
+
+    ev = sub.add_parser("evaluate", help="few-shot self-reenactment scores of a teacher")
+    ev.add_argument("--teacher", help="teacher checkpoint (default: the committed teacher-xs)")
+    ev.add_argument("--photo", nargs="*", default=[], help="held-out photos (files or names)")
+    ev.add_argument("--data", nargs="*", default=[], help="held-out shards")
+    ev.add_argument("--shots", default="1,8,32", help="comma-separated K (default 1,8,32)")
+    ev.add_argument("--mode", default="ft", help="comma-separated: ff, ft (default ft)")
+    ev.add_argument("--ft-steps", type=int, default=40)
+    ev.add_argument("--test-frames", type=int, default=8)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--out", default="out/evaluate")
+    ev.set_defaults(fn=_cmd_evaluate)
 
     s = sub.add_parser("distill", help="enrol a photo with the teacher and distil a student")
     s.add_argument("--teacher", required=True)
@@ -162,14 +317,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--finetune-steps", type=int, default=100)
     s.set_defaults(fn=_cmd_distill)
 
-    e = sub.add_parser("export", help="student checkpoint -> avatar pack (ExecuTorch fp32 + int8)")
+    e = sub.add_parser(
+        "export", help="student checkpoint -> avatar pack (ExecuTorch, LiteRT, ONNX; fp32 + int8)"
+    )
     e.add_argument("--student", required=True)
     e.add_argument("--out", required=True, help="pack folder")
     e.add_argument("--precision", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
+    e.add_argument(
+        "--runtimes",
+        default="executorch,litert,onnxruntime",
+        help="comma-separated runtimes to export for (default: all three)",
+    )
+    e.add_argument("--no-bundled", action="store_true", help="no ExecuTorch BundledProgram files")
+    e.add_argument("--etrecord", help="also write an ETRecord per .pte into this folder")
     e.set_defaults(fn=_cmd_export)
 
-    v = sub.add_parser("verify", help="check an avatar pack's manifest and hashes")
-    v.add_argument("pack")
+    v = sub.add_parser(
+        "verify", help="check an avatar pack: manifest, every sha256, parity on each runtime"
+    )
+    v.add_argument("pack", help="pack folder or .zip")
+    v.add_argument("--runtimes", help="only these runtimes' parity (comma-separated)")
+    v.add_argument("--no-parity", action="store_true", help="hashes only, run no model")
     v.set_defaults(fn=_cmd_verify)
 
     r = sub.add_parser("render", help="render an avatar pack to MP4 + WebP")
@@ -178,11 +346,33 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--driver", help="driving video (default: built-in motion)")
     r.add_argument("--frames", type=int, default=100)
     r.add_argument("--precision", choices=["fp32", "int8"], default="int8")
+    r.add_argument(
+        "--no-watermark",
+        action="store_true",
+        help="leave frames unmarked (warned, and recorded as 'watermark': 'off' in the labels)",
+    )
     r.set_defaults(fn=_cmd_render)
 
-    k = sub.add_parser("track", help="track a photo and save the 68 points drawn over it")
-    k.add_argument("image")
-    k.add_argument("--out", default="out/track.png")
+    vm = sub.add_parser(
+        "verify-media",
+        help="is an image or video marked as made by talkinghead? exit 0 marked, 1 not, 2 error",
+    )
+    vm.add_argument("file", help="PNG, JPEG, WebP (animated too) or MP4")
+    vm.add_argument("--pack", help="also check the mark names this pack folder")
+    vm.add_argument("--max-frames", type=int, default=250, help="frames to read (default 250)")
+    vm.set_defaults(fn=_cmd_verify_media)
+
+    k = sub.add_parser(
+        "track",
+        help="track a photo (PNG preview of the 68 points) or a video / camera:N (.npz)",
+    )
+    k.add_argument("image", help="image file, built-in photo name, video file, or camera:N")
+    k.add_argument("--out", help="PNG for a photo (out/track.png), .npz otherwise (out/track.npz)")
+    k.add_argument("--frames", type=int, help="most frames to track from a video or camera")
+    k.add_argument("--num-faces", type=int, default=1)
+    k.add_argument("--select", choices=["track", "largest"], default="track")
+    k.add_argument("--smoothing", choices=["on", "off"], default="on")
+    k.add_argument("--on-face-lost", choices=["hold", "neutral", "none"], default="hold")
     k.set_defaults(fn=_cmd_track)
     return p
 
@@ -199,11 +389,11 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("torchao", "torch.utils._pytree"):  # optional-kernel notices (no GPU, no triton)
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
-        args.fn(args)
+        code = args.fn(args)  # None for success; verify-media returns 0 or 1
     except TalkingHeadError as exc:
         print(f"talkinghead {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return int(code or 0)
 
 
 if __name__ == "__main__":

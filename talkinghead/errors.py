@@ -39,9 +39,17 @@ class PackIntegrityError(PackError):
     """A file in an avatar pack does not match the sha256 in its manifest."""
 
 
+class ParityError(PackError):
+    """A pack's model does not reproduce its reference outputs within the manifest's tolerance."""
+
+
 class BackendError(TalkingHeadError):
     """A runtime backend is unavailable or failed to load or run a model."""
 
 
 class TimestampError(InvalidInputError):
     """Timestamps handed to a VIDEO or LIVE_STREAM tracker or avatar did not increase."""
+
+
+class CameraError(ImageReadError):
+    """A camera is absent, cannot be opened, or stopped delivering frames."""

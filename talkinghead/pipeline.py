@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -39,6 +39,41 @@ def _save_png(image: np.ndarray, path: Path) -> Path:
     return path
 
 
+def enrol_photo(
+    teacher, image: np.ndarray, shots: int = 8, finetune_steps: int = 100, progress: bool = True
+) -> tuple:
+    """FT-enrol one photo with a teacher: (enrolled generator, crop, neutral, figures).
+
+    image: (H, W, 3) uint8 RGB. crop: (S, S, 3) uint8 at the teacher's resolution; neutral:
+    (68, 2) float32 crop px. The K shots are the photo plus pseudo-video frames of it (exact
+    landmarks). figures: track_s (track and crop), shots_s (pseudo-video shots) and
+    finetune_s (fine-tuning).
+    """
+    import torch
+
+    from talkinghead.distill.distill import landmark_images
+    from talkinghead.sdk.tensors import to_model_input
+    from talkinghead.train.finetune import FinetuneConfig, enrol_fine_tuned
+    from talkinghead.train.make_data import track_and_crop
+    from talkinghead.train.pseudo_video import make_pseudo_video
+
+    size = teacher.cfg.resolution
+    t0 = time.perf_counter()
+    crop, neutral = track_and_crop(image, size)
+    figures = {"track_s": round(time.perf_counter() - t0, 2)}
+    t0 = time.perf_counter()
+    frames, lms = make_pseudo_video(crop, neutral, max(shots - 1, 1), seed=7)
+    shot_frames = torch.from_numpy(to_model_input(np.concatenate([crop[None], frames])))
+    shot_lms = landmark_images(np.concatenate([neutral[None], lms]), size)
+    figures["shots_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    enrolled = enrol_fine_tuned(
+        teacher, shot_frames, shot_lms, FinetuneConfig(steps=finetune_steps), progress=progress
+    )
+    figures["finetune_s"] = round(time.perf_counter() - t0, 2)
+    return enrolled, crop, neutral, figures
+
+
 def distill_for_photo(
     teacher_path: str | os.PathLike[str],
     photo: str | os.PathLike[str],
@@ -55,32 +90,16 @@ def distill_for_photo(
     Writes the student checkpoint to ``out`` and the enrolled crop beside it as PNG
     (``<out stem>.png``). Returns the checkpoint path and figures (timings, PSNR).
     """
-    import torch
-
-    from talkinghead.distill.distill import DistillConfig, distill_student, landmark_images
+    from talkinghead.distill.distill import DistillConfig, distill_student
     from talkinghead.models.checkpoint import load_checkpoint, save_checkpoint
-    from talkinghead.sdk.tensors import to_model_input
-    from talkinghead.train.finetune import FinetuneConfig, enrol_fine_tuned
-    from talkinghead.train.make_data import load_photo, track_and_crop
-    from talkinghead.train.pseudo_video import make_pseudo_video
+    from talkinghead.train.make_data import load_photo
 
-    figures: dict = {}
-    t0 = time.perf_counter()
     teacher = load_checkpoint(teacher_path, "teacher")
     size = teacher.cfg.resolution
     name, image = load_photo(photo)
-    crop, neutral = track_and_crop(image, size)
-    figures["track_s"] = round(time.perf_counter() - t0, 2)
-
-    # K shots: the photo itself plus pseudo-video frames of it (exact landmarks).
-    t0 = time.perf_counter()
-    frames, lms = make_pseudo_video(crop, neutral, max(shots - 1, 1), seed=7)
-    shot_frames = torch.from_numpy(to_model_input(np.concatenate([crop[None], frames])))
-    shot_lms = landmark_images(np.concatenate([neutral[None], lms]), size)
-    enrolled = enrol_fine_tuned(
-        teacher, shot_frames, shot_lms, FinetuneConfig(steps=finetune_steps), progress=progress
+    enrolled, crop, neutral, figures = enrol_photo(
+        teacher, image, shots, finetune_steps, progress=progress
     )
-    figures["finetune_s"] = round(time.perf_counter() - t0, 2)
 
     t0 = time.perf_counter()
     model, dfig = distill_student(
@@ -108,27 +127,117 @@ def distill_for_photo(
     return out, figures
 
 
+RUNTIMES = ("executorch", "litert", "onnxruntime")
+# Parity thresholds every pack states in its manifest and `talkinghead verify` checks: fp32 as
+# max abs difference from eager on [-1, 1]; int8 as PSNR against eager (peak-to-peak 2).
+FP32_MAX_ABS = 1e-4
+INT8_MIN_PSNR_DB = 25.0
+# A phone re-running the bundled test cases has other kernels (ARM, other SIMD): looser atol.
+BUNDLED_ATOL = {"fp32": 1e-3, "int8": 0.02}
+
+
+def _export_one(runtime: str, precision: str, ctx: dict) -> list:
+    """Export one runtime/precision into ctx["tmp"]; return the ModelSource(s) for the pack."""
+    from talkinghead.sdk.pack import ModelSource, TensorSpec
+
+    q = precision == "int8"
+    stem, student, example = ctx["stem"], ctx["student"], ctx["example"]
+    calib = ctx["calibration"] if q else None
+    tmp: Path = ctx["tmp"]
+    if runtime == "executorch":
+        from talkinghead.export.executorch import export_executorch, pte_filename
+
+        pte = tmp / pte_filename(stem, q)
+        record = ctx["etrecord_dir"] / (pte.stem + ".etrecord") if ctx["etrecord_dir"] else None
+        export_executorch(student, example, pte, quantize=q, calibration=calib, etrecord=record)
+        return [ModelSource(pte, precision=precision)]
+    if runtime == "litert":
+        from talkinghead.export.litert import describe_tflite, export_litert, tflite_filename
+
+        path = export_litert(
+            student, example, tmp / tflite_filename(stem, q), quantize=q, calibration=calib
+        )
+        io = describe_tflite(path.read_bytes())
+        specs = {
+            k: TensorSpec(
+                name=n,
+                shape=tuple(io[k]["shape"]),
+                description=f"{d}, NHWC",
+                dtype=io[k]["dtype"],
+                layout="NHWC",
+                quantization=io[k]["quantization"],
+            )
+            for k, n, d in (
+                ("input", "landmark_image", "rasterised 68-point landmark image"),
+                ("output", "face_image", "generated RGB face image"),
+            )
+        }
+        return [
+            ModelSource(path, precision, "litert", "cpu", "tflite", specs["input"], specs["output"])
+        ]
+    from talkinghead.export.onnx import (
+        check_mobile_usability,
+        convert_to_ort,
+        export_onnx,
+        onnx_filename,
+        quantize_onnx_static,
+    )
+
+    if q and ctx.get("onnx_fp32") is not None:  # quantize the fp32 file: no second torch export
+        path = quantize_onnx_static(ctx["onnx_fp32"], tmp / onnx_filename(stem, True), calib)
+    else:
+        path = export_onnx(
+            student, example, tmp / onnx_filename(stem, q), quantize=q, calibration=calib
+        )
+    if not q:
+        ctx["onnx_fp32"] = path
+    ort = convert_to_ort(path, tmp)
+    mobile = {"mobile_usability": check_mobile_usability(path), "ort_file": ort.name}
+    return [
+        ModelSource(path, precision, "onnxruntime", "cpu", "onnx", info=mobile),
+        ModelSource(
+            ort, precision, "onnxruntime", "cpu", "ort", info={"converted_from": path.name}
+        ),
+    ]
+
+
 def export_pack(
     student_path: str | os.PathLike[str],
     out_dir: Path,
     precisions: list[str] | tuple[str, ...] = ("fp32", "int8"),
     progress: bool = True,
+    runtimes: list[str] | tuple[str, ...] = RUNTIMES,
+    bundled: bool = True,
+    etrecord_dir: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Student checkpoint -> avatar pack with ExecuTorch XNNPACK models and parity vectors."""
+    """Student checkpoint -> avatar pack with models for ``runtimes`` x ``precisions`` and parity vectors.
+
+    runtimes: any of "executorch" (XNNPACK .pte), "litert" (NHWC .tflite), "onnxruntime"
+        (.onnx and its .ort twin). Every model is run on the parity inputs right after export
+        and must meet the manifest's thresholds (ParityError otherwise).
+    bundled: ship each .pte also as an ExecuTorch BundledProgram (.bpte) with one parity case.
+    etrecord_dir: write an ETRecord per .pte there (developer files, not part of the pack).
+    """
     import tempfile
 
     import torch
+    from tqdm.auto import tqdm
 
     from talkinghead.distill.distill import landmark_images
-    from talkinghead.export.executorch import export_executorch, pte_filename
+    from talkinghead.errors import ParityError
     from talkinghead.models.checkpoint import load_checkpoint
-    from talkinghead.sdk.backends import ExecuTorchBackend
+    from talkinghead.sdk.backends import create_backend
     from talkinghead.sdk.motion import builtin_motion
-    from talkinghead.sdk.pack import ModelSource, write_pack
+    from talkinghead.sdk.pack import write_pack
+    from talkinghead.sdk.parity import psnr_db
 
     if not precisions or any(p not in ("fp32", "int8") for p in precisions):
         raise InvalidInputError(
             f"precisions must be a non-empty subset of fp32, int8: {precisions}"
+        )
+    if not runtimes or any(r not in RUNTIMES for r in runtimes):
+        raise InvalidInputError(
+            f"runtimes must be a non-empty subset of {', '.join(RUNTIMES)}: {runtimes}"
         )
     student = load_checkpoint(student_path, "student").eval()
     notes = student.notes
@@ -142,26 +251,55 @@ def export_pack(
     calib = landmark_images(builtin_motion(neutral, CALIBRATION_FRAMES, seed=101), size)
     parity_in = landmark_images(builtin_motion(neutral, PARITY_FRAMES, seed=202), size)
     with torch.no_grad():
-        eager = student(parity_in).numpy()
-    example = student.get_example_inputs()
-    tmp = Path(tempfile.mkdtemp(prefix="talkinghead-export-"))
-    models, parity = [], {"inputs": parity_in.numpy()[:, None], "outputs.eager": eager[:, None]}
-    for precision in precisions:
-        q = precision == "int8"
-        pte = tmp / pte_filename(f"{identity}_{student.cfg.name}", q)
-        export_executorch(
-            student,
-            example,
-            pte,
-            quantize=q,
-            calibration=[(x[None],) for x in calib] if q else None,
-        )
-        with ExecuTorchBackend() as backend:
-            backend.load(pte)
-            parity[f"outputs.{pte.name}"] = np.stack(
-                [backend.run(x[None]) for x in parity_in.numpy()]
+        eager = student(parity_in).numpy()[:, None]
+    inputs = parity_in.numpy()[:, None]
+    ctx = {
+        "stem": f"{identity}_{student.cfg.name}",
+        "student": student,
+        "example": student.get_example_inputs(),
+        "calibration": [(x[None],) for x in calib],
+        "tmp": Path(tempfile.mkdtemp(prefix="talkinghead-export-")),
+        "etrecord_dir": Path(etrecord_dir) if etrecord_dir is not None else None,
+    }
+    models, parity, seconds = [], {"inputs": inputs, "outputs.eager": eager}, {}
+    steps = [(r, p) for r in runtimes for p in precisions]
+    for runtime, precision in tqdm(steps, desc="export", disable=not progress):
+        t0 = time.perf_counter()
+        for source in _export_one(runtime, precision, ctx):
+            path = Path(source.path)
+            with create_backend(runtime) as backend:
+                backend.load(path)
+                out = np.stack([backend.run(x) for x in inputs])
+            if runtime == "executorch":  # what a phone's C++ self-check compares to; the
+                parity[f"outputs.{path.name}"] = out  # others' figures are in the manifest
+            measured = {
+                "max_abs_vs_eager": float(np.abs(out - eager).max()),
+                "psnr_db_vs_eager": round(psnr_db(out, eager), 2),
+            }
+            fails = (
+                measured["max_abs_vs_eager"] > FP32_MAX_ABS
+                if precision == "fp32"
+                else measured["psnr_db_vs_eager"] < INT8_MIN_PSNR_DB
             )
-        models.append(ModelSource(pte, precision=precision))
+            if fails:
+                raise ParityError(f"{path.name} misses its parity threshold: {measured}")
+            extra = {}
+            if runtime == "executorch" and bundled:
+                from talkinghead.export.executorch import bundle_pte
+
+                # Copies: a numpy view's size-1 axes have 0 strides, which ExecuTorch refuses.
+                bpte = bundle_pte(
+                    path,
+                    [torch.tensor(inputs[0].copy())],
+                    [torch.tensor(out[0].copy())],
+                    path.with_suffix(".bpte"),
+                )
+                extra = {
+                    "bundled": bpte,
+                    "bundled_info": {"test_cases": 1, "atol": BUNDLED_ATOL[precision], "rtol": 0.0},
+                }
+            models.append(replace(source, info={**source.info, "parity": measured}, **extra))
+        seconds[f"{runtime}/{precision}"] = round(time.perf_counter() - t0, 1)
     photo = Path(student_path).with_suffix(".png")
     pack = write_pack(
         out_dir,
@@ -171,14 +309,23 @@ def export_pack(
         neutral_landmarks=neutral,
         photo=photo if photo.exists() else None,
         parity=parity,
-        parity_info={"fp32_max_abs": 1e-3, "int8_min_psnr_db": 25.0},
+        parity_info={
+            "reference": "outputs.eager",
+            "frames": PARITY_FRAMES,
+            "fp32_max_abs": FP32_MAX_ABS,
+            "int8_min_psnr_db": INT8_MIN_PSNR_DB,
+        },
         provenance={
             "student": student.cfg.to_dict(),
             "training": {k: v for k, v in notes.items() if k != "neutral_landmarks"},
             "synthetic": True,
+            "export_s": seconds,
         },
         overwrite=True,
     )
+    import shutil
+
+    shutil.rmtree(ctx["tmp"], ignore_errors=True)
     return pack
 
 
@@ -190,14 +337,20 @@ def render_pack(
     precision: str = "int8",
     fps: float = 25,
     progress: bool = True,
+    watermark: bool = True,
 ) -> dict:
-    """Render a pack with ExecuTorch from built-in motion or a driving video; write MP4 + WebP."""
+    """Render a pack with ExecuTorch from built-in motion or a driving video; write MP4 + WebP.
+
+    Frames are watermarked and both files labelled as AI-generated; ``watermark=False`` is
+    the documented opt-out (warned, and recorded in the labels)."""
     from talkinghead.sdk.avatar import Avatar, AvatarOptions, track_video
     from talkinghead.sdk.media import write_mp4, write_webp
 
     result: dict = {}
     t0 = time.perf_counter()
-    with Avatar.create_from_options(AvatarOptions(pack=pack, precision=precision)) as avatar:
+    opts = AvatarOptions(pack=pack, precision=precision, watermark=watermark)
+    with Avatar.create_from_options(opts) as avatar:
+        label = avatar.provenance_label
         result["load_s"] = round(time.perf_counter() - t0, 3)
         t0 = time.perf_counter()
         if driver is not None:
@@ -210,8 +363,9 @@ def render_pack(
         secs = time.perf_counter() - t0
         result["render_ms_per_frame"] = round(1000 * secs / len(video), 2)
     out_dir = Path(out_dir)
-    result["mp4"] = str(write_mp4(video, out_dir / "avatar.mp4", fps=fps))
-    result["webp"] = str(write_webp(video, out_dir / "avatar.webp", fps=fps))
+    result["mp4"] = str(write_mp4(video, out_dir / "avatar.mp4", fps=fps, label=label))
+    result["webp"] = str(write_webp(video, out_dir / "avatar.webp", fps=fps, label=label))
+    result["watermark"] = label["watermark"]
     result["frames"] = int(len(video))
     result["precision"] = precision
     return result
@@ -271,7 +425,8 @@ def run_demo(opts: DemoOptions) -> dict:
     else:
         student = weights_path(DEFAULT_STUDENT)
     t0 = time.perf_counter()
-    pack = export_pack(student, out / "pack")
+    # The demo renders on ExecuTorch; the other runtimes would only add export time.
+    pack = export_pack(student, out / "pack", runtimes=("executorch",))
     timings["export_s"] = round(time.perf_counter() - t0, 1)
     result = render_pack(
         pack, out, driver=opts.driver, frames=opts.frames, precision=opts.precision

@@ -42,7 +42,8 @@ def teacher_checkpoint() -> Path:
 
 @pytest.fixture(scope="session")
 def avatar_pack(tmp_path_factory, student_checkpoint) -> Path:
-    """A real avatar pack (ExecuTorch XNNPACK fp32 + int8) exported once per test session."""
+    """A real avatar pack exported once per test session: ExecuTorch (XNNPACK), LiteRT and
+    ONNX Runtime (.onnx + .ort), each fp32 + int8, with parity vectors and bundled programs."""
     from talkinghead.pipeline import export_pack
 
     return export_pack(

@@ -77,9 +77,11 @@ def test_render_shape_dtype_and_determinism(int8):
     np.testing.assert_array_equal(a, b)
 
 
-def test_fp32_pack_matches_eager_student(fp32, motion, student_checkpoint):
+def test_fp32_pack_matches_eager_student(fp32, motion, student_checkpoint, avatar_pack):
     student = load_checkpoint(student_checkpoint, "student").eval()
     assert student.cfg.resolution == fp32.resolution
+    # The watermark changes pixels on purpose (tests/test_provenance.py); parity is without it.
+    plain = Avatar.create_from_pack(avatar_pack, precision="fp32", watermark=False)
     for lm in motion[:3]:
         x = to_model_input(rasterize_landmarks(lm, fp32.resolution))[None]
         with torch.no_grad():
@@ -88,8 +90,9 @@ def test_fp32_pack_matches_eager_student(fp32, motion, student_checkpoint):
         assert pte.shape == eager.shape == (1, 3, fp32.resolution, fp32.resolution)
         assert np.abs(pte - eager).max() <= FP32_MAX_ABS
         # Through the public API, after rounding to uint8: at most one level apart.
-        frame = fp32.render(lm)
+        frame = plain.render(lm)
         assert np.abs(frame.astype(int) - from_model_output(eager)[0]).max() <= 1
+    plain.close()
 
 
 def test_int8_close_to_fp32_but_quantized(fp32, int8, motion):

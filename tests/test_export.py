@@ -125,8 +125,11 @@ def run_pte(path, inputs: list[np.ndarray]) -> list[np.ndarray]:
 def test_pte_filename():
     assert pte_filename("student-s", quantized=False) == "student-s_xnnpack_fp32.pte"
     assert pte_filename("student-s", quantized=True) == "student-s_xnnpack_q8.pte"
+    assert pte_filename("student-s", False, delegate="coreml") == "student-s_coreml_fp32.pte"
     with pytest.raises(InvalidInputError):
         pte_filename("a/b", quantized=False)
+    with pytest.raises(InvalidInputError, match="delegate"):
+        pte_filename("student-s", False, delegate="npu")
 
 
 def test_fp32_pte_matches_eager(exported, eval_inputs):

@@ -169,7 +169,8 @@ def test_image_is_not_a_video_stream(tmp_path):
 
 @pytest.mark.parametrize("keep", [0.5, 0.1, 0.9])
 def test_truncated_mp4(tmp_path, keep):
-    good = write_mp4(moving_frames(10), tmp_path / "good.mp4")
+    # No label: its tags end the file, and a 10 % cut of this tiny clip would only hit them.
+    good = write_mp4(moving_frames(10), tmp_path / "good.mp4", label=False)
     data = good.read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: int(len(data) * keep)])

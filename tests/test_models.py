@@ -290,3 +290,31 @@ def test_half_checkpoint_loads_as_float32(tmp_path):
     x = _images(1, S, 11)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), student(x), rtol=0, atol=1e-2)
+
+
+def test_teacher_256_puts_attention_where_the_paper_does():
+    """32 px in every downsampling path, 64 px in G's upsampling path."""
+    from talkinghead.models.layers import SelfAttention
+
+    t = create_teacher("teacher-256", base_channels=2, max_channels=4, num_res=1).eval()
+    seen: dict[str, list[int]] = {}
+    for net in ("E", "D", "G"):
+        for name, m in getattr(t, net).named_modules():
+            if isinstance(m, SelfAttention):
+                where = "G.up" if net == "G" and name.startswith("up") else net
+                m.register_forward_hook(
+                    lambda _m, inp, _o, w=where: seen.setdefault(w, []).append(inp[0].shape[-1])
+                )
+    x = _images(1, 256)
+    with torch.no_grad():
+        t.D(t.G(x, t.E(x, x)), x, torch.tensor([0]))
+    assert seen == {"E": [32], "G": [32], "G.up": [64], "D": [32]}
+
+
+def test_configs_saved_before_attention_up_still_load():
+    cfg = create_teacher("teacher-s", **SMALL, resolution=S).cfg
+    old = {k: v for k, v in cfg.to_dict().items() if k != "attention_up"}
+    back = type(cfg).from_dict(old)
+    assert back == cfg and back.attention_up_at == cfg.attention_at == (32,)
+    t256 = create_teacher("teacher-256", **SMALL).cfg
+    assert type(t256).from_dict(json.loads(json.dumps(t256.to_dict()))) == t256

@@ -109,7 +109,7 @@ def test_round_trip(tmp_path, model_files):
     photo.write_bytes(PNG_BYTES)
     folder = make_pack(tmp_path / "pack", model_files, photo=photo)
     raw = json.loads((folder / MANIFEST_NAME).read_text())
-    assert raw["schema_version"] == SCHEMA_VERSION == 1
+    assert raw["schema_version"] == SCHEMA_VERSION == 2
     assert raw["format"] == "talkinghead.avatar-pack"
     assert raw["landmark_convention"] == {"name": "ibug68", "space": "crop_pixels", "size": S}
     assert raw["input"]["shape"] == [1, 3, S, S] and raw["input"]["range"] == [-1.0, 1.0]
@@ -207,7 +207,9 @@ def test_listed_symlink_is_unsafe(tmp_path, model_files):
 def test_unknown_schema_version(tmp_path, model_files):
     folder = make_pack(tmp_path / "pack", model_files)
     edit_manifest(folder, lambda d: d.update(schema_version=0))
-    with pytest.raises(PackError, match="unknown pack schema_version 0.*supports schema_version 1"):
+    with pytest.raises(
+        PackError, match="unknown pack schema_version 0.*supports schema_version 1, 2"
+    ):
         load_manifest(folder)
 
 

@@ -281,3 +281,116 @@ def test_wrong_shot_shapes_are_invalid_input(trained_teacher, frames_shape, lms_
         enrol_feed_forward(trained_teacher, frames, lms)
     with pytest.raises(InvalidInputError):
         enrol_fine_tuned(trained_teacher, frames, lms, FinetuneConfig(steps=1), progress=False)
+
+
+# --- losses --------------------------------------------------------------------------
+
+
+def test_vgg_stacks_follow_the_common_index_layout():
+    from talkinghead.train.losses import VGGFeatures
+
+    for arch, n, convs in [
+        ("vgg19", 37, [0, 2, 5, 7, 10, 16, 19, 25, 28, 34]),
+        ("vgg16", 31, [0, 28]),
+    ]:
+        f = VGGFeatures(arch).features
+        assert len(f) == n and all(isinstance(f[i], torch.nn.Conv2d) for i in convs)
+        assert isinstance(f[4], torch.nn.MaxPool2d)
+
+
+def test_vgg_weights_load_through_the_real_path(tmp_path):
+    from safetensors.torch import save_file as save_torch
+
+    from talkinghead.train.losses import VGGFeatures, load_vgg
+
+    torch.manual_seed(0)
+    src = VGGFeatures("vgg19")
+    state = {k: v.contiguous() for k, v in src.state_dict().items()}
+    # A full classifier's state dict: the classifier is ignored.
+    save_torch({**state, "classifier.0.weight": torch.zeros(4, 4)}, str(tmp_path / "v.safetensors"))
+    torch.save({k.removeprefix("features."): v for k, v in state.items()}, tmp_path / "v.pt")
+    x = torch.rand(1, 3, 32, 32)
+    for path in (tmp_path / "v.safetensors", tmp_path / "v.pt"):
+        net = load_vgg(path, "vgg19")
+        assert not any(p.requires_grad for p in net.parameters())
+        for a, b in zip(net(x), src(x), strict=True):
+            torch.testing.assert_close(a, b)
+    # Caffe-style names (conv<stage>_<n>) map onto the convolutions in order.
+    face = VGGFeatures("vgg16")
+    convs = [m for m in face.features if isinstance(m, torch.nn.Conv2d)]
+    names = [
+        f"conv{s}_{n}" for s, reps in enumerate([2, 2, 3, 3, 3], 1) for n in range(1, reps + 1)
+    ]
+    caffe = {
+        f"{nm}.{k}": getattr(c, k).detach()
+        for nm, c in zip(names, convs, strict=True)
+        for k in ("weight", "bias")
+    }
+    save_torch(caffe, str(tmp_path / "face.safetensors"))
+    torch.testing.assert_close(load_vgg(tmp_path / "face.safetensors", "vgg16")(x)[-1], face(x)[-1])
+    with pytest.raises(CheckpointError):
+        load_vgg(tmp_path / "face.safetensors", "vgg19")  # 13 convolutions for 16
+    with pytest.raises(CheckpointError):
+        load_vgg(tmp_path / "absent.pt", "vgg19")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(CheckpointError):
+        load_vgg(tmp_path / "junk.pt", "vgg19")
+
+
+def test_vgg_input_conventions_on_a_known_pixel():
+    from talkinghead.train.losses import imagenet_input, vggface_input
+
+    red = torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1)  # RGB (255, 0, 0)
+    # VGGFace: BGR, 0-255, minus the mean colour (R 129.19, G 104.76, B 93.59).
+    torch.testing.assert_close(
+        vggface_input(red).flatten(), torch.tensor([-93.59396362, -104.76238251, 125.81372070])
+    )
+    # ImageNet VGG19: RGB, 0-1, (x - mean) / std.
+    torch.testing.assert_close(
+        imagenet_input(red).flatten(),
+        torch.tensor([(1 - 0.485) / 0.229, -0.456 / 0.224, -0.406 / 0.225]),
+    )
+
+
+def test_content_loss_without_weights_is_l1_and_says_so(caplog):
+    from talkinghead.train.losses import ContentConfig, ContentLoss
+
+    fake, real = torch.zeros(1, 3, 8, 8), torch.full((1, 3, 8, 8), 0.5)
+    with caplog.at_level("INFO", logger="talkinghead.train.losses"):
+        loss, parts = ContentLoss(ContentConfig(w_l1=2.0))(fake, real)
+    assert "L1 only" in caplog.text and "no VGG19/VGGFace weights" in caplog.text
+    assert parts == {"l1": 0.5} and loss.item() == pytest.approx(1.0)
+
+
+def test_content_loss_with_vgg_weights_adds_perceptual_terms(tmp_path):
+    from safetensors.torch import save_file as save_torch
+
+    from talkinghead.train.losses import ContentConfig, ContentLoss, VGGFeatures
+
+    for arch in ("vgg19", "vgg16"):
+        state = {k: v.contiguous() for k, v in VGGFeatures(arch).state_dict().items()}
+        save_torch(state, str(tmp_path / f"{arch}.safetensors"))
+    cfg = ContentConfig(
+        vgg19_weights=str(tmp_path / "vgg19.safetensors"),
+        vggface_weights=str(tmp_path / "vgg16.safetensors"),
+    )
+    content = ContentLoss(cfg)
+    fake = torch.zeros(1, 3, 32, 32, requires_grad=True)
+    loss, parts = content(fake, torch.rand(1, 3, 32, 32) * 2 - 1)
+    assert set(parts) == {"l1", "vgg19", "vggface"} and parts["vgg19"] > 0 and parts["vggface"] > 0
+    assert loss.item() > cfg.w_l1 * parts["l1"]
+    loss.backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+
+
+def test_hinge_and_matching_terms():
+    from talkinghead.train.losses import embedding_match, feature_matching, hinge_d, hinge_g
+
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
+    assert hinge_d(real, fake).item() == pytest.approx(0.25 + 0.5)
+    assert hinge_g(fake).item() == pytest.approx(1.0)
+    a, b = [torch.zeros(2, 3)], [torch.ones(2, 3)]
+    assert feature_matching(a, b).item() == pytest.approx(1.0)
+    assert embedding_match(torch.zeros(2, 4), torch.full((2, 4), 3.0)).item() == pytest.approx(3.0)
+    with pytest.raises(InvalidInputError):
+        feature_matching(a, [])

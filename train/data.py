@@ -20,6 +20,7 @@ from talkinghead.errors import CheckpointError, InvalidInputError
 from talkinghead.models.checkpoint import read_safetensors
 from talkinghead.models.rasterize import rasterize_landmarks
 from talkinghead.sdk.tensors import to_model_input
+from talkinghead.train.ddp import shard_indices
 
 SHARD_FORMAT = "talkinghead.shard/1"
 
@@ -110,9 +111,13 @@ class EpisodeSampler:
 
     The first K frames feed the embedder; the last is the target the generator must
     reproduce from its landmarks. Landmark images are rasterised once, up front.
+
+    Under distributed training each rank draws from its own disjoint share of the videos
+    (every ``world_size``-th, from ``rank``), like a distributed sampler; the video indices
+    it returns stay global, so they address the same rows of D's W on every rank.
     """
 
-    def __init__(self, videos: VideoSet, k: int, seed: int = 0):
+    def __init__(self, videos: VideoSet, k: int, seed: int = 0, rank: int = 0, world_size: int = 1):
         n, t = videos.frames.shape[:2]
         if k < 1:
             raise InvalidInputError(f"K must be at least 1, got {k}")
@@ -121,7 +126,8 @@ class EpisodeSampler:
                 f"K={k} needs {k + 1} frames per video but the videos have {t}; lower K"
             )
         self.videos, self.k = videos, k
-        self.rng = np.random.default_rng(seed)
+        self.pool = np.array(shard_indices(n, rank, world_size))
+        self.rng = np.random.default_rng(seed if rank == 0 else [seed, rank])
         s = videos.resolution
         lm_images = np.stack(
             [rasterize_landmarks(lm, s) for lm in videos.landmarks.reshape(-1, 68, 2)]
@@ -132,7 +138,7 @@ class EpisodeSampler:
     def sample(self, batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Returns frames and landmark images (B, K+1, 3, S, S) and video indices (B,)."""
         n, t = self.videos.frames.shape[:2]
-        idx = self.rng.integers(0, n, size=batch)
+        idx = self.pool[self.rng.integers(0, len(self.pool), size=batch)]
         picks = np.stack([self.rng.choice(t, self.k + 1, replace=False) for _ in range(batch)])
         rows = torch.from_numpy(idx)[:, None]
         cols = torch.from_numpy(picks)

@@ -3,6 +3,8 @@
 - Feed-forward (FF): e = mean of E over the K shots; G renders with psi = P e. No training.
 - Fine-tuned (FT): start from psi' = P e and D's vector w' = e, then fine-tune G, psi' and D
   on the K shots with the meta-learning losses minus the embedding match.
+
+The paper evaluates K = 1, 8 and 32 shots; any K >= 1 works.
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import copy
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from talkinghead.errors import InvalidInputError
 from talkinghead.models.teacher import Generator, Teacher
+from talkinghead.train.losses import ContentConfig, ContentLoss, feature_matching, hinge_d, hinge_g
 
 
 @dataclass
@@ -30,6 +32,8 @@ class FinetuneConfig:
     w_adv: float = 1.0
     w_fm: float = 10.0
     seed: int = 0
+    vgg19_weights: str | None = None  # perceptual content terms, as in meta-learning
+    vggface_weights: str | None = None
 
 
 class Enrolled(nn.Module):
@@ -92,6 +96,11 @@ def enrol_fine_tuned(
     enrolled.train()
     D.train()
     gen = torch.Generator().manual_seed(cfg.seed)
+    content = ContentLoss(
+        ContentConfig(
+            w_l1=cfg.w_l1, vgg19_weights=cfg.vgg19_weights, vggface_weights=cfg.vggface_weights
+        )
+    )
     k = frames.shape[0]
     for _ in tqdm(range(cfg.steps), desc="fine-tune", disable=not progress):
         pick = torch.randint(0, k, (min(cfg.batch_size, k),), generator=gen)
@@ -99,13 +108,13 @@ def enrol_fine_tuned(
         b = real.shape[0]
         fake = enrolled(lm)
         scores, feats = D(torch.cat([fake, real]), torch.cat([lm, lm]), w=w)
-        fm = sum(F.l1_loss(f[:b], f[b:].detach()) for f in feats[:-1]) / max(len(feats) - 1, 1)
-        loss = cfg.w_l1 * F.l1_loss(fake, real) - cfg.w_adv * scores[:b].mean() + cfg.w_fm * fm
+        fm = feature_matching([f[:b] for f in feats[:-1]], [f[b:] for f in feats[:-1]])
+        loss = content(fake, real)[0] + cfg.w_adv * hinge_g(scores[:b]) + cfg.w_fm * fm
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         opt_g.step()
         scores, _ = D(torch.cat([real, fake.detach()]), torch.cat([lm, lm]), w=w)
-        loss_d = F.relu(1 - scores[:b]).mean() + F.relu(1 + scores[b:]).mean()
+        loss_d = hinge_d(scores[:b], scores[b:])
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()

@@ -2,30 +2,46 @@
 
 Each step draws B episodes of K+1 frames of one video. E embeds the first K frames
 and their landmark images, the mean is the identity e_hat, G renders the last frame
-from its landmarks, and D judges it. Losses:
+from its landmarks, and D judges it. Losses (``talkinghead.train.losses``):
 
-- content: L1 (perceptual VGG terms come in through ``content_loss`` when weights exist);
+- content: L1, plus VGG19 / VGGFace perceptual terms when their weights files are given;
 - adversarial: hinge;
 - feature matching on D's intermediate features;
 - embedding match: W_i of D against e_hat.
+
+Runs in one process, or on several under ``torchrun`` (DistributedDataParallel; each rank
+draws episodes from its own share of the videos; rank 0 alone writes files):
+
+    torchrun --nproc_per_node 2 -m talkinghead.train.meta shard.safetensors --out runs/x
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
+from torch import nn
 from tqdm.auto import tqdm
 
+from talkinghead.errors import CheckpointError
 from talkinghead.models.checkpoint import load_checkpoint, save_checkpoint
 from talkinghead.models.teacher import Teacher, create_teacher
 from talkinghead.sdk.tensors import from_model_output
+from talkinghead.train import ddp
 from talkinghead.train.data import EpisodeSampler, VideoSet
+from talkinghead.train.losses import (
+    ContentConfig,
+    ContentLoss,
+    embedding_match,
+    feature_matching,
+    hinge_d,
+    hinge_g,
+)
 from talkinghead.train.report import save_grid
 
 log = logging.getLogger(__name__)
@@ -34,8 +50,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class MetaTrainConfig:
     teacher: str = "teacher-xs"
-    k: int = 4
-    batch_size: int = 2
+    k: int = 8
+    batch_size: int = 2  # episodes per step and per rank
     steps: int = 1000
     lr_g: float = 2e-4
     lr_d: float = 2e-4
@@ -43,8 +59,17 @@ class MetaTrainConfig:
     w_adv: float = 1.0
     w_fm: float = 10.0
     w_mch: float = 8.0
+    w_vgg19: float = 1.5e-1
+    w_vggface: float = 2.5e-2
+    vgg19_weights: str | None = None
+    vggface_weights: str | None = None
     seed: int = 0
     log_every: int = 50
+
+    def content(self) -> ContentConfig:
+        return ContentConfig(
+            self.w_l1, self.w_vgg19, self.w_vggface, self.vgg19_weights, self.vggface_weights
+        )
 
 
 def generator_losses(
@@ -53,8 +78,10 @@ def generator_losses(
     lms: torch.Tensor,
     idx: torch.Tensor,
     cfg: MetaTrainConfig,
+    content: ContentLoss | None = None,
 ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
-    """One episode batch through E and G. frames, lms: (B, K+1, 3, S, S)."""
+    """One episode batch through E and G. frames, lms: (B, K+1, 3, S, S); idx: (B,)."""
+    content = content or ContentLoss(cfg.content())
     b, k1 = frames.shape[:2]
     k = k1 - 1
     shots = frames[:, :k].flatten(0, 1)
@@ -65,17 +92,12 @@ def generator_losses(
     scores, feats = teacher.D(
         torch.cat([fake, real]), torch.cat([target_lm, target_lm]), idx.repeat(2)
     )
-    l1 = F.l1_loss(fake, real)
-    adv = -scores[:b].mean()
-    fm = sum(F.l1_loss(f[:b], f[b:].detach()) for f in feats[:-1]) / max(len(feats) - 1, 1)
-    mch = F.l1_loss(teacher.D.W(idx), e_hat)
-    loss = cfg.w_l1 * l1 + cfg.w_adv * adv + cfg.w_fm * fm + cfg.w_mch * mch
-    parts = {
-        "l1": l1.item(),
-        "adv": adv.item(),
-        "fm": float(torch.as_tensor(fm).detach()),
-        "mch": mch.item(),
-    }
+    cnt, parts = content(fake, real)
+    adv = hinge_g(scores[:b])
+    fm = feature_matching([f[:b] for f in feats[:-1]], [f[b:] for f in feats[:-1]])
+    mch = embedding_match(teacher.D.W(idx), e_hat)
+    loss = cnt + cfg.w_adv * adv + cfg.w_fm * fm + cfg.w_mch * mch
+    parts.update(adv=adv.item(), fm=fm.item(), mch=mch.item())
     return loss, parts, fake.detach()
 
 
@@ -84,7 +106,23 @@ def discriminator_loss(
 ) -> torch.Tensor:
     b = real.shape[0]
     scores, _ = teacher.D(torch.cat([real, fake]), torch.cat([lm, lm]), idx.repeat(2))
-    return F.relu(1 - scores[:b]).mean() + F.relu(1 + scores[b:]).mean()
+    return hinge_d(scores[:b], scores[b:])
+
+
+class MetaStep(nn.Module):
+    """Both halves of a step behind one ``forward``, so one DDP wrapper syncs them all.
+
+    ``forward(frames, lms, idx)`` is the generator half; with ``fake`` it is D's half.
+    """
+
+    def __init__(self, teacher: Teacher, cfg: MetaTrainConfig, content: ContentLoss):
+        super().__init__()
+        self.teacher, self.cfg, self.content = teacher, cfg, content
+
+    def forward(self, frames, lms, idx, fake=None):
+        if fake is None:
+            return generator_losses(self.teacher, frames, lms, idx, self.cfg, self.content)
+        return discriminator_loss(self.teacher, frames[:, -1], fake, lms[:, -1], idx)
 
 
 def meta_train(
@@ -96,29 +134,41 @@ def meta_train(
 ) -> Path:
     """Meta-train a teacher on ``videos``; writes ``teacher.safetensors`` and logs to ``out_dir``.
 
-    ``out_dir`` also gets ``history.json`` (losses per step) and ``samples.png`` (rows:
-    landmark image, generated frame, real frame) at every save.
+    ``out_dir`` also gets ``history.json`` (losses per step, averaged over ranks) and
+    ``samples.png`` (rows: landmark image, generated frame, real frame) at every save.
 
     With ``resume``, an existing checkpoint and optimiser state in ``out_dir`` continue.
-    Returns the checkpoint path.
+    Under torchrun every rank trains; rank 0 writes. Returns the checkpoint path.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    ctx = ddp.init_distributed()
+    try:
+        return _meta_train(videos, Path(out_dir), cfg, resume, progress, ctx)
+    finally:
+        ddp.shutdown(ctx)
+
+
+def _meta_train(videos, out: Path, cfg, resume, progress, ctx: ddp.DistContext) -> Path:
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
     ckpt, opt_path, hist_path = out / "teacher.safetensors", out / "optim.pt", out / "history.json"
     torch.manual_seed(cfg.seed)
-    sampler = EpisodeSampler(videos, cfg.k, seed=cfg.seed)
+    sampler = EpisodeSampler(videos, cfg.k, cfg.seed, ctx.rank, ctx.world_size)
     start, history = 0, []
     if resume and ckpt.exists() and opt_path.exists():
         teacher = load_checkpoint(ckpt, "teacher", expect_variant=cfg.teacher)
         start = int(teacher.notes.get("step", 0))
         history = json.loads(hist_path.read_text()) if hist_path.exists() else []
-        log.info("resuming %s from step %d", cfg.teacher, start)
+        if ctx.is_main:
+            log.info("resuming %s from step %d", cfg.teacher, start)
     else:
         teacher = create_teacher(cfg.teacher, num_videos=len(videos), resolution=videos.resolution)
     if teacher.cfg.num_videos != len(videos):
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint has W for {teacher.cfg.num_videos} videos, data has {len(videos)}"
         )
+    teacher.to(ctx.device)
+    content = ContentLoss(cfg.content()).to(ctx.device)
+    step_fn = ddp.wrap(MetaStep(teacher, cfg, content), ctx)
     opt_g = torch.optim.Adam(
         [*teacher.E.parameters(), *teacher.G.parameters(), teacher.D.W.weight],
         lr=cfg.lr_g,
@@ -126,7 +176,7 @@ def meta_train(
     )
     opt_d = torch.optim.Adam(teacher.D.parameters(), lr=cfg.lr_d, betas=(0.0, 0.999))
     if start:
-        state = torch.load(opt_path, weights_only=True)
+        state = torch.load(opt_path, weights_only=True, map_location=ctx.device)
         opt_g.load_state_dict(state["g"])
         opt_d.load_state_dict(state["d"])
     teacher.train()
@@ -134,36 +184,49 @@ def meta_train(
     bar = tqdm(
         range(start, cfg.steps),
         desc="meta-train",
-        disable=not progress,
+        disable=not (progress and ctx.is_main),
         initial=start,
         total=cfg.steps,
     )
     for step in bar:
-        frames, lms, idx = sampler.sample(cfg.batch_size)
-        loss_g, parts, fake = generator_losses(teacher, frames, lms, idx, cfg)
+        frames, lms, idx = (t.to(ctx.device) for t in sampler.sample(cfg.batch_size))
+        loss_g, parts, fake = step_fn(frames, lms, idx)
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        loss_d = discriminator_loss(teacher, frames[:, -1], fake, lms[:, -1], idx)
+        loss_d = step_fn(frames, lms, idx, fake)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
-        parts.update(step=step + 1, loss_g=loss_g.item(), loss_d=loss_d.item())
+        parts.update(loss_g=loss_g.item(), loss_d=loss_d.item())
+        parts = {"step": step + 1, **ddp.mean_over_ranks(parts, ctx)}
         history.append(parts)
         bar.set_postfix(l1=f"{parts['l1']:.3f}", d=f"{parts['loss_d']:.2f}")
         if (step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps:
-            _save(teacher, opt_g, opt_d, history, out, step + 1, cfg, time.time() - t0)
-            save_grid(
-                [from_model_output(t.numpy()) for t in (lms[:, -1], fake, frames[:, -1])],
-                out / "samples.png",
-            )
-    if start >= cfg.steps:
+            spread = ddp.parameter_spread(teacher, ctx)  # every rank takes part
+            if ctx.is_main:
+                notes = {"world_size": ctx.world_size, "rank_param_spread": spread}
+                _save(teacher, opt_g, opt_d, history, out, step + 1, cfg, time.time() - t0, notes)
+                grid = [
+                    from_model_output(t.cpu().numpy()) for t in (lms[:, -1], fake, frames[:, -1])
+                ]
+                save_grid(grid, out / "samples.png")
+            ddp.barrier(ctx)
+    if start >= cfg.steps and ctx.is_main:
         log.info("checkpoint already at step %d >= %d", start, cfg.steps)
     return ckpt
 
 
-def _save(teacher, opt_g, opt_d, history, out: Path, step: int, cfg: MetaTrainConfig, secs: float):
-    save_checkpoint(out / "teacher.safetensors", teacher, "teacher", step=step, train=asdict(cfg))
+def _save(teacher, opt_g, opt_d, history, out: Path, step, cfg: MetaTrainConfig, secs, notes):
+    save_checkpoint(
+        out / "teacher.safetensors", teacher, "teacher", step=step, train=asdict(cfg), **notes
+    )
     torch.save({"g": opt_g.state_dict(), "d": opt_d.state_dict()}, out / "optim.pt")
     (out / "history.json").write_text(json.dumps(history))
     log.info("step %d saved (%.0f s)", step, secs)
+
+
+if __name__ == "__main__":  # torchrun -m talkinghead.train.meta <train arguments>
+    from talkinghead.cli import main
+
+    sys.exit(main(["train", *sys.argv[1:]]))

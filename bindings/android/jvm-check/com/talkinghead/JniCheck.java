@@ -1,0 +1,45 @@
+// Runs the JNI glue end to end on a desktop JVM:
+//   java -Djava.library.path=DIR com.talkinghead.JniCheck PACK PRECISION OUT.rgb
+// Renders the neutral face to OUT.rgb (raw RGB bytes) and checks the error paths.
+package com.talkinghead;
+
+import java.io.FileOutputStream;
+
+public final class JniCheck {
+  private static int expectStatus(Runnable call) {
+    try {
+      call.run();
+    } catch (TalkingHeadException e) {
+      if (e.getMessage() == null || e.getMessage().isEmpty()) throw new AssertionError("no message");
+      return e.status;
+    }
+    throw new AssertionError("expected a TalkingHeadException");
+  }
+
+  private static void require(boolean ok, String what) {
+    if (!ok) throw new AssertionError(what);
+  }
+
+  public static void main(String[] args) throws Exception {
+    System.loadLibrary("talkinghead_jni");
+    long avatar = NativeBridge.open(args[0], args[1]);
+    int size = NativeBridge.resolution(avatar);
+    float[] lm = new float[136];
+    NativeBridge.neutralLandmarks(avatar, lm);
+    byte[] frame = new byte[size * size * 3];
+    NativeBridge.render(avatar, lm, frame);
+    try (FileOutputStream out = new FileOutputStream(args[2])) {
+      out.write(frame);
+    }
+    require(expectStatus(() -> NativeBridge.render(avatar, lm, new byte[7])) == 1, "short frame");
+    require(expectStatus(() -> NativeBridge.render(avatar, null, frame)) == 1, "null landmarks");
+    float[] nan = lm.clone();
+    nan[3] = Float.NaN;
+    require(expectStatus(() -> NativeBridge.render(avatar, nan, frame)) == 2, "NaN landmarks");
+    require(expectStatus(() -> NativeBridge.open(args[0], "fp16")) == 1, "bad precision");
+    require(expectStatus(() -> NativeBridge.open("/nonexistent", args[1])) == 3, "missing pack");
+    NativeBridge.close(avatar);
+    require(expectStatus(() -> NativeBridge.render(avatar, lm, frame)) == 8, "render after close");
+    System.out.println("JNI OK " + NativeBridge.version() + " " + size);
+  }
+}

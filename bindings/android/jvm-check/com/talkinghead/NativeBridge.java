@@ -1,0 +1,13 @@
+// Desktop-JVM stand-in for the Kotlin `internal object NativeBridge` (same class name and
+// JNI signatures), so the JNI glue can be loaded and run on a build machine without the
+// Kotlin compiler or an Android device. Not shipped.
+package com.talkinghead;
+
+final class NativeBridge {
+  static native String version();
+  static native long open(String packDir, String precision);
+  static native int resolution(long avatar);
+  static native void neutralLandmarks(long avatar, float[] out);
+  static native void render(long avatar, float[] landmarks, byte[] out);
+  static native void close(long avatar);
+}

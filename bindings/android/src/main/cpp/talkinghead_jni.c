@@ -1,0 +1,92 @@
+/*
+ * JNI glue for com.talkinghead.NativeBridge: the C ABI of talkinghead.h, one function
+ * each. Failures throw com.talkinghead.TalkingHeadException(status, message).
+ * Java arrays are copied in (landmarks) or written in place (frames); no pointer into
+ * them outlives a call.
+ */
+#include <jni.h>
+#include <stdint.h>
+
+#include "talkinghead.h"
+
+static void throw_status(JNIEnv* env, th_status status) {
+  jclass cls = (*env)->FindClass(env, "com/talkinghead/TalkingHeadException");
+  if (cls == NULL) return; /* NoClassDefFoundError is already pending */
+  jmethodID ctor = (*env)->GetMethodID(env, cls, "<init>", "(ILjava/lang/String;)V");
+  if (ctor == NULL) return;
+  jstring message = (*env)->NewStringUTF(env, th_last_error());
+  jobject error = (*env)->NewObject(env, cls, ctor, (jint)status, message);
+  if (error != NULL) (*env)->Throw(env, (jthrowable)error);
+}
+
+/* Returns nonzero (and leaves an exception pending) when status is an error. */
+static int failed(JNIEnv* env, th_status status) {
+  if (status == TH_OK) return 0;
+  throw_status(env, status);
+  return 1;
+}
+
+JNIEXPORT jstring JNICALL Java_com_talkinghead_NativeBridge_version(JNIEnv* env, jclass cls) {
+  (void)cls;
+  return (*env)->NewStringUTF(env, th_version());
+}
+
+JNIEXPORT jlong JNICALL Java_com_talkinghead_NativeBridge_open(JNIEnv* env, jclass cls,
+                                                               jstring pack_dir,
+                                                               jstring precision) {
+  (void)cls;
+  const char* dir = pack_dir ? (*env)->GetStringUTFChars(env, pack_dir, NULL) : NULL;
+  const char* prec = precision ? (*env)->GetStringUTFChars(env, precision, NULL) : NULL;
+  th_avatar avatar = 0;
+  th_status status = th_open(dir, prec, &avatar);
+  if (dir) (*env)->ReleaseStringUTFChars(env, pack_dir, dir);
+  if (prec) (*env)->ReleaseStringUTFChars(env, precision, prec);
+  if (failed(env, status)) return 0;
+  return (jlong)avatar;
+}
+
+JNIEXPORT jint JNICALL Java_com_talkinghead_NativeBridge_resolution(JNIEnv* env, jclass cls,
+                                                                    jlong avatar) {
+  (void)cls;
+  int32_t size = 0;
+  if (failed(env, th_resolution((th_avatar)avatar, &size))) return 0;
+  return (jint)size;
+}
+
+JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_neutralLandmarks(JNIEnv* env, jclass cls,
+                                                                          jlong avatar,
+                                                                          jfloatArray out) {
+  (void)cls;
+  float buf[TH_LANDMARK_FLOATS];
+  if (out == NULL || (*env)->GetArrayLength(env, out) != TH_LANDMARK_FLOATS) {
+    failed(env, th_neutral_landmarks((th_avatar)avatar, NULL, 0));
+    return;
+  }
+  if (failed(env, th_neutral_landmarks((th_avatar)avatar, buf, TH_LANDMARK_FLOATS))) return;
+  (*env)->SetFloatArrayRegion(env, out, 0, TH_LANDMARK_FLOATS, buf);
+}
+
+JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_render(JNIEnv* env, jclass cls,
+                                                                jlong avatar,
+                                                                jfloatArray landmarks,
+                                                                jbyteArray out) {
+  (void)cls;
+  float lm[TH_LANDMARK_FLOATS];
+  jsize n_lm = landmarks ? (*env)->GetArrayLength(env, landmarks) : 0;
+  if (n_lm == TH_LANDMARK_FLOATS) {
+    (*env)->GetFloatArrayRegion(env, landmarks, 0, n_lm, lm);
+  }
+  jsize n_out = out ? (*env)->GetArrayLength(env, out) : 0;
+  jbyte* pixels = out ? (*env)->GetByteArrayElements(env, out, NULL) : NULL;
+  /* Wrong sizes and nulls are passed on as such: the C ABI names the problem. */
+  th_status status = th_render((th_avatar)avatar, n_lm == TH_LANDMARK_FLOATS ? lm : NULL,
+                               (size_t)n_lm, (uint8_t*)pixels, (size_t)n_out);
+  if (pixels) (*env)->ReleaseByteArrayElements(env, out, pixels, status == TH_OK ? 0 : JNI_ABORT);
+  failed(env, status);
+}
+
+JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_close(JNIEnv* env, jclass cls,
+                                                               jlong avatar) {
+  (void)cls;
+  failed(env, th_close((th_avatar)avatar));
+}

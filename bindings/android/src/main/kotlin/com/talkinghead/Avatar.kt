@@ -1,0 +1,59 @@
+// Kotlin wrapper over the talkinghead C ABI (bindings/include/talkinghead.h) via JNI.
+// Not built in this repository's CI: see docs/bindings.md for what is verified.
+package com.talkinghead
+
+/** A failed native call: [status] is the th_status value, the message says what was wrong. */
+class TalkingHeadException(val status: Int, message: String) : RuntimeException(message)
+
+/**
+ * An opened avatar pack. Landmarks are 68 (x, y) pairs in model pixels, interleaved
+ * ([x0, y0, x1, y1, ...], 136 floats); frames are resolution x resolution x 3 RGB bytes.
+ * Close it (or use `use { }`) to release the native model.
+ */
+class Avatar private constructor(private var handle: Long) : AutoCloseable {
+    /** Side of the square model input and output, in px. */
+    val resolution: Int = NativeBridge.resolution(handle)
+
+    /** The enrolled face at rest (136 floats, px): a starting point for retargeting. */
+    val neutralLandmarks: FloatArray
+        get() = FloatArray(LANDMARK_FLOATS).also { NativeBridge.neutralLandmarks(handle, it) }
+
+    /** Render into [out] (resolution * resolution * 3 bytes, RGB), reused across frames. */
+    fun render(landmarks: FloatArray, out: ByteArray) = NativeBridge.render(handle, landmarks, out)
+
+    /** Render into a new RGB byte array. */
+    fun render(landmarks: FloatArray): ByteArray =
+        ByteArray(resolution * resolution * 3).also { render(landmarks, it) }
+
+    @Synchronized
+    override fun close() {
+        if (handle != 0L) {
+            NativeBridge.close(handle)
+            handle = 0L
+        }
+    }
+
+    companion object {
+        const val LANDMARK_FLOATS = 136
+
+        init {
+            System.loadLibrary("talkinghead_jni")
+        }
+
+        /** Open the pack folder [packDir] with its ExecuTorch model of [precision] ("fp32"/"int8"). */
+        fun open(packDir: String, precision: String = "int8"): Avatar =
+            Avatar(NativeBridge.open(packDir, precision))
+
+        val version: String
+            get() = NativeBridge.version()
+    }
+}
+
+internal object NativeBridge {
+    @JvmStatic external fun version(): String
+    @JvmStatic external fun open(packDir: String, precision: String): Long
+    @JvmStatic external fun resolution(avatar: Long): Int
+    @JvmStatic external fun neutralLandmarks(avatar: Long, out: FloatArray)
+    @JvmStatic external fun render(avatar: Long, landmarks: FloatArray, out: ByteArray)
+    @JvmStatic external fun close(avatar: Long)
+}

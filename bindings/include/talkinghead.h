@@ -1,0 +1,117 @@
+/*
+ * talkinghead.h: the C ABI of the talkinghead avatar runtime.
+ *
+ * Open an avatar pack (a folder holding manifest.json and ExecuTorch .pte models),
+ * then render one RGB frame per set of 68 landmarks. Every call returns a th_status;
+ * on failure th_last_error() names what was wrong. No call aborts on bad input.
+ *
+ * Ownership:
+ *   - The caller owns every buffer it passes in (landmarks, output pixels, paths). The
+ *     library reads or writes them only during the call and keeps no pointer to them.
+ *   - The library owns an avatar from th_open until th_close. A handle is a number, not
+ *     a pointer, and is never reused within a process: after th_close every call with it
+ *     returns TH_ERR_CLOSED instead of touching freed memory.
+ *   - Strings returned by the library are owned by it: th_version and th_status_name
+ *     return static strings; th_last_error returns a thread-local string that stays
+ *     valid until the next th_ call on the same thread.
+ *
+ * Threads: any function may be called from any thread. Calls on one handle are
+ * serialised by the library (a render waits for a render already running on it);
+ * different handles render in parallel. Closing a handle while another thread
+ * renders on it is safe: the render finishes, then the avatar is freed.
+ *
+ * Conventions (same as the Python SDK):
+ *   landmarks: 68 points x (x, y) float32, interleaved [x0, y0, x1, y1, ...], in pixels
+ *              of the model's S x S input (pixel (row r, col c) has its centre at x=c, y=r).
+ *   frames:    S x S x 3 uint8 RGB, row-major, no padding (S = th_resolution).
+ */
+#ifndef TALKINGHEAD_H_
+#define TALKINGHEAD_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32)
+#define TH_API __declspec(dllexport)
+#else
+#define TH_API __attribute__((visibility("default")))
+#endif
+
+/* Bumped when a signature or a documented behaviour changes incompatibly. */
+#define TH_ABI_VERSION 1
+#define TH_NUM_LANDMARKS 68
+/* Number of floats th_render and th_rasterize read: 68 points x (x, y). */
+#define TH_LANDMARK_FLOATS 136
+
+/* An opened avatar. 0 is never a valid handle. */
+typedef uint64_t th_avatar;
+
+typedef enum th_status {
+  TH_OK = 0,
+  TH_ERR_INVALID_ARGUMENT = 1, /* null pointer, bad precision name, wrong buffer size */
+  TH_ERR_INVALID_LANDMARKS = 2, /* NaN or infinite landmark coordinates */
+  TH_ERR_PACK = 3,           /* missing or malformed manifest, missing or unsafe file */
+  TH_ERR_INTEGRITY = 4,      /* a file does not match the sha256 in the manifest */
+  TH_ERR_UNSUPPORTED = 5,    /* pack schema newer than this library, or no such model */
+  TH_ERR_MODEL = 6,          /* not an ExecuTorch program, truncated, or wrong shapes */
+  TH_ERR_RUNTIME = 7,        /* the ExecuTorch runtime failed to load or run the model */
+  TH_ERR_CLOSED = 8,         /* the handle was closed (or never opened) */
+  TH_ERR_NO_MEMORY = 9,      /* an allocation failed */
+  TH_ERR_INTERNAL = 10       /* a bug: please report the message */
+} th_status;
+
+/* The library version, e.g. "0.1.0" (static string). */
+TH_API const char* th_version(void);
+
+/* TH_ABI_VERSION of the library actually loaded; compare with the header's. */
+TH_API int32_t th_abi_version(void);
+
+/* A short constant name for a status, e.g. "TH_ERR_INTEGRITY" (static string). */
+TH_API const char* th_status_name(th_status status);
+
+/* The message of the last failed call on this thread ("" after a successful call). */
+TH_API const char* th_last_error(void);
+
+/*
+ * Open the pack in folder `pack_dir` and load its ExecuTorch model of `precision`
+ * ("fp32" or "int8"). The manifest is validated and the model's sha256 is checked
+ * against the very bytes that are then loaded. On success *out_avatar is set; on
+ * failure it is set to 0.
+ */
+TH_API th_status th_open(const char* pack_dir, const char* precision, th_avatar* out_avatar);
+
+/* The model's side S in px: inputs and outputs are S x S. */
+TH_API th_status th_resolution(th_avatar avatar, int32_t* out_size);
+
+/* The enrolled face at rest: writes TH_LANDMARK_FLOATS floats (crop px) to `out`. */
+TH_API th_status th_neutral_landmarks(th_avatar avatar, float* out, size_t out_floats);
+
+/*
+ * Render one frame: rasterise `landmarks` (TH_LANDMARK_FLOATS floats, px), run the
+ * model, write S*S*3 bytes of RGB to `out_rgb`. `landmark_floats` and `out_bytes` are
+ * the sizes of the caller's buffers and must be exactly TH_LANDMARK_FLOATS and S*S*3.
+ * Landmarks may lie outside the image (they are clipped) but must be finite.
+ */
+TH_API th_status th_render(th_avatar avatar, const float* landmarks, size_t landmark_floats,
+                           uint8_t* out_rgb, size_t out_bytes);
+
+/*
+ * Only the rasteriser: draw the landmark image (coloured polylines on black) that
+ * th_render feeds the model, into `out_rgb` (size*size*3 bytes). `size` >= 16;
+ * `thickness` in px, or 0 for the default max(1, size / 64).
+ */
+TH_API th_status th_rasterize(const float* landmarks, size_t landmark_floats, int32_t size,
+                              double thickness, uint8_t* out_rgb, size_t out_bytes);
+
+/* Release the avatar. Closing 0 or an already closed handle returns TH_ERR_CLOSED. */
+TH_API th_status th_close(th_avatar avatar);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* TALKINGHEAD_H_ */

@@ -1,0 +1,325 @@
+"""Build, locate and call the native runtime: ``libtalkinghead`` (the C ABI in
+``bindings/include/talkinghead.h``) compiled by CMake against the executorch pip wheel.
+
+Python apps use :mod:`talkinghead.sdk`; this module exists to build the library that
+phone apps link, to test it from Python through ctypes, and to benchmark it::
+
+    from talkinghead.bindings.native import NativeAvatar, build_native
+
+    build = build_native()                      # cmake configure + build (incremental)
+    with NativeAvatar(pack_dir, "int8", build.library) as avatar:
+        frame = avatar.render(landmarks)        # (68, 2) px -> (S, S, 3) uint8
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from talkinghead import __version__
+from talkinghead.errors import (
+    BackendError,
+    InvalidInputError,
+    PackError,
+    PackIntegrityError,
+    TalkingHeadError,
+)
+
+BINDINGS_DIR = Path(__file__).resolve().parent
+DEFAULT_BUILD_ROOT = BINDINGS_DIR / "build"
+NUM_LANDMARK_FLOATS = 136
+
+# th_status values (talkinghead.h) -> the SDK's typed exceptions.
+STATUS_NAMES = (
+    "TH_OK",
+    "TH_ERR_INVALID_ARGUMENT",
+    "TH_ERR_INVALID_LANDMARKS",
+    "TH_ERR_PACK",
+    "TH_ERR_INTEGRITY",
+    "TH_ERR_UNSUPPORTED",
+    "TH_ERR_MODEL",
+    "TH_ERR_RUNTIME",
+    "TH_ERR_CLOSED",
+    "TH_ERR_NO_MEMORY",
+    "TH_ERR_INTERNAL",
+)
+_STATUS_ERRORS: dict[str, type[TalkingHeadError]] = {
+    "TH_ERR_INVALID_ARGUMENT": InvalidInputError,
+    "TH_ERR_INVALID_LANDMARKS": InvalidInputError,
+    "TH_ERR_PACK": PackError,
+    "TH_ERR_INTEGRITY": PackIntegrityError,
+    "TH_ERR_UNSUPPORTED": PackError,
+}
+
+
+@dataclass(frozen=True)
+class NativeBuild:
+    """Where one CMake build put its outputs."""
+
+    dir: Path
+    library: Path
+    selftest: Path
+    bench: Path
+
+
+def executorch_cmake_dir() -> Path:
+    """The folder holding ``executorch-config.cmake`` in the installed executorch wheel."""
+    spec = importlib.util.find_spec("executorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise BackendError("the executorch wheel is not installed: pip install executorch")
+    path = Path(list(spec.submodule_search_locations)[0]) / "lib" / "cmake" / "executorch"
+    if not (path / "executorch-config.cmake").is_file():
+        raise BackendError(f"the executorch wheel ships no CMake package at {path}")
+    return path
+
+
+def cmake_commands(build_dir: Path, *, asan: bool = False, jobs: int = 2) -> list[list[str]]:
+    """The configure and build commands :func:`build_native` runs (shown in docs and errors)."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        raise BackendError(
+            "cmake not found on PATH: install CMake >= 3.19 and a C++17 compiler "
+            "(e.g. apt-get install cmake g++) to build the native bindings"
+        )
+    configure = [
+        cmake,
+        "-S",
+        str(BINDINGS_DIR),
+        "-B",
+        str(build_dir),
+        "-DCMAKE_BUILD_TYPE=Release",
+        f"-Dexecutorch_DIR={executorch_cmake_dir()}",
+        f"-DTALKINGHEAD_ASAN={'ON' if asan else 'OFF'}",
+        f"-DTALKINGHEAD_VERSION={__version__}",
+    ]
+    if shutil.which("ninja") and not (build_dir / "Makefile").exists():
+        configure += ["-G", "Ninja"]
+    build = [cmake, "--build", str(build_dir), "-j", str(jobs)]
+    # Under ASan only the library and the C self-test are needed (the slow part is compiling).
+    return [configure, build + (["--target", "talkinghead_selftest"] if asan else [])]
+
+
+def build_native(
+    build_dir: str | os.PathLike[str] | None = None, *, asan: bool = False, jobs: int = 2
+) -> NativeBuild:
+    """Configure and build the library, self-test and benchmark (incremental; a file lock
+    keeps concurrent callers from building into the same folder at once).
+
+    ``build_dir`` defaults to ``bindings/build/release`` (``.../asan`` with ``asan``, which
+    builds the library and self-test only, with ``-fsanitize=address``).
+    Raises BackendError naming the failing command, with the tail of its output.
+    """
+    out = (
+        Path(build_dir)
+        if build_dir is not None
+        else DEFAULT_BUILD_ROOT / ("asan" if asan else "release")
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    commands = cmake_commands(out, asan=asan, jobs=jobs)
+    with open(out / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for cmd in commands:
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode != 0:
+                tail = (proc.stdout + proc.stderr)[-4000:]
+                raise BackendError(f"native build failed: {' '.join(cmd)}\n{tail}")
+    build = NativeBuild(
+        dir=out,
+        library=out / "libtalkinghead.so",
+        selftest=out / "talkinghead_selftest",
+        bench=out / "talkinghead_bench",
+    )
+    for p in (build.library, build.selftest) + (() if asan else (build.bench,)):
+        if not p.is_file():
+            raise BackendError(f"native build finished but {p} is missing")
+    return build
+
+
+# ----------------------------------------------------------------------------- ctypes
+
+_LIBRARIES: dict[Path, ctypes.CDLL] = {}
+
+
+def load_library(path: str | os.PathLike[str]) -> ctypes.CDLL:
+    """Load ``libtalkinghead`` once per path, with the C signatures declared."""
+    path = Path(path).resolve()
+    if path in _LIBRARIES:
+        return _LIBRARIES[path]
+    try:
+        lib = ctypes.CDLL(str(path))
+    except OSError as e:
+        raise BackendError(f"cannot load the native library {path}: {e}") from e
+    c = ctypes
+    f32p, u8p = c.POINTER(c.c_float), c.POINTER(c.c_uint8)
+    sigs = {
+        "th_version": (c.c_char_p, []),
+        "th_abi_version": (c.c_int32, []),
+        "th_status_name": (c.c_char_p, [c.c_int]),
+        "th_last_error": (c.c_char_p, []),
+        "th_open": (c.c_int, [c.c_char_p, c.c_char_p, c.POINTER(c.c_uint64)]),
+        "th_resolution": (c.c_int, [c.c_uint64, c.POINTER(c.c_int32)]),
+        "th_neutral_landmarks": (c.c_int, [c.c_uint64, f32p, c.c_size_t]),
+        "th_render": (c.c_int, [c.c_uint64, f32p, c.c_size_t, u8p, c.c_size_t]),
+        "th_rasterize": (c.c_int, [f32p, c.c_size_t, c.c_int32, c.c_double, u8p, c.c_size_t]),
+        "th_close": (c.c_int, [c.c_uint64]),
+    }
+    for name, (restype, argtypes) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = restype, argtypes
+    _LIBRARIES[path] = lib
+    return lib
+
+
+def status_name(status: int) -> str:
+    return STATUS_NAMES[status] if 0 <= status < len(STATUS_NAMES) else f"TH_STATUS_{status}"
+
+
+def check_status(lib: ctypes.CDLL, status: int, what: str) -> None:
+    """Raise the typed exception for a failed th_ call, with the library's message."""
+    if status == 0:
+        return
+    name = status_name(status)
+    message = (lib.th_last_error() or b"").decode("utf-8", "replace")
+    raise _STATUS_ERRORS.get(name, BackendError)(f"{what}: {name}: {message}")
+
+
+def _landmark_buffer(landmarks: object) -> np.ndarray:
+    """(68, 2) float px -> contiguous float32; finiteness is left to the native side."""
+    try:
+        arr = np.ascontiguousarray(landmarks, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"landmarks must be numeric: {e}") from e
+    if arr.shape != (68, 2):
+        raise InvalidInputError(f"landmarks must have shape (68, 2), got {arr.shape}")
+    return arr
+
+
+def _f32(a: np.ndarray) -> ctypes._Pointer:
+    return a.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+
+
+def _u8(a: np.ndarray) -> ctypes._Pointer:
+    return a.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8))
+
+
+def rasterize(
+    landmarks: np.ndarray, size: int, library: str | os.PathLike[str], thickness: float = 0.0
+) -> np.ndarray:
+    """The native rasteriser: (68, 2) px -> (size, size, 3) uint8; ``thickness`` 0 = default."""
+    lib = load_library(library)
+    lm = _landmark_buffer(landmarks)
+    out = np.zeros((size, size, 3), np.uint8)
+    status = lib.th_rasterize(_f32(lm), lm.size, int(size), float(thickness), _u8(out), out.nbytes)
+    check_status(lib, status, "th_rasterize")
+    return out
+
+
+class NativeAvatar:
+    """A pack opened by the native runtime through ctypes. A context manager.
+
+    ``render``: landmarks (68, 2) float px -> (S, S, 3) uint8 RGB, the same frame as the
+    Python SDK's ExecuTorch path (rasterise, to_model_input, run, from_model_output).
+    """
+
+    def __init__(
+        self,
+        pack: str | os.PathLike[str],
+        precision: str = "fp32",
+        library: str | os.PathLike[str] | None = None,
+    ) -> None:
+        if not isinstance(precision, str):
+            raise InvalidInputError(f"precision must be a str, got {type(precision).__name__}")
+        self._lib = load_library(library if library is not None else build_native().library)
+        handle = ctypes.c_uint64(0)
+        status = self._lib.th_open(os.fsencode(pack), precision.encode(), ctypes.byref(handle))
+        check_status(self._lib, status, f"th_open({pack}, {precision})")
+        self._handle = handle.value
+        size = ctypes.c_int32(0)
+        check_status(
+            self._lib, self._lib.th_resolution(self._handle, ctypes.byref(size)), "th_resolution"
+        )
+        self.resolution: int = size.value
+
+    @property
+    def handle(self) -> int:
+        return self._handle
+
+    @property
+    def neutral_landmarks(self) -> np.ndarray:
+        """(68, 2) float32 px: the enrolled face at rest, from the manifest."""
+        out = np.zeros((68, 2), np.float32)
+        status = self._lib.th_neutral_landmarks(self._handle, _f32(out), out.size)
+        check_status(self._lib, status, "th_neutral_landmarks")
+        return out
+
+    def render(self, landmarks: np.ndarray) -> np.ndarray:
+        """landmarks: (68, 2) float px -> (S, S, 3) uint8 RGB."""
+        lm = _landmark_buffer(landmarks)
+        s = self.resolution
+        out = np.empty((s, s, 3), np.uint8)
+        status = self._lib.th_render(self._handle, _f32(lm), lm.size, _u8(out), out.nbytes)
+        check_status(self._lib, status, "th_render")
+        return out
+
+    def close(self) -> None:
+        """Release the native avatar. Idempotent."""
+        if self._handle:
+            self._lib.th_close(self._handle)
+            self._handle = 0
+
+    def __enter__(self) -> NativeAvatar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+
+def run_benchmark(
+    pack: str | os.PathLike[str],
+    precision: str = "fp32",
+    frames: int = 100,
+    warmup: int = 5,
+    build: NativeBuild | None = None,
+) -> dict:
+    """Run ``talkinghead_bench``: per-frame native render latency (rasterise + model +
+    conversions). Returns its JSON: ``median_ms``, ``min_ms``, ``max_ms``, ``ms`` (per frame).
+    """
+    if precision not in ("fp32", "int8"):
+        raise InvalidInputError(f"precision must be 'fp32' or 'int8', got {precision!r}")
+    if not isinstance(frames, int) or frames < 1 or not isinstance(warmup, int) or warmup < 0:
+        raise InvalidInputError(f"frames must be >= 1 and warmup >= 0, got {frames}, {warmup}")
+    build = build if build is not None else build_native()
+    proc = subprocess.run(
+        [str(build.bench), os.fspath(pack), precision, str(frames), str(warmup)],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise BackendError(f"talkinghead_bench failed: {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout)
+
+
+__all__ = [
+    "NativeAvatar",
+    "NativeBuild",
+    "build_native",
+    "check_status",
+    "cmake_commands",
+    "executorch_cmake_dir",
+    "load_library",
+    "rasterize",
+    "run_benchmark",
+    "status_name",
+]

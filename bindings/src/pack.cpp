@@ -1,0 +1,285 @@
+// The subset of sdk/pack.py the native runtime relies on. Keys it does not use are
+// ignored, so packs from newer exporters of the same schema keep opening.
+#include "pack.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+#include "json.h"
+#include "sha256.h"
+
+namespace talkinghead {
+namespace {
+
+constexpr size_t kMaxManifestBytes = size_t(16) << 20;
+constexpr size_t kMaxModelBytes = size_t(1) << 30;  // as the zip limit of sdk/pack.py
+constexpr int kMinResolution = 16;                  // the rasteriser's minimum
+constexpr int kMaxResolution = 4096;
+
+Failure fail(th_status status, std::string message) { return Failure{status, std::move(message)}; }
+
+// Read a regular file, refusing links (O_NOFOLLOW) and anything over `limit` bytes.
+Failure read_file(const std::string& path, size_t limit, std::vector<uint8_t>* out,
+                  th_status missing_status) {
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0) {
+    int e = errno;
+    if (e == ELOOP) return fail(TH_ERR_PACK, path + " is a symbolic link");
+    return fail(missing_status, "cannot open " + path + ": " + std::strerror(e));
+  }
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return fail(TH_ERR_PACK, path + " is not a regular file");
+  }
+  if (uint64_t(st.st_size) > limit) {
+    close(fd);
+    return fail(TH_ERR_PACK, path + " is too large (" + std::to_string(st.st_size) +
+                                 " bytes, limit " + std::to_string(limit) + ")");
+  }
+  out->resize(size_t(st.st_size));
+  size_t got = 0;
+  while (got < out->size()) {
+    ssize_t n = read(fd, out->data() + got, out->size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      close(fd);
+      return fail(TH_ERR_PACK, "cannot read " + path);
+    }
+    got += size_t(n);
+  }
+  close(fd);
+  return {};
+}
+
+// Names come from a manifest that may be hostile: relative, POSIX, never climbing out.
+bool safe_relpath(const std::string& name) {
+  if (name.empty() || name.find('\0') != std::string::npos) return false;
+  if (name.find('\\') != std::string::npos || name[0] == '/') return false;
+  if (name.size() > 1 && name[1] == ':') return false;
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t end = name.find('/', start);
+    if (end == std::string::npos) end = name.size();
+    if (name.compare(start, end - start, "..") == 0 && end - start == 2) return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+// The real path of dir/rel when it stays inside the real path of dir.
+bool inside(const std::string& dir, const std::string& rel, std::string* resolved) {
+  char root[PATH_MAX], file[PATH_MAX];
+  if (!realpath(dir.c_str(), root) || !realpath((dir + "/" + rel).c_str(), file)) return false;
+  std::string r(root), f(file);
+  if (r.back() != '/') r += '/';
+  if (f.compare(0, r.size(), r) != 0) return false;
+  *resolved = f;
+  return true;
+}
+
+bool is_sha256(const JsonValue* v) {
+  if (!v || v->type != JsonValue::Type::String || v->string.size() != 64) return false;
+  for (char c : v->string) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+// An ExecuTorch program entry: "format": "pte", or (schema 1) a file named *.pte.
+bool is_program(const JsonValue& entry) {
+  if (const JsonValue* f = entry.find("format")) {
+    return f->type == JsonValue::Type::String && f->string == "pte";
+  }
+  const JsonValue* file = entry.find("file");
+  const std::string suffix = ".pte";
+  return file && file->type == JsonValue::Type::String && file->string.size() > suffix.size() &&
+         file->string.compare(file->string.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+const JsonValue* get(const JsonValue& obj, const char* key, JsonValue::Type type) {
+  const JsonValue* v = obj.find(key);
+  return (v && v->type == type) ? v : nullptr;
+}
+
+bool is_string(const JsonValue& obj, const char* key, const char* expected) {
+  const JsonValue* v = get(obj, key, JsonValue::Type::String);
+  return v && v->string == expected;
+}
+
+}  // namespace
+
+Failure read_manifest(const std::string& dir, const std::string& precision, PackInfo* out) {
+  const std::string path = dir + "/manifest.json";
+  std::vector<uint8_t> raw;
+  if (Failure f = read_file(path, kMaxManifestBytes, &raw, TH_ERR_PACK)) {
+    f.message = "not an avatar pack: " + f.message;
+    return f;
+  }
+  JsonValue m;
+  std::string err;
+  if (!parse_json(std::string(raw.begin(), raw.end()), &m, &err)) {
+    return fail(TH_ERR_PACK, path + " is not valid JSON: " + err);
+  }
+  if (m.type != JsonValue::Type::Object) return fail(TH_ERR_PACK, "manifest: top level must be an object");
+
+  const JsonValue* version = get(m, "schema_version", JsonValue::Type::Number);
+  if (!version || !version->is_integer) {
+    return fail(TH_ERR_PACK, "manifest: missing or non-integer key 'schema_version'");
+  }
+  if (version->integer > kMaxSchemaVersion) {
+    return fail(TH_ERR_UNSUPPORTED,
+                "pack schema_version " + std::to_string(version->integer) +
+                    " is newer than this library supports (" + std::to_string(kMaxSchemaVersion) +
+                    "); upgrade the talkinghead runtime to open it");
+  }
+  if (version->integer < kMinSchemaVersion) {
+    return fail(TH_ERR_PACK, "unknown pack schema_version " + std::to_string(version->integer));
+  }
+  if (!is_string(m, "format", kPackFormat)) {
+    return fail(TH_ERR_PACK, std::string("manifest: key 'format' must be '") + kPackFormat + "'");
+  }
+  const JsonValue* name = get(m, "name", JsonValue::Type::String);
+  if (!name) return fail(TH_ERR_PACK, "manifest: missing string key 'name'");
+
+  const JsonValue* res = get(m, "resolution", JsonValue::Type::Number);
+  if (!res || !res->is_integer || res->integer < kMinResolution || res->integer > kMaxResolution) {
+    return fail(TH_ERR_PACK, "manifest: key 'resolution' must be an integer in [" +
+                                 std::to_string(kMinResolution) + ", " +
+                                 std::to_string(kMaxResolution) + "]");
+  }
+  const int size = int(res->integer);
+  if (const JsonValue* lc = m.find("landmark_convention")) {
+    const JsonValue* lsize = get(*lc, "size", JsonValue::Type::Number);
+    if (!lsize || !lsize->is_integer || lsize->integer != size) {
+      return fail(TH_ERR_PACK, "manifest: key 'landmark_convention.size' must equal 'resolution'");
+    }
+  }
+
+  const JsonValue* files = get(m, "files", JsonValue::Type::Object);
+  if (!files) return fail(TH_ERR_PACK, "manifest: missing object key 'files'");
+  const JsonValue* models = get(m, "models", JsonValue::Type::Array);
+  if (!models || models->array.empty()) {
+    return fail(TH_ERR_PACK, "manifest: key 'models' must list at least one model");
+  }
+  // The first ExecuTorch program (.pte, not a bundled .bpte) of this precision, an XNNPACK
+  // one when there is one: that is the delegate this runtime links.
+  const JsonValue* entry = nullptr;
+  std::string have;
+  for (const JsonValue& mv : models->array) {
+    if (mv.type != JsonValue::Type::Object) return fail(TH_ERR_PACK, "manifest: models[] must hold objects");
+    const JsonValue* rt = get(mv, "runtime", JsonValue::Type::String);
+    const JsonValue* pr = get(mv, "precision", JsonValue::Type::String);
+    if (rt && pr) have += (have.empty() ? "" : ", ") + rt->string + "/" + pr->string;
+    if (!is_string(mv, "runtime", "executorch") || !pr || pr->string != precision) continue;
+    if (!is_program(mv)) continue;
+    if (!entry || (!is_string(*entry, "backend", "xnnpack") && is_string(mv, "backend", "xnnpack"))) {
+      entry = &mv;
+    }
+  }
+  if (!entry) {
+    return fail(TH_ERR_UNSUPPORTED, "pack has no executorch/" + precision + " model (has: " + have + ")");
+  }
+  const JsonValue* file = get(*entry, "file", JsonValue::Type::String);
+  if (!file || !safe_relpath(file->string)) {
+    return fail(TH_ERR_PACK, "manifest: the executorch/" + precision + " model has a missing or unsafe 'file'");
+  }
+  const JsonValue* digest = entry->find("sha256");
+  if (!is_sha256(digest)) {
+    return fail(TH_ERR_PACK, "manifest: model '" + file->string + "' has no lowercase hex 'sha256'");
+  }
+  const JsonValue* listed = files->find(file->string);
+  if (!is_sha256(listed) || listed->string != digest->string) {
+    return fail(TH_ERR_PACK, "manifest: model '" + file->string + "' is not listed in 'files' with the same sha256");
+  }
+  // Schema 2 lets an entry give its own tensor specs; this runtime feeds float32 NCHW.
+  for (const char* key : {"input", "output"}) {
+    const JsonValue* spec = get(*entry, key, JsonValue::Type::Object);
+    if (spec && (!is_string(*spec, "layout", "NCHW") || !is_string(*spec, "dtype", "float32"))) {
+      return fail(TH_ERR_UNSUPPORTED, "model '" + file->string + "' " + key +
+                                          " is not float32 NCHW, the only layout this runtime feeds");
+    }
+  }
+
+  const JsonValue* identity = get(m, "identity", JsonValue::Type::Object);
+  const JsonValue* pts = identity ? get(*identity, "neutral_landmarks", JsonValue::Type::Array) : nullptr;
+  if (!pts || pts->array.size() != size_t(TH_NUM_LANDMARKS)) {
+    return fail(TH_ERR_PACK, "manifest: key 'identity.neutral_landmarks' must be a (68, 2) list");
+  }
+  out->neutral.clear();
+  for (const JsonValue& p : pts->array) {
+    if (p.type != JsonValue::Type::Array || p.array.size() != 2) {
+      return fail(TH_ERR_PACK, "manifest: key 'identity.neutral_landmarks' must be a (68, 2) list");
+    }
+    for (const JsonValue& v : p.array) {
+      if (v.type != JsonValue::Type::Number || !std::isfinite(v.number)) {
+        return fail(TH_ERR_PACK, "manifest: key 'identity.neutral_landmarks' holds a non-number");
+      }
+      out->neutral.push_back(v.number);
+    }
+  }
+  out->name = name->string;
+  out->schema_version = version->integer;
+  out->resolution = size;
+  out->model = PackModel{file->string, digest->string};
+  return {};
+}
+
+Failure read_model(const std::string& dir, const PackInfo& info, std::vector<uint8_t>* bytes) {
+  std::string path;
+  if (!inside(dir, info.model.file, &path)) {
+    return fail(TH_ERR_PACK, "pack file '" + info.model.file + "' is missing or outside the pack");
+  }
+  if (Failure f = read_file(path, kMaxModelBytes, bytes, TH_ERR_PACK)) return f;
+  if (sha256_hex(bytes->data(), bytes->size()) != info.model.sha256) {
+    return fail(TH_ERR_INTEGRITY, "pack file '" + info.model.file +
+                                      "' does not match its sha256 (corrupt or modified)");
+  }
+  return {};
+}
+
+Failure check_pte_header(const std::vector<uint8_t>& d, const std::string& source) {
+  // A .pte starts with a 4-byte root offset and the identifier "ET" + 2 digits, then
+  // optionally the extended header "eh00": u32 length, u64 program size, u64 segment
+  // base offset, u64 segment data size (little endian).
+  constexpr size_t kMinBytes = 64;
+  if (d.size() < kMinBytes) {
+    return fail(TH_ERR_MODEL, source + " is not an ExecuTorch program: " + std::to_string(d.size()) + " bytes is too short");
+  }
+  auto digit = [](uint8_t c) { return c >= '0' && c <= '9'; };
+  if (!(d[4] == 'E' && d[5] == 'T' && digit(d[6]) && digit(d[7]))) {
+    return fail(TH_ERR_MODEL, source + " is not an ExecuTorch program (no 'ET..' file identifier)");
+  }
+  auto u32 = [&](size_t at) {
+    uint32_t x = 0;
+    for (int i = 3; i >= 0; --i) x = (x << 8) | d[at + i];
+    return x;
+  };
+  auto u64 = [&](size_t at) {
+    uint64_t x = 0;
+    for (int i = 7; i >= 0; --i) x = (x << 8) | d[at + i];
+    return x;
+  };
+  if (std::memcmp(d.data() + 8, "eh00", 4) == 0) {
+    uint32_t length = u32(12);
+    uint64_t program_size = u64(16), segment_base = u64(24);
+    uint64_t segment_size = length >= 32 ? u64(32) : 0;
+    // Compared without overflow: a hostile header may hold huge values.
+    bool truncated = program_size > d.size() || segment_base > d.size() ||
+                     segment_size > d.size() - segment_base;
+    if (truncated) {
+      return fail(TH_ERR_MODEL, source + " is truncated: its header says it is longer than its " +
+                                    std::to_string(d.size()) + " bytes");
+    }
+  }
+  return {};
+}
+
+}  // namespace talkinghead

@@ -1,0 +1,47 @@
+// Reading an avatar pack: manifest.json, the model entry for a precision, and the
+// model's bytes checked against their sha256 before anything parses them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "talkinghead.h"
+
+namespace talkinghead {
+
+// Schema versions this library reads. Version 2 only adds keys, which are ignored.
+constexpr int64_t kMinSchemaVersion = 1;
+constexpr int64_t kMaxSchemaVersion = 2;
+constexpr const char* kPackFormat = "talkinghead.avatar-pack";
+
+struct PackModel {
+  std::string file;
+  std::string sha256;
+};
+
+struct PackInfo {
+  std::string name;
+  int64_t schema_version = 0;
+  int resolution = 0;
+  PackModel model;               // the executorch entry of the requested precision
+  std::vector<double> neutral;   // 68 x (x, y), crop px
+};
+
+// A failed step: a status code and a message naming what was wrong.
+struct Failure {
+  th_status status = TH_OK;
+  std::string message;
+  explicit operator bool() const { return status != TH_OK; }
+};
+
+// Parse and validate dir/manifest.json, pick the executorch model of `precision`.
+Failure read_manifest(const std::string& dir, const std::string& precision, PackInfo* out);
+
+// Read the model file of `info` (inside `dir`, no links) and check its sha256.
+Failure read_model(const std::string& dir, const PackInfo& info, std::vector<uint8_t>* bytes);
+
+// Reject bytes that are not an ExecuTorch program or are shorter than their header says.
+Failure check_pte_header(const std::vector<uint8_t>& data, const std::string& source);
+
+}  // namespace talkinghead

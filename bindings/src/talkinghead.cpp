@@ -1,0 +1,314 @@
+// The C ABI over the ExecuTorch Module API. Every entry point catches everything, sets
+// the thread-local error message and returns a status: nothing unwinds into C callers.
+#include "talkinghead.h"
+
+#include <executorch/extension/data_loader/buffer_data_loader.h>
+#include <executorch/extension/module/module.h>
+#include <executorch/extension/tensor/tensor.h>
+#include <executorch/runtime/platform/runtime.h>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "pack.h"
+#include "rasterize.h"
+
+#ifndef TALKINGHEAD_VERSION
+#define TALKINGHEAD_VERSION "0.0.0"
+#endif
+
+namespace {
+
+using executorch::aten::ScalarType;
+using executorch::extension::BufferDataLoader;
+using executorch::extension::TensorPtr;
+using executorch::extension::module::Module;
+using executorch::runtime::Error;
+using executorch::runtime::EValue;
+using executorch::runtime::Program;
+using talkinghead::Failure;
+
+thread_local std::string g_last_error;
+
+struct Avatar {
+  std::mutex mu;  // Module is not thread safe: one render at a time per avatar
+  talkinghead::PackInfo info;
+  // Declared before `module` so it is destroyed after it: the loader points into it.
+  std::vector<uint8_t> program;
+  std::unique_ptr<Module> module;
+  std::vector<uint8_t> landmark_image;  // S*S*3
+  std::vector<float> input;             // 3*S*S
+  TensorPtr input_tensor;
+};
+
+std::mutex g_registry_mu;
+std::unordered_map<th_avatar, std::shared_ptr<Avatar>> g_registry;
+th_avatar g_next_handle = 1;  // never reused: a stale handle can only ever be "closed"
+
+th_status set_status(th_status status, const std::string& message) {
+  g_last_error = status == TH_OK ? std::string() : message;
+  return status;
+}
+
+th_status set_failure(const Failure& f) { return set_status(f.status, f.message); }
+
+// Run `body`, turning exceptions into statuses so none crosses the C boundary.
+template <typename F>
+th_status guarded(F&& body) {
+  try {
+    return body();
+  } catch (const std::bad_alloc&) {
+    return set_status(TH_ERR_NO_MEMORY, "out of memory");
+  } catch (const std::exception& e) {
+    return set_status(TH_ERR_INTERNAL, std::string("internal error: ") + e.what());
+  } catch (...) {
+    return set_status(TH_ERR_INTERNAL, "internal error: unknown exception");
+  }
+}
+
+std::shared_ptr<Avatar> find_avatar(th_avatar handle) {
+  std::lock_guard<std::mutex> lock(g_registry_mu);
+  auto it = g_registry.find(handle);
+  return it == g_registry.end() ? nullptr : it->second;
+}
+
+th_status closed_status(th_avatar handle) {
+  return set_status(TH_ERR_CLOSED, "avatar handle " + std::to_string(handle) +
+                                       " is closed or was never opened");
+}
+
+std::string et_error(Error e) {
+  return std::string(executorch::runtime::to_string(e)) + " (0x" +
+         [](unsigned v) {
+           char buf[16];
+           std::snprintf(buf, sizeof buf, "%x", v);
+           return std::string(buf);
+         }(unsigned(e)) + ")";
+}
+
+// Check that a tensor of the method is float32 [1, 3, S, S].
+Failure check_image_meta(const executorch::runtime::TensorInfo& t, int size, const char* what,
+                         const std::string& source) {
+  auto sizes = t.sizes();
+  bool ok = t.scalar_type() == ScalarType::Float && sizes.size() == 4 && sizes[0] == 1 &&
+            sizes[1] == 3 && sizes[2] == size && sizes[3] == size;
+  if (ok) return {};
+  std::string shape;
+  for (size_t i = 0; i < sizes.size(); ++i) shape += (i ? ", " : "") + std::to_string(sizes[i]);
+  return Failure{TH_ERR_MODEL, source + ": " + what + " is [" + shape + "] " +
+                                   (t.scalar_type() == ScalarType::Float ? "float32" : "non-float32") +
+                                   ", expected float32 [1, 3, " + std::to_string(size) + ", " +
+                                   std::to_string(size) + "] (the manifest's resolution)"};
+}
+
+Failure load_model(Avatar* a) {
+  const std::string& source = a->info.model.file;
+  if (Failure f = talkinghead::check_pte_header(a->program, source)) return f;
+  a->module = std::make_unique<Module>(
+      std::make_unique<BufferDataLoader>(a->program.data(), a->program.size()));
+  // InternalConsistency runs the flatbuffer verifier over the whole program before use.
+  Error err = a->module->load(Program::Verification::InternalConsistency);
+  if (err != Error::Ok) return Failure{TH_ERR_MODEL, "ExecuTorch rejected " + source + ": " + et_error(err)};
+  auto meta = a->module->method_meta("forward");
+  if (!meta.ok()) return Failure{TH_ERR_MODEL, source + " has no 'forward' method: " + et_error(meta.error())};
+  if (meta->num_inputs() != 1 || meta->num_outputs() != 1) {
+    return Failure{TH_ERR_MODEL, source + ": expected 1 input and 1 output, got " +
+                                     std::to_string(meta->num_inputs()) + " and " +
+                                     std::to_string(meta->num_outputs())};
+  }
+  auto in = meta->input_tensor_meta(0);
+  auto out = meta->output_tensor_meta(0);
+  if (!in.ok() || !out.ok()) return Failure{TH_ERR_MODEL, source + ": input and output must be tensors"};
+  const int size = a->info.resolution;
+  if (Failure f = check_image_meta(*in, size, "input", source)) return f;
+  if (Failure f = check_image_meta(*out, size, "output", source)) return f;
+  err = a->module->load_method("forward");
+  if (err != Error::Ok) return Failure{TH_ERR_RUNTIME, "ExecuTorch could not load " + source + ": " + et_error(err)};
+  a->landmark_image.assign(size_t(size) * size * 3, 0);
+  a->input.assign(size_t(size) * size * 3, 0.0f);
+  a->input_tensor = executorch::extension::from_blob(a->input.data(), {1, 3, size, size});
+  return {};
+}
+
+bool valid_precision(const char* p) { return std::strcmp(p, "fp32") == 0 || std::strcmp(p, "int8") == 0; }
+
+// Widen 136 float landmarks to double, as numpy does; false when one is NaN or inf.
+bool widen_landmarks(const float* in, double* out) {
+  for (int i = 0; i < TH_LANDMARK_FLOATS; ++i) {
+    if (!std::isfinite(in[i])) return false;
+    out[i] = double(in[i]);
+  }
+  return true;
+}
+
+th_status check_landmark_arg(const float* landmarks, size_t count) {
+  if (!landmarks) return set_status(TH_ERR_INVALID_ARGUMENT, "landmarks is NULL");
+  if (count != TH_LANDMARK_FLOATS) {
+    return set_status(TH_ERR_INVALID_ARGUMENT, "landmarks must hold 136 floats (68 x 2), got " +
+                                                   std::to_string(count));
+  }
+  return TH_OK;
+}
+
+th_status check_output_arg(const uint8_t* out, size_t bytes, int size) {
+  const size_t want = size_t(size) * size * 3;
+  if (!out) return set_status(TH_ERR_INVALID_ARGUMENT, "out_rgb is NULL");
+  if (bytes != want) {
+    return set_status(TH_ERR_INVALID_ARGUMENT, "out_rgb must be " + std::to_string(want) +
+                                                   " bytes (" + std::to_string(size) + " x " +
+                                                   std::to_string(size) + " x 3), got " +
+                                                   std::to_string(bytes));
+  }
+  return TH_OK;
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* th_version(void) { return TALKINGHEAD_VERSION; }
+
+int32_t th_abi_version(void) { return TH_ABI_VERSION; }
+
+const char* th_status_name(th_status status) {
+  switch (status) {
+    case TH_OK: return "TH_OK";
+    case TH_ERR_INVALID_ARGUMENT: return "TH_ERR_INVALID_ARGUMENT";
+    case TH_ERR_INVALID_LANDMARKS: return "TH_ERR_INVALID_LANDMARKS";
+    case TH_ERR_PACK: return "TH_ERR_PACK";
+    case TH_ERR_INTEGRITY: return "TH_ERR_INTEGRITY";
+    case TH_ERR_UNSUPPORTED: return "TH_ERR_UNSUPPORTED";
+    case TH_ERR_MODEL: return "TH_ERR_MODEL";
+    case TH_ERR_RUNTIME: return "TH_ERR_RUNTIME";
+    case TH_ERR_CLOSED: return "TH_ERR_CLOSED";
+    case TH_ERR_NO_MEMORY: return "TH_ERR_NO_MEMORY";
+    case TH_ERR_INTERNAL: return "TH_ERR_INTERNAL";
+  }
+  return "TH_ERR_UNKNOWN";
+}
+
+const char* th_last_error(void) { return g_last_error.c_str(); }
+
+th_status th_open(const char* pack_dir, const char* precision, th_avatar* out_avatar) {
+  return guarded([&]() -> th_status {
+    if (!out_avatar) return set_status(TH_ERR_INVALID_ARGUMENT, "out_avatar is NULL");
+    *out_avatar = 0;
+    if (!pack_dir) return set_status(TH_ERR_INVALID_ARGUMENT, "pack_dir is NULL");
+    if (!precision || !valid_precision(precision)) {
+      return set_status(TH_ERR_INVALID_ARGUMENT, std::string("precision must be \"fp32\" or \"int8\", got ") +
+                                                     (precision ? "\"" + std::string(precision) + "\"" : "NULL"));
+    }
+    static std::once_flag init;
+    std::call_once(init, [] { executorch::runtime::runtime_init(); });
+
+    auto avatar = std::make_shared<Avatar>();
+    const std::string dir(pack_dir);
+    if (Failure f = talkinghead::read_manifest(dir, precision, &avatar->info)) return set_failure(f);
+    if (Failure f = talkinghead::read_model(dir, avatar->info, &avatar->program)) return set_failure(f);
+    if (Failure f = load_model(avatar.get())) return set_failure(f);
+
+    std::lock_guard<std::mutex> lock(g_registry_mu);
+    th_avatar handle = g_next_handle++;
+    g_registry.emplace(handle, std::move(avatar));
+    *out_avatar = handle;
+    return set_status(TH_OK, "");
+  });
+}
+
+th_status th_resolution(th_avatar handle, int32_t* out_size) {
+  return guarded([&]() -> th_status {
+    if (!out_size) return set_status(TH_ERR_INVALID_ARGUMENT, "out_size is NULL");
+    auto a = find_avatar(handle);
+    if (!a) return closed_status(handle);
+    *out_size = a->info.resolution;
+    return set_status(TH_OK, "");
+  });
+}
+
+th_status th_neutral_landmarks(th_avatar handle, float* out, size_t out_floats) {
+  return guarded([&]() -> th_status {
+    if (th_status s = check_landmark_arg(out, out_floats)) return s;
+    auto a = find_avatar(handle);
+    if (!a) return closed_status(handle);
+    for (size_t i = 0; i < TH_LANDMARK_FLOATS; ++i) out[i] = float(a->info.neutral[i]);
+    return set_status(TH_OK, "");
+  });
+}
+
+th_status th_render(th_avatar handle, const float* landmarks, size_t landmark_floats,
+                    uint8_t* out_rgb, size_t out_bytes) {
+  return guarded([&]() -> th_status {
+    auto a = find_avatar(handle);
+    if (!a) return closed_status(handle);
+    const int size = a->info.resolution;
+    if (th_status s = check_landmark_arg(landmarks, landmark_floats)) return s;
+    if (th_status s = check_output_arg(out_rgb, out_bytes, size)) return s;
+    double pts[TH_LANDMARK_FLOATS];
+    if (!widen_landmarks(landmarks, pts)) {
+      return set_status(TH_ERR_INVALID_LANDMARKS, "landmarks contain NaN or inf");
+    }
+    std::lock_guard<std::mutex> lock(a->mu);
+    talkinghead::rasterize_landmarks(pts, size, talkinghead::default_thickness(size),
+                                     a->landmark_image.data());
+    talkinghead::to_model_input(a->landmark_image.data(), size, a->input.data());
+    auto result = a->module->forward(EValue(*a->input_tensor));
+    if (!result.ok()) {
+      return set_status(TH_ERR_RUNTIME, "ExecuTorch failed running " + a->info.model.file + ": " +
+                                            et_error(result.error()));
+    }
+    if (result->size() != 1 || !result->at(0).isTensor()) {
+      return set_status(TH_ERR_MODEL, a->info.model.file + " did not return one tensor");
+    }
+    const auto& y = result->at(0).toTensor();
+    if (y.scalar_type() != ScalarType::Float || size_t(y.numel()) != size_t(size) * size * 3) {
+      return set_status(TH_ERR_MODEL, a->info.model.file + " returned a tensor of the wrong type or size");
+    }
+    talkinghead::from_model_output(y.const_data_ptr<float>(), size, out_rgb);
+    return set_status(TH_OK, "");
+  });
+}
+
+th_status th_rasterize(const float* landmarks, size_t landmark_floats, int32_t size,
+                       double thickness, uint8_t* out_rgb, size_t out_bytes) {
+  return guarded([&]() -> th_status {
+    if (th_status s = check_landmark_arg(landmarks, landmark_floats)) return s;
+    if (size < 16 || size > 4096) {
+      return set_status(TH_ERR_INVALID_ARGUMENT, "size must be in [16, 4096] px, got " + std::to_string(size));
+    }
+    if (!std::isfinite(thickness) || thickness < 0.0) {
+      return set_status(TH_ERR_INVALID_ARGUMENT, "thickness must be a finite number of px >= 0 (0: default)");
+    }
+    if (th_status s = check_output_arg(out_rgb, out_bytes, size)) return s;
+    double pts[TH_LANDMARK_FLOATS];
+    if (!widen_landmarks(landmarks, pts)) {
+      return set_status(TH_ERR_INVALID_LANDMARKS, "landmarks contain NaN or inf");
+    }
+    talkinghead::rasterize_landmarks(
+        pts, size, thickness == 0.0 ? talkinghead::default_thickness(size) : thickness, out_rgb);
+    return set_status(TH_OK, "");
+  });
+}
+
+th_status th_close(th_avatar handle) {
+  return guarded([&]() -> th_status {
+    std::shared_ptr<Avatar> a;
+    {
+      std::lock_guard<std::mutex> lock(g_registry_mu);
+      auto it = g_registry.find(handle);
+      if (it == g_registry.end()) return closed_status(handle);
+      a = std::move(it->second);
+      g_registry.erase(it);
+    }
+    // Freed here, or by a render still running on another thread when it finishes.
+    a.reset();
+    return set_status(TH_OK, "");
+  });
+}
+
+}  // extern "C"

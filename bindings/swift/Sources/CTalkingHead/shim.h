@@ -1,0 +1,2 @@
+// The one C header of the runtime, shared with every other binding.
+#include "../../../include/talkinghead.h"

@@ -1,0 +1,81 @@
+// Swift wrapper over the talkinghead C ABI (bindings/include/talkinghead.h).
+import CTalkingHead
+import Foundation
+
+/// A failed native call: `status` is the th_status value, `message` says what was wrong.
+public struct TalkingHeadError: Error, CustomStringConvertible {
+    public let status: UInt32
+    public let name: String
+    public let message: String
+    public var description: String { "\(name): \(message)" }
+}
+
+private func check(_ status: th_status) throws {
+    if status == TH_OK { return }
+    throw TalkingHeadError(
+        status: status.rawValue,
+        name: String(cString: th_status_name(status)),
+        message: String(cString: th_last_error()))
+}
+
+/// An opened avatar pack. Landmarks are 68 (x, y) pairs in model pixels, interleaved
+/// (136 floats); frames are `resolution * resolution * 3` RGB bytes. Freed on `close()`
+/// or deinit.
+public final class Avatar {
+    public static let landmarkFloats = Int(TH_LANDMARK_FLOATS)
+    public static var version: String { String(cString: th_version()) }
+
+    private var handle: th_avatar = 0
+    /// Side of the square model input and output, in px.
+    public let resolution: Int
+
+    /// Open the pack folder at `pack` with its ExecuTorch model of `precision` ("fp32"/"int8").
+    public init(pack: URL, precision: String = "int8") throws {
+        var h: th_avatar = 0
+        try check(pack.withUnsafeFileSystemRepresentation { th_open($0, precision, &h) })
+        var size: Int32 = 0
+        do {
+            try check(th_resolution(h, &size))
+        } catch {
+            th_close(h)
+            throw error
+        }
+        handle = h
+        resolution = Int(size)
+    }
+
+    deinit { close() }
+
+    /// The enrolled face at rest (136 floats, px): a starting point for retargeting.
+    public func neutralLandmarks() throws -> [Float] {
+        var out = [Float](repeating: 0, count: Avatar.landmarkFloats)
+        try out.withUnsafeMutableBufferPointer {
+            try check(th_neutral_landmarks(handle, $0.baseAddress, $0.count))
+        }
+        return out
+    }
+
+    /// Render into `frame` (resolution * resolution * 3 bytes), reused across frames.
+    public func render(landmarks: [Float], into frame: inout [UInt8]) throws {
+        try landmarks.withUnsafeBufferPointer { lm in
+            try frame.withUnsafeMutableBufferPointer { out in
+                try check(th_render(handle, lm.baseAddress, lm.count, out.baseAddress, out.count))
+            }
+        }
+    }
+
+    /// Render into a new RGB byte array.
+    public func render(landmarks: [Float]) throws -> [UInt8] {
+        var frame = [UInt8](repeating: 0, count: resolution * resolution * 3)
+        try render(landmarks: landmarks, into: &frame)
+        return frame
+    }
+
+    /// Release the native model. Idempotent; later calls throw TH_ERR_CLOSED.
+    public func close() {
+        if handle != 0 {
+            th_close(handle)
+            handle = 0
+        }
+    }
+}

@@ -1,0 +1,176 @@
+/*
+ * talkinghead_selftest: drives the C ABI through good and bad input, in plain C (which
+ * also proves talkinghead.h is valid C). Built with -DTALKINGHEAD_ASAN=ON it is the
+ * AddressSanitizer run of the native tests.
+ *
+ *   talkinghead_selftest GOOD_PACK [PACK EXPECTED_STATUS_NAME]...
+ *
+ * GOOD_PACK gets the full round of checks; each further PACK is opened (fp32) and must
+ * give EXPECTED_STATUS_NAME, e.g. TH_ERR_INTEGRITY (or TH_OK). Prints one line per
+ * failed check and a summary; exit status 0 when all pass.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "talkinghead.h"
+
+static int g_checks = 0, g_failures = 0;
+
+static void expect(th_status got, th_status want, const char* what) {
+  ++g_checks;
+  if (got != want) {
+    ++g_failures;
+    printf("FAIL %s: got %s, want %s (%s)\n", what, th_status_name(got), th_status_name(want),
+           th_last_error());
+  } else if (want != TH_OK && th_last_error()[0] == '\0') {
+    ++g_failures;
+    printf("FAIL %s: %s without a message\n", what, th_status_name(got));
+  }
+}
+
+static void check(int ok, const char* what) {
+  ++g_checks;
+  if (!ok) {
+    ++g_failures;
+    printf("FAIL %s\n", what);
+  }
+}
+
+struct render_job {
+  th_avatar avatar;
+  const float* landmarks;
+  size_t out_bytes;
+  int failures;
+};
+
+static void* render_many(void* arg) {
+  struct render_job* job = (struct render_job*)arg;
+  uint8_t* out = (uint8_t*)malloc(job->out_bytes);
+  for (int i = 0; i < 4; ++i) {
+    if (th_render(job->avatar, job->landmarks, TH_LANDMARK_FLOATS, out, job->out_bytes) != TH_OK) {
+      ++job->failures;
+    }
+  }
+  free(out);
+  return NULL;
+}
+
+static void bad_arguments(const char* pack) {
+  th_avatar a = 123;
+  expect(th_open(NULL, "fp32", &a), TH_ERR_INVALID_ARGUMENT, "open NULL pack_dir");
+  check(a == 0, "open failure sets the handle to 0");
+  expect(th_open(pack, NULL, &a), TH_ERR_INVALID_ARGUMENT, "open NULL precision");
+  expect(th_open(pack, "fp16", &a), TH_ERR_INVALID_ARGUMENT, "open unknown precision");
+  expect(th_open(pack, "fp32", NULL), TH_ERR_INVALID_ARGUMENT, "open NULL out_avatar");
+  expect(th_open("/nonexistent/pack", "fp32", &a), TH_ERR_PACK, "open missing folder");
+  expect(th_close(0), TH_ERR_CLOSED, "close handle 0");
+  expect(th_render(0, NULL, 0, NULL, 0), TH_ERR_CLOSED, "render handle 0");
+
+  float lm[TH_LANDMARK_FLOATS];
+  for (int i = 0; i < TH_LANDMARK_FLOATS; ++i) lm[i] = 10.0f + (float)i * 0.3f;
+  uint8_t img[32 * 32 * 3];
+  expect(th_rasterize(lm, TH_LANDMARK_FLOATS, 32, 0.0, img, sizeof img), TH_OK, "rasterize");
+  expect(th_rasterize(NULL, TH_LANDMARK_FLOATS, 32, 0.0, img, sizeof img), TH_ERR_INVALID_ARGUMENT,
+         "rasterize NULL landmarks");
+  expect(th_rasterize(lm, TH_LANDMARK_FLOATS, 32, 0.0, NULL, sizeof img), TH_ERR_INVALID_ARGUMENT,
+         "rasterize NULL out");
+  expect(th_rasterize(lm, TH_LANDMARK_FLOATS, 32, 0.0, img, sizeof img - 1),
+         TH_ERR_INVALID_ARGUMENT, "rasterize short out");
+  expect(th_rasterize(lm, 135, 32, 0.0, img, sizeof img), TH_ERR_INVALID_ARGUMENT,
+         "rasterize 135 floats");
+  expect(th_rasterize(lm, TH_LANDMARK_FLOATS, 8, 0.0, img, 8 * 8 * 3), TH_ERR_INVALID_ARGUMENT,
+         "rasterize size 8");
+  expect(th_rasterize(lm, TH_LANDMARK_FLOATS, 32, -1.0, img, sizeof img), TH_ERR_INVALID_ARGUMENT,
+         "rasterize negative thickness");
+  expect(th_rasterize(lm, TH_LANDMARK_FLOATS, 32, NAN, img, sizeof img), TH_ERR_INVALID_ARGUMENT,
+         "rasterize NaN thickness");
+  lm[7] = NAN;
+  expect(th_rasterize(lm, TH_LANDMARK_FLOATS, 32, 0.0, img, sizeof img), TH_ERR_INVALID_LANDMARKS,
+         "rasterize NaN landmark");
+}
+
+static void good_pack(const char* pack, const char* precision) {
+  char what[128];
+  th_avatar a = 0;
+  snprintf(what, sizeof what, "open %s", precision);
+  expect(th_open(pack, precision, &a), TH_OK, what);
+  if (a == 0) return;
+  int32_t size = 0;
+  expect(th_resolution(a, &size), TH_OK, "resolution");
+  expect(th_resolution(a, NULL), TH_ERR_INVALID_ARGUMENT, "resolution NULL");
+  check(size >= 16, "resolution >= 16");
+  const size_t n = (size_t)size * (size_t)size * 3;
+  uint8_t* out = (uint8_t*)malloc(n + 1);
+  float lm[TH_LANDMARK_FLOATS];
+  expect(th_neutral_landmarks(a, lm, TH_LANDMARK_FLOATS), TH_OK, "neutral landmarks");
+  expect(th_neutral_landmarks(a, lm, 10), TH_ERR_INVALID_ARGUMENT, "neutral landmarks short");
+
+  memset(out, 0, n);
+  expect(th_render(a, lm, TH_LANDMARK_FLOATS, out, n), TH_OK, "render neutral");
+  size_t lit = 0;
+  for (size_t i = 0; i < n; ++i) lit += out[i] != 0;
+  check(lit > n / 2, "a rendered face is mostly non-black");
+
+  expect(th_render(a, NULL, TH_LANDMARK_FLOATS, out, n), TH_ERR_INVALID_ARGUMENT, "render NULL landmarks");
+  expect(th_render(a, lm, TH_LANDMARK_FLOATS - 1, out, n), TH_ERR_INVALID_ARGUMENT, "render 135 floats");
+  expect(th_render(a, lm, TH_LANDMARK_FLOATS, NULL, n), TH_ERR_INVALID_ARGUMENT, "render NULL out");
+  expect(th_render(a, lm, TH_LANDMARK_FLOATS, out, n - 1), TH_ERR_INVALID_ARGUMENT, "render short out");
+  expect(th_render(a, lm, TH_LANDMARK_FLOATS, out, n + 1), TH_ERR_INVALID_ARGUMENT, "render long out");
+
+  float bad[TH_LANDMARK_FLOATS];
+  memcpy(bad, lm, sizeof bad);
+  bad[40] = NAN;
+  expect(th_render(a, bad, TH_LANDMARK_FLOATS, out, n), TH_ERR_INVALID_LANDMARKS, "render NaN");
+  bad[40] = INFINITY;
+  expect(th_render(a, bad, TH_LANDMARK_FLOATS, out, n), TH_ERR_INVALID_LANDMARKS, "render inf");
+  for (int i = 0; i < TH_LANDMARK_FLOATS; ++i) bad[i] = (i % 2 ? -3e38f : 3e38f);
+  expect(th_render(a, bad, TH_LANDMARK_FLOATS, out, n), TH_OK, "render far outside the image");
+
+  /* Two threads on one handle: the library serialises them. */
+  pthread_t threads[2];
+  struct render_job jobs[2] = {{a, lm, n, 0}, {a, lm, n, 0}};
+  for (int t = 0; t < 2; ++t) pthread_create(&threads[t], NULL, render_many, &jobs[t]);
+  for (int t = 0; t < 2; ++t) pthread_join(threads[t], NULL);
+  check(jobs[0].failures == 0 && jobs[1].failures == 0, "concurrent renders on one handle");
+
+  expect(th_close(a), TH_OK, "close");
+  expect(th_render(a, lm, TH_LANDMARK_FLOATS, out, n), TH_ERR_CLOSED, "render after close");
+  expect(th_resolution(a, &size), TH_ERR_CLOSED, "resolution after close");
+  expect(th_neutral_landmarks(a, lm, TH_LANDMARK_FLOATS), TH_ERR_CLOSED, "neutral after close");
+  expect(th_close(a), TH_ERR_CLOSED, "close twice");
+  free(out);
+}
+
+static void other_pack(const char* pack, const char* want) {
+  char what[512];
+  th_avatar a = 77;
+  th_status s = th_open(pack, "fp32", &a);
+  snprintf(what, sizeof what, "open %s", pack);
+  ++g_checks;
+  int ok = strcmp(th_status_name(s), want) == 0 &&
+           (s == TH_OK ? a != 0 : a == 0 && th_last_error()[0] != '\0');
+  if (!ok) {
+    ++g_failures;
+    printf("FAIL %s: got %s (%s), want %s\n", what, th_status_name(s), th_last_error(), want);
+  }
+  if (s == TH_OK) th_close(a);
+}
+
+int main(int argc, char** argv) {
+  if (argc < 2 || argc % 2 != 0) {
+    fprintf(stderr, "usage: %s GOOD_PACK [PACK EXPECTED_STATUS_NAME]...\n", argv[0]);
+    return 2;
+  }
+  check(th_abi_version() == TH_ABI_VERSION, "ABI version matches the header");
+  check(strlen(th_version()) > 0, "version string");
+  check(strcmp(th_status_name(TH_ERR_INTEGRITY), "TH_ERR_INTEGRITY") == 0, "status names");
+  bad_arguments(argv[1]);
+  good_pack(argv[1], "fp32");
+  good_pack(argv[1], "int8");
+  for (int i = 2; i + 1 < argc; i += 2) other_pack(argv[i], argv[i + 1]);
+  printf("%s: %d checks, %d failed\n", g_failures ? "FAILED" : "OK", g_checks, g_failures);
+  return g_failures ? 1 : 0;
+}

@@ -1,0 +1,120 @@
+"""The benchmark suite runs (tiny mode) end to end, and its measuring tools count correctly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from talkinghead.benchmarks import core
+from talkinghead.errors import InvalidInputError
+
+
+def test_mac_count_matches_a_hand_count():
+    model = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),  # 8 out x 3 in x 9 taps x 16 x 16 px
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, groups=8),  # depthwise: 8 x 1 x 9 x 16 x 16
+        nn.Conv2d(8, 4, 1, stride=2),  # pointwise, strided: 4 x 8 x 1 x 8 x 8
+        nn.Flatten(),
+        nn.Linear(4 * 8 * 8, 10),  # 256 x 10
+    )
+    hand = 8 * 3 * 9 * 256 + 8 * 9 * 256 + 4 * 8 * 64 + 256 * 10
+    assert core.count_macs(model, (torch.zeros(1, 3, 16, 16),)) == hand
+    assert core.count_params(model) == (8 * 27 + 8) + (8 * 9 + 8) + (4 * 8 + 4) + (2560 + 10)
+
+
+def test_fraction_of_peak_and_psnr():
+    # 1 GMAC in 100 ms is 20 GFLOP/s: a fifth of a 100 GFLOP/s peak.
+    assert core.fraction_of_peak(10**9, 100.0, 100.0) == pytest.approx(0.2)
+    with pytest.raises(InvalidInputError, match="positive"):
+        core.fraction_of_peak(10**9, 0.0, 100.0)
+    a = np.zeros((2, 3), np.float32)
+    assert core.psnr_db(a, a) == 100.0
+    # MSE 0.04 on a peak of 2: 10 log10(4 / 0.04) = 20 dB.
+    assert core.psnr_db(a + 0.2, a) == pytest.approx(20.0, abs=1e-4)
+    with pytest.raises(InvalidInputError, match="shapes differ"):
+        core.psnr_db(a, a[0])
+
+
+def test_timing_tools_validate_and_measure():
+    with pytest.raises(InvalidInputError, match="repeats"):
+        core.median_ms(lambda: None, 0)
+    calls = []
+    assert core.median_ms(lambda: calls.append(1), 4, warmup=2) >= 0
+    assert len(calls) == 6
+    assert core.gemm_peak_gflops(128, 2) > 0
+    with pytest.raises(InvalidInputError):
+        core.gemm_peak_gflops(8)
+
+
+def test_unusable_backends_are_refused(tmp_path):
+    from dataclasses import replace
+
+    from talkinghead.benchmarks.run import MODES, run
+
+    mode = replace(MODES["tiny"], backends=("no-such-runtime",))
+    with pytest.raises(InvalidInputError, match="none of the backends"):
+        run(mode, tmp_path, tmp_path / "cache", "test", progress=False)
+
+
+def test_other_stages_benchmarks_are_called_and_their_failures_recorded(monkeypatch, tmp_path):
+    from talkinghead.benchmarks import run
+
+    assert set(run.EXTERNAL) == {"tracking", "runtimes", "provenance"}
+
+    def broken(quick, out, pack):
+        raise RuntimeError("no pack today")
+
+    monkeypatch.setitem(run.EXTERNAL, "provenance", broken)
+    rec = run._external("provenance", True, tmp_path, lambda: tmp_path)
+    assert rec == {"error": "RuntimeError: no pack today"}
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_report_json_and_plots(tmp_path, face_landmarker_task):
+    from PIL import Image
+
+    from talkinghead.benchmarks.report import main as report_main
+    from talkinghead.benchmarks.run import main
+
+    out = tmp_path / "bench"
+    main(["--tiny", "--out", str(out), "--cache", str(tmp_path / "cache")])
+    res = json.loads((out / "results.json").read_text())
+
+    meta = res["meta"]
+    assert meta["machine"]["cores"] >= 1 and meta["machine"]["cpu"]
+    assert meta["command"].startswith("python -m talkinghead.benchmarks.run --tiny")
+    assert res["gemm_peak"]["gflops"] > 0
+    rows = res["generators"]
+    assert rows and all("error" not in r for r in rows)
+    for r in rows + res["teachers"]:
+        assert r["latency_ms"] > 0 and r["macs"] > 0 and r["params"] > 0
+        assert 0 < r["fraction_of_peak"] < 1.5
+    assert rows[0]["psnr_vs_fp32_db"] == 100.0  # eager torch against itself
+    # Doubling the side quadruples a fully convolutional student's MACs.
+    scaling = {(r["variant"], r["resolution"]): r["macs"] for r in res["scaling"]}
+    assert scaling[("student-xs", 128)] == 4 * scaling[("student-xs", 64)]
+    assert all(r["macs_ratio"] > 1 for r in res["ratios"])
+    e2e = res["end_to_end"]
+    assert e2e["fps_wall"] > 0 and e2e["track_ms"] > 0 and e2e["render_ms"] > 0
+    assert res["enrolment"]["finetune_s"] > 0
+    assert res["memory"] and all(
+        m["peak_bytes"] >= m["after_import_bytes"] > 0 for m in res["memory"]
+    )
+
+    report = (out / "report.md").read_text()
+    assert meta["command"] in report and meta["machine"]["cpu"] in report
+    assert "not run here" in report
+    for png in ("latency_per_backend", "quality_vs_latency", "scaling", "fraction_of_peak"):
+        assert f"img/{png}.png" in report
+        with Image.open(out / "img" / f"{png}.png") as im:
+            assert im.size[0] > 100 and im.size[1] > 100
+
+    # The report re-renders from the JSON alone, with the same figures.
+    (out / "report.md").unlink()
+    report_main([str(out / "results.json")])
+    assert (out / "report.md").read_text() == report

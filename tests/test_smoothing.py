@@ -1,0 +1,111 @@
+"""One Euro filter: exact first steps, noise reduction, lag, vectorisation, bad input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from talkinghead.errors import InvalidInputError, TimestampError
+from talkinghead.sdk.smoothing import OneEuroFilter, OneEuroParams
+
+
+def _run(params: OneEuroParams, xs: np.ndarray, dt_ms: int = 33, scale: float = 1.0):
+    f = OneEuroFilter(params)
+    return np.stack([f(x, i * dt_ms, scale=scale) for i, x in enumerate(xs)])
+
+
+def _alpha(cutoff_hz: float, dt_s: float) -> float:
+    tau = 1 / (2 * math.pi * cutoff_hz)
+    return 1 / (1 + tau / dt_s)
+
+
+def test_first_two_steps_by_hand() -> None:
+    p = OneEuroParams(min_cutoff=1.5, beta=0.2, d_cutoff=2.0)
+    f = OneEuroFilter(p)
+    np.testing.assert_array_equal(f(np.array([10.0]), 0), [10.0])  # first sample passes
+    dt = 0.04
+    speed = _alpha(2.0, dt) * (14.0 - 10.0) / dt  # low-passed from a zero start
+    expected = 10.0 + _alpha(1.5 + 0.2 * speed, dt) * 4.0
+    np.testing.assert_allclose(f(np.array([14.0]), 40), [expected], rtol=1e-12)
+
+
+def test_constant_signal_stays_constant() -> None:
+    xs = np.full((20, 5, 2), 3.25)
+    np.testing.assert_allclose(_run(OneEuroParams(), xs), xs)
+
+
+def test_noise_is_reduced_and_ramp_is_followed() -> None:
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0.0, 0.15, (120, 68, 2))
+    # 0.15 px noise (what the tracker shows on a still face) on a 100 px face.
+    out = _run(OneEuroParams(), noise, scale=100.0)
+    assert out[20:].std() < 0.5 * noise[20:].std()
+
+    # A ramp at 30 units/s: higher beta means less lag, and both track it (no drift).
+    ramp = np.arange(120, dtype=np.float64)[:, None] * 1.0  # 1 unit per 33 ms frame
+    slow = _run(OneEuroParams(beta=0.0), ramp)
+    fast = _run(OneEuroParams(beta=1.0), ramp)
+    lag_slow = float((ramp - slow)[60:].mean())
+    lag_fast = float((ramp - fast)[60:].mean())
+    assert 0 < lag_fast < 0.5 * lag_slow
+    assert lag_slow < 10.0  # steady lag, not growing
+
+
+def test_scale_makes_beta_unit_free() -> None:
+    # The same motion in units 10x larger, with scale 10x larger, filters identically.
+    ramp = np.cumsum(np.random.default_rng(1).normal(1.0, 0.5, (50, 3)), axis=0)
+    a = _run(OneEuroParams(beta=2.0), ramp, scale=1.0)
+    b = _run(OneEuroParams(beta=2.0), ramp * 10.0, scale=10.0)
+    np.testing.assert_allclose(b, a * 10.0, rtol=1e-9)
+
+
+def test_each_element_has_its_own_cutoff() -> None:
+    rng = np.random.default_rng(2)
+    xs = np.cumsum(rng.normal(0, 3, (40, 4)), axis=0)
+    together = _run(OneEuroParams(beta=0.5), xs)
+    for j in range(4):
+        alone = _run(OneEuroParams(beta=0.5), xs[:, j : j + 1])
+        np.testing.assert_allclose(together[:, j : j + 1], alone, rtol=1e-12)
+
+
+def test_reset_forgets() -> None:
+    f = OneEuroFilter()
+    f(np.zeros(3), 0)
+    f(np.zeros(3), 33)
+    f.reset()
+    np.testing.assert_array_equal(f(np.full(3, 7.0), 10), np.full(3, 7.0))  # earlier t is fine
+
+
+def test_bad_input_raises() -> None:
+    f = OneEuroFilter()
+    f(np.zeros((68, 2)), 100)
+    with pytest.raises(TimestampError, match="100"):
+        f(np.zeros((68, 2)), 50)  # backwards
+    with pytest.raises(TimestampError):
+        f(np.zeros((68, 2)), 100)  # repeated
+    nan = np.zeros((68, 2))
+    nan[3, 1] = np.nan
+    with pytest.raises(InvalidInputError, match="NaN"):
+        f(nan, 200)
+    with pytest.raises(InvalidInputError, match="shape"):
+        f(np.zeros((67, 2)), 200)
+    with pytest.raises(InvalidInputError, match="scale"):
+        f(np.zeros((68, 2)), 200, scale=0.0)
+    with pytest.raises(InvalidInputError, match="int"):
+        f(np.zeros((68, 2)), 200.5)
+    # The failures above left the filter usable.
+    assert f(np.zeros((68, 2)), 200).shape == (68, 2)
+    with pytest.raises(InvalidInputError, match="OneEuroParams"):
+        OneEuroFilter({"beta": 1.0})
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"min_cutoff": 0.0}, {"min_cutoff": -1.0}, {"beta": -0.1}, {"d_cutoff": float("nan")},
+     {"beta": True}, {"min_cutoff": "1"}],
+)  # fmt: skip
+def test_bad_params_raise(kwargs) -> None:
+    with pytest.raises(InvalidInputError, match=next(iter(kwargs))):
+        OneEuroParams(**kwargs)
