@@ -39,6 +39,7 @@ from typing import Any
 
 from talkinghead import __version__ as SDK_VERSION
 from talkinghead.errors import InvalidInputError, PackError, PackIntegrityError
+from talkinghead.sdk.assets import sha256_file
 
 SCHEMA_VERSION = 2
 SUPPORTED_SCHEMA_VERSIONS = (1, 2)
@@ -94,14 +95,6 @@ def safe_relpath(name: str) -> str:
     if any(p in ("..", "") for p in parts) or not parts:
         raise PackError(f"unsafe path in pack (escapes the folder): {name!r}")
     return str(PurePosixPath(*parts))
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _is_sha256(s: object) -> bool:
