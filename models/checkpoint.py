@@ -62,6 +62,29 @@ def read_safetensors(
         raise CheckpointError(f"{what} {path} is corrupt or not a safetensors file: {exc}") from exc
 
 
+def read_state_dict(path: str | Path, what: str = "weights") -> dict[str, torch.Tensor]:
+    """A state dict from a safetensors file, or from a ``.pth``/``.pt`` tensor dict.
+
+    Torch files are read with ``weights_only=True``: tensors and plain containers, never
+    arbitrary pickled objects. A top-level ``{"state_dict": {...}}`` wrapper is unwrapped.
+    A missing, truncated, corrupt or foreign file raises CheckpointError naming ``what``.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return read_safetensors(path, "pt", what)[0]
+    if not path.is_file():
+        raise CheckpointError(f"{what} not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+        raise CheckpointError(f"{what} {path} cannot be read: {exc}") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{what} {path} hold a {type(state).__name__}, not a state dict")
+    return state
+
+
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Tensors (float32) and parsed metadata; CheckpointError for a corrupt or foreign file."""
     tensors, raw = read_safetensors(path)

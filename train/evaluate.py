@@ -7,8 +7,12 @@ same person from their landmarks, and compare with the real frames:
 - CSIM: cosine similarity of dlib's ResNet face descriptors (``face-recognition-models``);
 - landmark error: the project's tracker run on the output, mean point distance over the
   outer-eye-corner distance (NME), against the driving landmarks;
-- FID: the Fréchet distance is implemented (:func:`frechet_distance`), but the InceptionV3
-  pool3 network is not, so no FID is reported (see ``docs/training.md``).
+- FID per (mode, K): Fréchet distance of InceptionV3 pool3 features
+  (:mod:`talkinghead.train.fid`) of all real test frames against all generated ones. It
+  needs a local Inception weights file (``EvalConfig.inception_weights``); without one
+  the report says ``"fid": null`` with a note. Over a handful of frames FID is biased
+  upward and only comparable between runs with the same number of frames (see
+  ``docs/training.md``).
 
 Identities come from photos (pseudo-videos: shots from one clip, test frames from another)
 or from preprocessed shards (the first frames of each video are shots, the last are tests).
@@ -32,12 +36,21 @@ from talkinghead.models.rasterize import rasterize_landmarks
 from talkinghead.models.teacher import Teacher
 from talkinghead.sdk.tensors import from_model_output, to_model_input
 from talkinghead.train.data import VideoSet
+from talkinghead.train.fid import CONVENTIONS, inception_features, load_inception
 from talkinghead.train.finetune import FinetuneConfig, enrol_feed_forward, enrol_fine_tuned
 from talkinghead.train.report import save_grid
 
 log = logging.getLogger(__name__)
 
-FID_NOTE = "FID: not computed (no InceptionV3 pool3 network or weights file in this build)"
+FID_NOTE = (
+    "FID: not computed (no Inception weights file given; pass --inception-weights FILE, "
+    "see docs/training.md)"
+)
+FID_SMALL_N_NOTE = (
+    "FID over {n_real} real and {n_fake} generated frames per (mode, K), InceptionV3 pool3, "
+    "{convention!r} convention. Biased upward at small N: compare only runs with equal N "
+    "and the same weights; published figures use thousands of frames."
+)
 MODES = ("ff", "ft")
 
 
@@ -65,6 +78,8 @@ class EvalConfig:
     seed: int = 0
     csim: bool = True
     landmark_error: bool = True
+    inception_weights: str | None = None  # local file; None: FID is not computed
+    fid_convention: str = "fid"  # "fid" or "torchvision", see talkinghead.train.fid
 
     def validate(self) -> None:
         if not self.shots or min(self.shots) < 1:
@@ -73,6 +88,10 @@ class EvalConfig:
             raise InvalidInputError(f"modes must be among {MODES}, got {self.modes}")
         if self.test_frames < 1 or self.ft_steps < 0:
             raise InvalidInputError("test_frames must be >= 1 and ft_steps >= 0")
+        if self.fid_convention not in CONVENTIONS:
+            raise InvalidInputError(
+                f"fid_convention must be one of {CONVENTIONS}, got {self.fid_convention!r}"
+            )
 
 
 # --- metrics -------------------------------------------------------------------------
@@ -115,10 +134,26 @@ def frechet_distance(
 
 
 def fid_from_features(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between feature sets (N, D) and (M, D), N, M >= 2."""
+    """Fréchet distance between feature sets (N, D) and (M, D), N, M >= 2.
+
+    With fewer samples than dimensions (a few frames of 2048-d features) the covariances
+    are low-rank and sqrtm of their D x D product is slow and inaccurate. There
+    Tr((S_a S_b)^(1/2)) is computed exactly as the sum of singular values of the (N, M)
+    product of the centred sets, over sqrt((N - 1)(M - 1)).
+    """
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
         raise InvalidInputError(f"need two (N>=2, D) feature sets, got {a.shape} and {b.shape}")
-    return frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    (n, d), m = a.shape, len(b)
+    if max(n, m) >= d:
+        return frechet_distance(
+            a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False)
+        )
+    ca, cb = a - a.mean(0), b - b.mean(0)
+    tr_covmean = np.linalg.svd(ca @ cb.T, compute_uv=False).sum() / np.sqrt((n - 1) * (m - 1))
+    diff = a.mean(0) - b.mean(0)
+    traces = (ca**2).sum() / (n - 1) + (cb**2).sum() / (m - 1)
+    return float(diff @ diff + traces - 2 * tr_covmean)
 
 
 def inter_ocular_nme(pred: np.ndarray, target: np.ndarray) -> float:
@@ -160,7 +195,65 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12))
 
 
+DLIB_SAME_PERSON = 0.6  # dlib's published distance threshold for its 128-d descriptor
+
+
+def rank_identity(desc: np.ndarray, own: str, gallery: dict[str, np.ndarray]) -> dict:
+    """Which gallery identity a (128,) descriptor is closest to, by Euclidean distance.
+
+    ``gallery`` maps identity names to (128,) descriptors and must hold ``own``. Returns
+    ``id_dist`` (distance to ``own``), ``id_rank`` (1 when ``own`` is the nearest),
+    ``id_nearest`` (the nearest other identity and its distance) and ``id_match``
+    (``id_dist`` under dlib's same-person threshold, 0.6).
+    """
+    if own not in gallery:
+        raise InvalidInputError(f"identity {own!r} is not in the gallery")
+    dists = {name: float(np.linalg.norm(desc - d)) for name, d in gallery.items()}
+    ranked = sorted(dists, key=dists.get)
+    other = next((n for n in ranked if n != own), None)
+    return {
+        "id_dist": dists[own],
+        "id_rank": ranked.index(own) + 1,
+        "id_of": len(ranked),
+        "id_nearest": None if other is None else [other, dists[other]],
+        "id_match": dists[own] < DLIB_SAME_PERSON,
+    }
+
+
+def face_descriptor(ident: IdentityDescriptor, frames: np.ndarray, lms: np.ndarray) -> np.ndarray:
+    """Mean (128,) descriptor of (N, S, S, 3) uint8 frames with (N, 68, 2) landmarks."""
+    return np.mean([ident(f, lm) for f, lm in zip(frames, lms, strict=True)], axis=0)
+
+
 # --- identities ------------------------------------------------------------------------
+
+
+def gallery_crops(photos: list[str], size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Name -> ((size, size, 3) uint8 crop, (68, 2) landmarks) for each photo.
+
+    Photos are files or built-in names (see :func:`talkinghead.train.make_data.load_photo`);
+    ``pypi:train`` stands for every training face of the PyPI set. A photo with no face
+    raises NoFaceError naming it.
+    """
+    from talkinghead.sdk.tracker import FaceTracker
+    from talkinghead.train.face_photos import PREFIX, face_photos
+    from talkinghead.train.make_data import load_photo, track_and_crop
+
+    images: dict[str, np.ndarray] = {}
+    for p in photos:
+        if p == f"{PREFIX}train":
+            images.update(face_photos("train"))
+        else:
+            name, image = load_photo(p)
+            images[name] = image
+    out = {}
+    with FaceTracker.create_from_options() as tracker:
+        for name, image in images.items():
+            try:
+                out[name] = track_and_crop(image, size, tracker)
+            except NoFaceError as exc:
+                raise NoFaceError(f"gallery photo {name}: {exc}") from exc
+    return out
 
 
 def photo_clip(
@@ -212,12 +305,24 @@ def evaluate(
     cfg: EvalConfig,
     out_dir: str | Path,
     progress: bool = True,
+    gallery: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict:
     """Enrol every clip from each K in ``cfg.shots`` in each mode and score the test frames.
 
+    With CSIM on, each output is also ranked among known identities by dlib descriptor
+    distance (:func:`rank_identity`): every clip's real test frames, plus ``gallery``
+    (name -> (S, S, 3) uint8 face crop and its (68, 2) landmarks), e.g. the training faces.
+    Rank 1 means the output looks most like the person it should be.
+
     Writes ``report.json``, ``metrics.png`` (PSNR / SSIM / CSIM against K) and one
     ``samples_<clip>.png`` per clip (rows: landmarks, real, then one row per mode and K).
-    Returns the report. InvalidInputError up front when a clip has fewer shots than a K.
+    With ``cfg.inception_weights``, ``report["fid"]`` lists one FID per (mode, K) over all
+    clips' test frames. Returns the report.
+
+    Raises:
+        InvalidInputError: a clip has fewer shots than a K, or FID is asked for with fewer
+            than 2 test frames in all.
+        CheckpointError: the Inception weights file is missing, corrupt or does not fit.
     """
     cfg.validate()
     size = teacher.cfg.resolution
@@ -231,6 +336,14 @@ def evaluate(
                 f"K={max(cfg.shots)} needs {max(cfg.shots)} shot frames; "
                 f"clip {c.name} has {len(c.shot_frames)}"
             )
+    inception = None
+    if cfg.inception_weights:
+        n_test = sum(min(cfg.test_frames, len(c.test_frames)) for c in clips)
+        if n_test < 2:
+            raise InvalidInputError(f"FID needs at least 2 test frames in all, got {n_test}")
+        inception = load_inception(cfg.inception_weights, cfg.fid_convention)
+    else:
+        log.warning(FID_NOTE)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ident = IdentityDescriptor() if cfg.csim else None
@@ -247,6 +360,16 @@ def evaluate(
     }
     report["config"] = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(cfg).items()}
     results, reference = [], {}
+    known: dict[str, np.ndarray] = {}
+    if ident:
+        for name, (crop, lm) in (gallery or {}).items():
+            known[name] = ident(crop, lm)
+        for clip in clips:
+            n = min(cfg.test_frames, len(clip.test_frames))
+            known[clip.name] = face_descriptor(ident, clip.test_frames[:n], clip.test_lms[:n])
+        report["gallery"] = sorted(known)
+    real_feats: list[np.ndarray] = []
+    fake_feats: dict[tuple[str, int], list[np.ndarray]] = {}
     try:
         for clip in clips:
             n = min(cfg.test_frames, len(clip.test_frames))
@@ -261,6 +384,8 @@ def evaluate(
                     real, test_lms, tracker
                 )
             reference[clip.name] = ref
+            if inception:
+                real_feats.append(inception_features(inception, real, progress=progress))
             rows = [from_model_output(test_in.numpy()), real]
             jobs = [(mode, k) for mode in cfg.modes for k in cfg.shots]
             for mode, k in tqdm(jobs, desc=f"evaluate {clip.name}", disable=not progress):
@@ -288,8 +413,14 @@ def evaluate(
                         for f, lm, d in zip(fake, test_lms, real_desc, strict=True)
                     ]
                     row["csim"] = float(np.mean(sims))
+                    row.update(
+                        rank_identity(face_descriptor(ident, fake, test_lms), clip.name, known)
+                    )
                 if tracker:
                     row["lm_nme"], row["lm_failed"] = _landmark_errors(fake, test_lms, tracker)
+                if inception:
+                    feats = inception_features(inception, fake, progress=False)
+                    fake_feats.setdefault((mode, k), []).append(feats)
                 results.append(row)
                 rows.append(fake)
                 log.info("%s %s K=%d: %s", clip.name, mode, k, row)
@@ -297,10 +428,32 @@ def evaluate(
     finally:
         if tracker:
             tracker.close()
+    if inception:
+        report["fid"], report["fid_note"] = _fid_scores(real_feats, fake_feats, cfg.fid_convention)
+        log.info(report["fid_note"])
     report["results"], report["reference"] = results, reference
     (out / "report.json").write_text(json.dumps(report, indent=2))
     plot_metrics(results, out / "metrics.png")
     return report
+
+
+def _fid_scores(
+    real_feats: list[np.ndarray],
+    fake_feats: dict[tuple[str, int], list[np.ndarray]],
+    convention: str,
+) -> tuple[list[dict], str]:
+    """One FID per (mode, K), pooling every clip's (n, 2048) features; and its note."""
+    real = np.concatenate(real_feats)
+    scores = []
+    for (mode, k), parts in fake_feats.items():
+        fake = np.concatenate(parts)
+        fid = fid_from_features(real, fake)
+        scores.append({"mode": mode, "k": k, "fid": fid, "n_real": len(real), "n_fake": len(fake)})
+        log.info("FID %s K=%d: %.2f (%d frames)", mode, k, fid, len(fake))
+    note = FID_SMALL_N_NOTE.format(
+        n_real=len(real), n_fake=scores[0]["n_fake"], convention=convention
+    )
+    return scores, note
 
 
 def plot_metrics(results: list[dict], out_png: str | Path) -> Path:

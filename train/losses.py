@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from talkinghead.errors import CheckpointError, InvalidInputError
-from talkinghead.models.checkpoint import read_safetensors
+from talkinghead.models.checkpoint import read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -101,22 +101,6 @@ class VGGFeatures(nn.Module):
         return out
 
 
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        return read_safetensors(path, "pt", "VGG weights")[0]
-    if not path.is_file():
-        raise CheckpointError(f"VGG weights not found: {path}")
-    try:  # weights_only: a tensor dict, never arbitrary pickled objects
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
-        raise CheckpointError(f"VGG weights {path} cannot be read: {exc}") from exc
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise CheckpointError(f"VGG weights {path} hold a {type(state).__name__}, not a state dict")
-    return state
-
-
 def load_vgg(path: str | Path, arch: str) -> VGGFeatures:
     """A frozen VGG16/19 ``features`` stack from a local safetensors or torch file.
 
@@ -125,7 +109,7 @@ def load_vgg(path: str | Path, arch: str) -> VGGFeatures:
     names (Caffe conversions), which are matched to the convolutions in order.
     """
     net = VGGFeatures(arch)
-    state = _read_state(Path(path))
+    state = read_state_dict(path, "VGG weights")
     want = net.state_dict()
     mapped = {k: v for k, v in state.items() if k in want}
     if not mapped:
