@@ -63,12 +63,14 @@ class ExecuTorchOptions:
         Activations are always per-tensor static int8.
     delegate: "xnnpack", "coreml" or "qnn" (see the module docstring).
     soc: the Qualcomm chip to compile for (qnn only), e.g. "SM8650".
+    keep_float: submodules left in fp32 by int8 PTQ (e.g. ``("stem",)`` for students).
     """
 
     quantize: bool = False
     per_channel: bool = True
     delegate: str = "xnnpack"
     soc: str = "SM8650"
+    keep_float: tuple[str, ...] = ()
 
 
 def pte_filename(model_name: str, quantized: bool, delegate: str = "xnnpack") -> str:
@@ -78,14 +80,30 @@ def pte_filename(model_name: str, quantized: bool, delegate: str = "xnnpack") ->
     return f"{check_model_name(model_name)}_{delegate}_{'q8' if quantized else 'fp32'}.pte"
 
 
+def xnnpack_quantizer(per_channel: bool = True, qat: bool = False):
+    """The XNNPACK int8 quantizer: symmetric weights (per channel by default), static
+    per-tensor activations; ``qat`` gives fake-quant modules for quantization-aware training."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+
+    config = get_symmetric_quantization_config(is_per_channel=per_channel, is_qat=qat)
+    return XNNPACKQuantizer().set_global(config)
+
+
 def quantize_pt2e_xnnpack(
     model: nn.Module,
     example_inputs: tuple[torch.Tensor, ...],
     calibration: Iterable[tuple[torch.Tensor, ...]],
     *,
     per_channel: bool = True,
+    keep_float: tuple[str, ...] = (),
 ) -> torch.fx.GraphModule:
     """Post-training static int8 quantization for XNNPACK (symmetric weights, per channel by default).
+
+    keep_float: submodule names (e.g. ``("stem",)``) left in fp32; XNNPACK runs them in fp32
+        inside the same delegate. For layers whose int8 error the rest of the net amplifies.
 
     model: eager module; example_inputs: e.g. ``(x,)`` with x ``(1, 3, S, S) float32``.
     calibration: tuples shaped like example_inputs, run through the observed model to set
@@ -94,10 +112,6 @@ def quantize_pt2e_xnnpack(
     Returns the converted GraphModule (quantize/dequantize nodes around float ops), ready to
     be re-exported and lowered.
     """
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     example_inputs = check_inputs(example_inputs)
@@ -105,9 +119,9 @@ def quantize_pt2e_xnnpack(
     with eval_mode(model):
         with export_step("executorch", "capturing the graph for quantization"):
             captured = torch.export.export(model, example_inputs).module()
-        quantizer = XNNPACKQuantizer().set_global(
-            get_symmetric_quantization_config(is_per_channel=per_channel)
-        )
+        quantizer = xnnpack_quantizer(per_channel=per_channel)
+        if keep_float:
+            quantizer.set_filter_function(lambda node: not _in_modules(node, keep_float))
         with export_step("executorch", "inserting observers"):
             prepared = prepare_pt2e(captured, quantizer)
         with export_step("executorch", f"calibrating on {len(batches)} batch(es)"):
@@ -116,6 +130,12 @@ def quantize_pt2e_xnnpack(
                     prepared(*batch)
         with export_step("executorch", "converting to int8"):
             return convert_pt2e(prepared)
+
+
+def _in_modules(node: torch.fx.Node, names: tuple[str, ...]) -> bool:
+    """Whether ``node`` was traced inside one of the submodules ``names`` (or their children)."""
+    stack = node.meta.get("nn_module_stack", {}).values()
+    return any(path == n or path.startswith(n + ".") for path, _ in stack for n in names)
 
 
 def qnn_sdk_root() -> Path:
@@ -210,7 +230,11 @@ def export_executorch(
         if options.quantize:
             assert calibration is not None
             to_export: nn.Module = quantize_pt2e_xnnpack(
-                model, example_inputs, calibration, per_channel=options.per_channel
+                model,
+                example_inputs,
+                calibration,
+                per_channel=options.per_channel,
+                keep_float=options.keep_float,
             )
         else:
             to_export = model

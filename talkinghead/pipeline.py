@@ -84,22 +84,30 @@ def distill_for_photo(
     shots: int = 8,
     sequences: int = 24,
     progress: bool = True,
+    teacher_variant: str | None = None,
+    tracked_videos: int = 0,
+    qat_steps: int = 0,
 ) -> tuple[Path, dict]:
     """Enrol ``photo`` with the teacher (FT mode) and distil a student for it.
 
     Writes the student checkpoint to ``out`` and the enrolled crop beside it as PNG
     (``<out stem>.png``). Returns the checkpoint path and figures (timings, PSNR).
+    teacher_variant: refuse (CheckpointError) a teacher of any other variant.
+    tracked_videos: pseudo-videos of the photo tracked back with the MediaPipe tracker; half
+    drive training, half calibrate int8. qat_steps: with tracked videos, measure int8 (PTQ)
+    and run QAT when it stays under 35 dB; the int8 .pte goes beside ``out``.
     """
     from talkinghead.distill.distill import DistillConfig, distill_student
     from talkinghead.models.checkpoint import load_checkpoint, save_checkpoint
     from talkinghead.train.make_data import load_photo
 
-    teacher = load_checkpoint(teacher_path, "teacher")
+    teacher = load_checkpoint(teacher_path, "teacher", expect_variant=teacher_variant)
     size = teacher.cfg.resolution
     name, image = load_photo(photo)
     enrolled, crop, neutral, figures = enrol_photo(
         teacher, image, shots, finetune_steps, progress=progress
     )
+    tracked = _tracked_motion(crop, neutral, tracked_videos, progress) if tracked_videos else {}
 
     t0 = time.perf_counter()
     model, dfig = distill_student(
@@ -108,10 +116,21 @@ def distill_for_photo(
         size,
         DistillConfig(student=student, steps=steps, sequences=sequences),
         progress=progress,
+        extra_landmarks=tracked.get("train"),
     )
     figures["distill_s"] = round(time.perf_counter() - t0, 2)
     figures.update(dfig)
     out = Path(out)
+    if "calibration" in tracked:
+        from talkinghead.distill.quant import int8_for_student
+        from talkinghead.export.executorch import export_executorch
+
+        int8, qfig = int8_for_student(
+            model, tracked["calibration"], enrolled, qat_steps=qat_steps, progress=progress
+        )
+        figures.update(qfig)
+        pte = out.with_name(f"{out.stem}_xnnpack_q8.pte")
+        figures["int8_pte"] = str(export_executorch(int8, model.get_example_inputs(), pte))
     save_checkpoint(
         out,
         model,
@@ -125,6 +144,20 @@ def distill_for_photo(
     )
     _save_png(crop, out.with_suffix(".png"))
     return out, figures
+
+
+def _tracked_motion(crop: np.ndarray, neutral: np.ndarray, videos: int, progress: bool) -> dict:
+    """Tracked pseudo-videos of the crop: {"train": (M, 68, 2) px, "calibration": images}."""
+    from talkinghead.distill.distill import landmark_images
+    from talkinghead.distill.motion import pseudo_videos, track_sequences, tracked_landmarks
+
+    seqs = track_sequences(pseudo_videos(crop, neutral, videos, 32, seed=50), progress=progress)
+    half = max(len(seqs) // 2, 1)
+    calib = tracked_landmarks(neutral, seqs[half:] or seqs)
+    return {
+        "train": tracked_landmarks(neutral, seqs[:half]),
+        "calibration": landmark_images(calib, crop.shape[0]),
+    }
 
 
 RUNTIMES = ("executorch", "litert", "onnxruntime")

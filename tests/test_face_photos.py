@@ -127,3 +127,22 @@ def test_warm_start_copies_all_but_the_per_video_rows(tmp_path):
         warm_start(create_teacher("teacher-xs", num_videos=2, resolution=128), path)
     with pytest.raises(CheckpointError, match="teacher-s"):
         warm_start(create_teacher("teacher-s", num_videos=2, resolution=64), path)
+
+
+def test_make_data_without_photos_and_train_with_a_bad_init_are_clean_errors(tmp_path, capsys):
+    from talkinghead.cli import main
+
+    assert main(["make-data", "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "--pypi-faces" in capsys.readouterr().err
+    bogus = tmp_path / "bogus.safetensors"
+    bogus.write_bytes(b"\x00" * 64)
+    shard = tmp_path / "s.safetensors"
+    from talkinghead.train.data import VideoSet, write_shard
+
+    frames = np.zeros((1, 3, 64, 64, 3), np.uint8)
+    lms = np.tile(np.linspace(10, 50, 68, dtype=np.float32)[:, None], (1, 3, 1, 2))
+    write_shard(shard, VideoSet(frames, lms, ["v"]))
+    argv = ["train", str(shard), "--out", str(tmp_path / "run"), "--k", "2", "--steps", "1"]
+    assert main([*argv, "--init", str(bogus)]) == 2
+    err = capsys.readouterr().err
+    assert "bogus.safetensors" in err and "Traceback" not in err

@@ -33,6 +33,7 @@ STUDENT_OPS = {
     "aten.add.Tensor",
     "aten.cat.default",
     "aten.tanh.default",
+    "aten.hardtanh.default",  # the clamp output: int8-exact on [-1, 1]
     "aten.upsample_bilinear2d.vec",
     "aten.upsample_nearest2d.vec",
 }
