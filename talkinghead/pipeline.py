@@ -178,11 +178,21 @@ def _export_one(runtime: str, precision: str, ctx: dict) -> list:
     calib = ctx["calibration"] if q else None
     tmp: Path = ctx["tmp"]
     if runtime == "executorch":
-        from talkinghead.export.executorch import export_executorch, pte_filename
+        from talkinghead.export.executorch import (
+            ExecuTorchOptions,
+            export_executorch,
+            pte_filename,
+        )
 
         pte = tmp / pte_filename(stem, q)
         record = ctx["etrecord_dir"] / (pte.stem + ".etrecord") if ctx["etrecord_dir"] else None
-        export_executorch(student, example, pte, quantize=q, calibration=calib, etrecord=record)
+        # Students trained with norms and a clamp output keep their stem in fp32 under int8
+        # (docs/distillation.md: +4 dB on student-xs); tanh-output students gain nothing.
+        keep = ("stem",) if q and getattr(student.cfg, "output", "tanh") == "clamp" else ()
+        options = ExecuTorchOptions(quantize=q, keep_float=keep)
+        export_executorch(
+            student, example, pte, options=options, calibration=calib, etrecord=record
+        )
         return [ModelSource(pte, precision=precision)]
     if runtime == "litert":
         from talkinghead.export.litert import describe_tflite, export_litert, tflite_filename
