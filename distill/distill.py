@@ -33,6 +33,7 @@ from talkinghead.errors import InvalidInputError
 from talkinghead.models.rasterize import rasterize_landmarks
 from talkinghead.models.student import StudentGenerator, create_student, fold_student
 from talkinghead.sdk.landmarks import validate_landmarks68
+from talkinghead.sdk.parity import psnr_db
 from talkinghead.sdk.tensors import to_model_input
 from talkinghead.train.losses import hinge_d, hinge_g
 
@@ -132,11 +133,6 @@ def render_teacher(
     return torch.cat(outs), [torch.cat(level) for level in zip(*feats, strict=True)]
 
 
-def _psnr_db(pred: torch.Tensor, target: torch.Tensor) -> float:
-    mse = F.mse_loss(pred, target).item()
-    return float(10 * np.log10(4.0 / max(mse, 1e-12)))  # range [-1, 1] => peak 2
-
-
 def train_student(
     student: StudentGenerator,
     train: DistillData,
@@ -193,7 +189,7 @@ def train_student(
         )
     figures = {
         "val_l1": F.l1_loss(pred, val.targets).item(),
-        "val_psnr_db": _psnr_db(pred, val.targets),
+        "val_psnr_db": min(psnr_db(pred.numpy(), val.targets.numpy()), 100.0),
         "train_pairs": len(train),
     }
     return student, figures
