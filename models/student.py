@@ -1,7 +1,7 @@
 """Compact student generators for phones: landmark image in, face out.
 
 Mobile- and int8-friendly ops only: conv, depthwise-separable conv, ReLU, bilinear
-upsampling by a static factor (XNNPACK delegates bilinear, not nearest), add, concat and a
+upsampling by a static factor (XNNPACK delegates bilinear, not nearest), add and a
 clamp to [-1, 1] at the output; no normalisation at inference and no grid_sample.
 
 One architecture, three forms:
@@ -136,9 +136,15 @@ class StudentGenerator(nn.Module):
             for i in range(len(ch) - 1)
         )
         self.res = nn.ModuleList(SeparableConv(ch[-1], ch[-1], 1, n, m) for _ in range(cfg.num_res))
-        self.fuse = nn.ModuleList(
-            nn.Conv2d(ch[i + 1] + ch[i], ch[i], 1) for i in range(len(ch) - 1)
+        # The skip fusion, a 1x1 conv over concat(upsample(h), skip), is computed as
+        # upsample(fuse_up(h)) + fuse_skip(skip): the same function (bilinear upsampling is a
+        # convex combination per pixel, so it commutes with a 1x1 conv), but the wide input is
+        # projected at the coarse level, and the fine level upsamples ch[i] channels instead
+        # of ch[i + 1] and needs no concat.
+        self.fuse_up = nn.ModuleList(
+            nn.Conv2d(ch[i + 1], ch[i], 1, bias=False) for i in range(len(ch) - 1)
         )
+        self.fuse_skip = nn.ModuleList(nn.Conv2d(ch[i], ch[i], 1) for i in range(len(ch) - 1))
         self.fuse_norm = (
             nn.ModuleList(IdentityNorm(ch[i], m) for i in range(len(ch) - 1)) if n else None
         )
@@ -150,6 +156,7 @@ class StudentGenerator(nn.Module):
             if isinstance(module, IdentityNorm):
                 module.slot = name
                 self.norms[name] = module
+        self._register_load_state_dict_pre_hook(_split_legacy_fuse, with_module=True)
         if m:
             # P: identity vector -> every norm's (scale, bias); near zero at the start, so a
             # fresh universal student behaves like a plain BatchNorm one.
@@ -196,8 +203,10 @@ class StudentGenerator(nn.Module):
             h = h + block(h, mods)
         feats = []
         for i in reversed(range(len(self.down))):
-            h = F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False)
-            fused = self.fuse[i](torch.cat([h, skips[i]], dim=1))
+            up = F.interpolate(
+                self.fuse_up[i](h), scale_factor=2.0, mode="bilinear", align_corners=False
+            )
+            fused = up + self.fuse_skip[i](skips[i])
             h = F.relu(_norm(None if self.fuse_norm is None else self.fuse_norm[i], fused, mods))
             h = self.up[i](h, mods)
             feats.append(h)
@@ -220,6 +229,20 @@ class StudentGenerator(nn.Module):
         return self
 
 
+def _split_legacy_fuse(module: nn.Module, state: dict, prefix: str, *_args) -> None:
+    """Checkpoints saved before the split hold one ``fuse.{i}`` conv over concat(h, skip):
+    its first ch[i + 1] input channels become ``fuse_up.{i}``, the rest ``fuse_skip.{i}``."""
+    for i, up in enumerate(module.fuse_up):
+        key = f"{prefix}fuse.{i}."
+        if key + "weight" not in state:
+            continue
+        w = state.pop(key + "weight")
+        n = up.in_channels
+        state[f"{prefix}fuse_up.{i}.weight"] = w[:, :n].contiguous()
+        state[f"{prefix}fuse_skip.{i}.weight"] = w[:, n:].contiguous()
+        state[f"{prefix}fuse_skip.{i}.bias"] = state.pop(key + "bias")
+
+
 @torch.no_grad()
 def fold_student(student: StudentGenerator, e: torch.Tensor | None = None) -> StudentGenerator:
     """The deployable student (no norms, no e) computing what ``student`` computes in eval mode.
@@ -238,8 +261,12 @@ def fold_student(student: StudentGenerator, e: torch.Tensor | None = None) -> St
     plain = StudentGenerator(replace(student.cfg, norm=False, e_dim=0))
     state = {k: v.clone() for k, v in student.state_dict().items() if k in plain.state_dict()}
     for slot, norm in student.norms.items():
-        conv = slot.replace("_norm", "")  # "up.0.pw_norm" -> "up.0.pw", "fuse_norm.1" -> "fuse.1"
+        conv = slot.replace("_norm", "")  # "up.0.pw_norm" -> "up.0.pw"
         scale, shift = norm.affine(mods.get(slot))
+        if slot.startswith("fuse_norm."):  # after the sum of two convs: scale both
+            conv = conv.replace("fuse", "fuse_skip")  # "fuse_norm.1" -> "fuse_skip.1" (bias)
+            up = conv.replace("fuse_skip", "fuse_up")
+            state[f"{up}.weight"] = state[f"{up}.weight"] * scale[:, None, None, None]
         state[f"{conv}.weight"] = state[f"{conv}.weight"] * scale[:, None, None, None]
         state[f"{conv}.bias"] = state[f"{conv}.bias"] * scale + shift
     plain.load_state_dict(state, strict=True)

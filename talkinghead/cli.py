@@ -242,6 +242,18 @@ def _cmd_verify_media(args: argparse.Namespace) -> int:
     return 0 if report.marked else 1
 
 
+def _add_profile_arguments(p: argparse.ArgumentParser) -> None:
+    from talkinghead.benchmarks.profile import add_arguments
+
+    add_arguments(p)
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from talkinghead.benchmarks.profile import run
+
+    return run(args)
+
+
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -445,6 +457,12 @@ def build_parser() -> argparse.ArgumentParser:
     vm.add_argument("--pack", help="also check the mark names this pack folder")
     vm.add_argument("--max-frames", type=int, default=250, help="frames to read (default 250)")
     vm.set_defaults(fn=_cmd_verify_media)
+
+    pr = sub.add_parser(
+        "profile", help="per-operator ExecuTorch time of a pack's model or a .pte on this CPU"
+    )
+    _add_profile_arguments(pr)
+    pr.set_defaults(fn=_cmd_profile)
 
     k = sub.add_parser(
         "track",

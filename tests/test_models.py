@@ -215,6 +215,58 @@ def test_student_checkpoint_round_trip(tmp_path, name: str):
         torch.testing.assert_close(loaded(x), student(x), rtol=0, atol=0)
 
 
+def _concat_fusion(student: StudentGenerator, x: torch.Tensor) -> torch.Tensor:
+    """The student as first written: each skip fusion a 1x1 conv over concat(upsample(h), skip)."""
+    import torch.nn.functional as F
+
+    h = F.relu(student.stem(x))
+    skips = [h]
+    for blocks in student.down:
+        for block in blocks:
+            h = block(h)
+        skips.append(h)
+    skips.pop()
+    for block in student.res:
+        h = h + block(h)
+    for i in reversed(range(len(student.down))):
+        h = F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False)
+        w = torch.cat([student.fuse_up[i].weight, student.fuse_skip[i].weight], dim=1)
+        h = F.relu(F.conv2d(torch.cat([h, skips[i]], dim=1), w, student.fuse_skip[i].bias))
+        h = student.up[i](h)
+    return F.hardtanh(student.head(h))
+
+
+def test_split_fusion_computes_the_concat_fusion():
+    torch.manual_seed(4)
+    student = create_student("student-s", resolution=S).eval()
+    x = _images(2, S, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(student(x), _concat_fusion(student, x), rtol=0, atol=1e-5)
+
+
+def test_checkpoint_with_the_concat_fusion_layout_loads(tmp_path):
+    """Students saved before the split hold ``fuse.{i}`` (one conv over concat(h, skip))."""
+    torch.manual_seed(5)
+    student = create_student("student-xs", resolution=S).eval()
+    path = save_checkpoint(tmp_path / "new.safetensors", student, "student")
+    tensors, meta = {}, None
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    for i in range(len(student.fuse_up)):
+        up, skip = tensors.pop(f"fuse_up.{i}.weight"), tensors.pop(f"fuse_skip.{i}.weight")
+        tensors[f"fuse.{i}.weight"] = torch.cat([up, skip], dim=1)
+        tensors[f"fuse.{i}.bias"] = tensors.pop(f"fuse_skip.{i}.bias")
+    legacy = tmp_path / "legacy.safetensors"
+    save_file(tensors, str(legacy), metadata=meta)
+    loaded = load_checkpoint(legacy, "student", expect_variant="student-xs").eval()
+    x = _images(2, S, 12)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), student(x), rtol=0, atol=0)
+
+
 @pytest.fixture(scope="module")
 def student_file(tmp_path_factory):
     student = create_student("student-xs", resolution=S)
