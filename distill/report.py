@@ -189,6 +189,7 @@ def _latency_at(
 ) -> dict:
     """fp32 and int8 ExecuTorch latency (ms) and MACs of the same weights at ``size`` px."""
     from talkinghead.benchmarks.core import count_macs, median_ms
+    from talkinghead.benchmarks.profile import ProfileConfig, profile_program
     from talkinghead.distill.distill import landmark_images
     from talkinghead.distill.quant import ptq
     from talkinghead.export.executorch import export_executorch, pte_filename
@@ -210,6 +211,13 @@ def _latency_at(
             res[f"{precision}_file_bytes"] = pte.stat().st_size
         finally:
             rt.close()
+    # Where the int8 frame's time goes, from ExecuTorch's own trace (talkinghead profile).
+    prof = profile_program(
+        pte.read_bytes(), pte.name, ProfileConfig(threads=cfg.threads, runs=cfg.repeats)
+    )
+    res["int8_profile"] = {
+        k: prof[k] for k in ("execute_ms", "operator_sum_ms", "overhead_ms", "kinds")
+    }
     return res
 
 
@@ -428,6 +436,30 @@ def write_report(res: dict[str, Any], out: Path) -> None:
     if at_rows:
         md += ["\n## Same weights at other resolutions (MACs, latency)\n",
                _table(["variant", "px", "MMAC", "fp32 ms", "int8 ms"], at_rows)]  # fmt: skip
+    prof_rows = [
+        [v, a["resolution"], f"{p['execute_ms']:.2f}", f"{p['operator_sum_ms']:.2f}",
+         f"{p['overhead_ms']:.2f}",
+         ", ".join(f"{k} {ms:.2f}" for k, ms in list(p["kinds"].items())[:3])]
+        for v, info in res["variants"].items() for a in info["at"]
+        if (p := a.get("int8_profile"))
+    ]  # fmt: skip
+    if prof_rows:
+        md += [
+            "\n## Where the int8 time goes (ExecuTorch trace, `talkinghead profile`)\n",
+            "Median ms per execute with tracing on; 'between operators' is execute minus the "
+            "sum of XNNPACK's operators: the thread pool's hand-offs.\n",
+            _table(
+                [
+                    "variant",
+                    "px",
+                    "execute",
+                    "operators",
+                    "between operators",
+                    "largest operator kinds (ms)",
+                ],
+                prof_rows,
+            ),  # fmt: skip
+        ]
     tt = res["teachers"]
     md += [
         f"\nTeacher {tt['teacher']['variant']}: {tt['teacher']['macs'] / 1e9:.2f} GMAC per {size} px frame; "

@@ -24,7 +24,9 @@ def tiny_teacher_file(tmp_path_factory):
 
 @pytest.mark.slow
 def test_quick_report_measures_every_precision(tmp_path, tiny_teacher_file):
-    cfg = ReportConfig.quick(out=tmp_path / "r", teacher=str(tiny_teacher_file), steps=3)
+    cfg = ReportConfig.quick(
+        out=tmp_path / "r", teacher=str(tiny_teacher_file), steps=3, latency_resolutions=(96,)
+    )
     res = run_report(cfg)
     for name in ("report.json", "report.md", "quality_vs_latency.png"):
         assert (tmp_path / "r" / name).stat().st_size > 0
@@ -44,6 +46,13 @@ def test_quick_report_measures_every_precision(tmp_path, tiny_teacher_file):
     assert res["targets"]["best_variant"] == "student-xs"
     md = (tmp_path / "r" / "report.md").read_text()
     assert "student-xs" in md and "Targets" in md
+    # The same weights at 96 px, with ExecuTorch's trace of the int8 program.
+    (at,) = res["variants"]["student-xs"]["at"]
+    assert at["resolution"] == 96 and at["macs"] > rows["fp32"]["macs"]
+    prof = at["int8_profile"]
+    assert prof["operator_sum_ms"] > 0 and prof["execute_ms"] > 0
+    assert any("DWConv" in kind for kind in prof["kinds"])
+    assert "Where the int8 time goes" in md
 
 
 def test_targets_say_what_is_missed_and_by_how_much():
