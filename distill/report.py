@@ -363,6 +363,16 @@ def check_targets(res: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+PROFILE_COLUMNS = [
+    "variant",
+    "px",
+    "execute",
+    "operators",
+    "between operators",
+    "largest operator kinds (ms)",
+]
+
+
 def write_report(res: dict[str, Any], out: Path) -> None:
     """report.json, report.md and quality_vs_latency.png in ``out``."""
     import matplotlib
@@ -448,17 +458,7 @@ def write_report(res: dict[str, Any], out: Path) -> None:
             "\n## Where the int8 time goes (ExecuTorch trace, `talkinghead profile`)\n",
             "Median ms per execute with tracing on; 'between operators' is execute minus the "
             "sum of XNNPACK's operators: the thread pool's hand-offs.\n",
-            _table(
-                [
-                    "variant",
-                    "px",
-                    "execute",
-                    "operators",
-                    "between operators",
-                    "largest operator kinds (ms)",
-                ],
-                prof_rows,
-            ),  # fmt: skip
+            _table(PROFILE_COLUMNS, prof_rows),
         ]
     tt = res["teachers"]
     md += [

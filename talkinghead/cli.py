@@ -242,12 +242,6 @@ def _cmd_verify_media(args: argparse.Namespace) -> int:
     return 0 if report.marked else 1
 
 
-def _add_profile_arguments(p: argparse.ArgumentParser) -> None:
-    from talkinghead.benchmarks.profile import add_arguments
-
-    add_arguments(p)
-
-
 def _cmd_profile(args: argparse.Namespace) -> int:
     from talkinghead.benchmarks.profile import run
 
@@ -461,7 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser(
         "profile", help="per-operator ExecuTorch time of a pack's model or a .pte on this CPU"
     )
-    _add_profile_arguments(pr)
+    from talkinghead.benchmarks.profile import add_arguments as add_profile_arguments
+
+    add_profile_arguments(pr)
     pr.set_defaults(fn=_cmd_profile)
 
     k = sub.add_parser(

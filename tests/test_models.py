@@ -249,7 +249,6 @@ def test_checkpoint_with_the_concat_fusion_layout_loads(tmp_path):
     torch.manual_seed(5)
     student = create_student("student-xs", resolution=S).eval()
     path = save_checkpoint(tmp_path / "new.safetensors", student, "student")
-    tensors, meta = {}, None
     from safetensors import safe_open
 
     with safe_open(str(path), "pt") as f:
