@@ -675,6 +675,7 @@ def zip_pack(folder: str | os.PathLike[str], zip_path: str | os.PathLike[str]) -
     root = Path(folder)
     manifest = load_manifest(root)
     zip_path = Path(zip_path)
+    zip_path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.write(root / MANIFEST_NAME, MANIFEST_NAME)
         for rel in sorted(manifest.files):

@@ -197,6 +197,10 @@ def _cmd_export(args: argparse.Namespace) -> None:
         etrecord_dir=args.etrecord,
     )
     print(f"avatar pack: {pack}")
+    if args.zip:
+        from talkinghead.sdk.pack import zip_pack
+
+        print(f"zipped pack: {zip_pack(pack, args.zip)}")
 
 
 def _cmd_verify(args: argparse.Namespace) -> None:
@@ -420,6 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--no-bundled", action="store_true", help="no ExecuTorch BundledProgram files")
     e.add_argument("--etrecord", help="also write an ETRecord per .pte into this folder")
+    e.add_argument("--zip", help="also write the pack as one .zip file (for shipping in an app)")
     e.set_defaults(fn=_cmd_export)
 
     v = sub.add_parser(

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,24 @@ def test_verify_missing_file_and_not_a_pack(capsys, avatar_pack, tmp_path):
     assert_clean_error(code, err, "parity.npz")
     code, _, err = run_cli(capsys, "verify", tmp_path / "nowhere")
     assert_clean_error(code, err, "nowhere")
+
+
+def test_export_zip_then_verify_the_zip(capsys, student_checkpoint, tmp_path):
+    """One runtime and precision keep it quick; the zip is what an app bundles."""
+    folder, zipped = tmp_path / "pack", tmp_path / "ship" / "astronaut.zip"
+    code, out, err = run_cli(
+        capsys, "export", "--student", student_checkpoint, "--out", folder,
+        "--runtimes", "onnxruntime", "--precision", "fp32", "--zip", zipped,
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"zipped pack: {zipped}" in out and zipped.is_file()
+    code, out, err = run_cli(capsys, "verify", zipped)
+    assert code == 0, err
+    assert "parity ok" in out and "onnxruntime/fp32" in out
+    # The zip holds exactly the manifest and the files it lists, nothing else of the folder.
+    with zipfile.ZipFile(zipped) as zf:
+        names = set(zf.namelist())
+    assert names == {"manifest.json", *load_manifest(folder).files}
 
 
 def test_render_builtin_motion(capsys, avatar_pack, tmp_path):
