@@ -1,8 +1,9 @@
 """Build the native runtime: ``python -m talkinghead.bindings.build [--asan] [--bench PACK]``.
 
 Prints the CMake commands it runs and where the library landed; with ``--bench`` also the
-median render latency (ms per frame) of the pack's fp32 and int8 models, and with ``--plot``
-a PNG of the per-frame latencies (matplotlib).
+median render latency (ms per frame) of the pack's fp32 and int8 models, beside the same
+work through the Python SDK's ExecuTorch path, and with ``--plot`` a PNG of the per-frame
+native latencies (matplotlib).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from talkinghead.bindings.native import (
     build_native,
     cmake_commands,
     run_benchmark,
+    run_python_benchmark,
 )
 from talkinghead.errors import TalkingHeadError
 
@@ -64,9 +66,11 @@ def main(argv: list[str] | None = None) -> int:
                 for p in ("fp32", "int8")
             ]
             for r in results:
+                py = run_python_benchmark(args.bench, r["precision"], frames=args.frames)
                 print(
                     f"{r['precision']}: median {r['median_ms']:.2f} ms/frame, fastest "
-                    f"{r['min_ms']:.2f} ms, over {r['frames']} frames ({r['resolution']} px)"
+                    f"{r['min_ms']:.2f} ms, over {r['frames']} frames ({r['resolution']} px); "
+                    f"Python SDK path median {py['median_ms']:.2f} ms, fastest {py['min_ms']:.2f} ms"
                 )
             if args.plot:
                 plot_latency(results, args.plot)

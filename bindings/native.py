@@ -82,8 +82,11 @@ def executorch_cmake_dir() -> Path:
     return path
 
 
-def cmake_commands(build_dir: Path, *, asan: bool = False, jobs: int = 2) -> list[list[str]]:
+def cmake_commands(
+    build_dir: str | os.PathLike[str], *, asan: bool = False, jobs: int = 2
+) -> list[list[str]]:
     """The configure and build commands :func:`build_native` runs (shown in docs and errors)."""
+    build_dir = Path(build_dir)
     cmake = shutil.which("cmake")
     if cmake is None:
         raise BackendError(
@@ -311,6 +314,56 @@ def run_benchmark(
     return json.loads(proc.stdout)
 
 
+def bench_motion(neutral: np.ndarray, index: int) -> np.ndarray:
+    """The landmarks of frame ``index`` of ``talkinghead_bench``'s motion: the mouth opens and
+    closes (lower lip points move down by up to 6 px), so every frame rasterises anew."""
+    lm = np.array(neutral, np.float32, copy=True)
+    lm[[55, 56, 57, 58, 59, 65, 66, 67], 1] += np.float32(3.0 * (1.0 + np.sin(0.3 * index)))
+    return lm
+
+
+def run_python_benchmark(
+    pack: str | os.PathLike[str], precision: str = "fp32", frames: int = 100, warmup: int = 5
+) -> dict:
+    """The same work as ``talkinghead_bench`` through the Python SDK's ExecuTorch path:
+    ``rasterize_landmarks`` + ``to_model_input`` + ``ExecuTorchBackend.run`` +
+    ``from_model_output``, same motion, same pack. Returns the same keys as ``run_benchmark``.
+    """
+    import time
+
+    from talkinghead.models.rasterize import rasterize_landmarks
+    from talkinghead.sdk.backends import ExecuTorchBackend
+    from talkinghead.sdk.pack import open_pack
+    from talkinghead.sdk.tensors import from_model_output, to_model_input
+
+    if precision not in ("fp32", "int8"):
+        raise InvalidInputError(f"precision must be 'fp32' or 'int8', got {precision!r}")
+    if not isinstance(frames, int) or frames < 1 or not isinstance(warmup, int) or warmup < 0:
+        raise InvalidInputError(f"frames must be >= 1 and warmup >= 0, got {frames}, {warmup}")
+    with open_pack(pack) as opened:
+        entry = opened.model(precision)
+        backend = ExecuTorchBackend()
+        backend.load_bytes(opened.read_verified(entry.file), source=entry.file)
+        size = opened.manifest.resolution
+        neutral = np.asarray(opened.manifest.identity.neutral_landmarks, np.float32)
+    ms: list[float] = []
+    for i in range(warmup + frames):
+        lm = bench_motion(neutral, i)
+        t0 = time.perf_counter()
+        from_model_output(backend.run(to_model_input(rasterize_landmarks(lm, size))[None]))
+        if i >= warmup:
+            ms.append((time.perf_counter() - t0) * 1e3)
+    return {
+        "precision": precision,
+        "resolution": size,
+        "frames": frames,
+        "median_ms": float(np.median(ms)),
+        "min_ms": min(ms),
+        "max_ms": max(ms),
+        "ms": ms,
+    }
+
+
 __all__ = [
     "NativeAvatar",
     "NativeBuild",
@@ -318,8 +371,10 @@ __all__ = [
     "check_status",
     "cmake_commands",
     "executorch_cmake_dir",
+    "bench_motion",
     "load_library",
     "rasterize",
     "run_benchmark",
+    "run_python_benchmark",
     "status_name",
 ]

@@ -359,6 +359,30 @@ def test_benchmark_reports_per_frame_latency(avatar_pack, native_build):
         native.run_benchmark(avatar_pack, "fp16", build=native_build)
 
 
+def test_build_command_benchmarks_native_beside_python(capsys, avatar_pack, native_build, tmp_path):
+    """``python -m talkinghead.bindings.build --bench`` times both paths on the same motion."""
+    from talkinghead.bindings.build import main as build_main
+
+    png = tmp_path / "latency.png"
+    argv = ["--build-dir", str(native_build.dir), "--bench", str(avatar_pack), "--frames", "3"]
+    assert build_main([*argv, "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    for precision in ("fp32", "int8"):
+        line = next(ln for ln in out.splitlines() if ln.startswith(f"{precision}: median"))
+        assert "over 3 frames (128 px)" in line and "Python SDK path median" in line
+    assert png.stat().st_size > 1000
+    # The Python path renders the very frames the native benchmark renders.
+    with open_pack(avatar_pack) as pack:
+        neutral = np.asarray(pack.manifest.identity.neutral_landmarks, np.float32)
+    with native.NativeAvatar(avatar_pack, "fp32", native_build.library) as avatar:
+        mouth = [avatar.render(native.bench_motion(neutral, i)) for i in (0, 5)]
+    assert np.abs(mouth[0].astype(np.int16) - mouth[1]).max() > 0  # the motion moves the face
+    result = native.run_python_benchmark(avatar_pack, "int8", frames=4, warmup=0)
+    assert result["frames"] == 4 and len(result["ms"]) == 4 and result["resolution"] == 128
+    with pytest.raises(InvalidInputError):
+        native.run_python_benchmark(avatar_pack, "int8", frames=0)
+
+
 def test_build_without_cmake_says_so(monkeypatch, tmp_path):
     monkeypatch.setattr(native.shutil, "which", lambda name: None)
     with pytest.raises(BackendError, match="cmake not found"):
