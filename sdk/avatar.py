@@ -72,6 +72,8 @@ class Avatar:
         self.resolution: int = m.resolution
         self.neutral_landmarks: np.ndarray = np.asarray(m.identity.neutral_landmarks, np.float32)
         self.name: str = m.name
+        self.backend_name: str = backend.name  # the runtime chosen (resolves "auto")
+        self.precision: str = options.precision
         self._watermark = pack_watermark(m) if options.watermark else None
         if self._watermark is None:
             log.warning(

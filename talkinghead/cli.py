@@ -231,6 +231,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
         frames=args.frames,
         precision=args.precision,
         watermark=not args.no_watermark,
+        backend=args.backend,
     )
     print(json.dumps(result, indent=2))
 
@@ -441,6 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--driver", help="driving video (default: built-in motion)")
     r.add_argument("--frames", type=int, default=100)
     r.add_argument("--precision", choices=["fp32", "int8"], default="int8")
+    r.add_argument(
+        "--backend",
+        choices=["executorch", "litert", "onnxruntime", "auto"],
+        default="executorch",
+        help="runtime to render with (auto: the first installed one the pack has a model for)",
+    )
     r.add_argument(
         "--no-watermark",
         action="store_true",

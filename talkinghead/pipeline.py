@@ -381,19 +381,21 @@ def render_pack(
     fps: float = 25,
     progress: bool = True,
     watermark: bool = True,
+    backend: str = "executorch",
 ) -> dict:
-    """Render a pack with ExecuTorch from built-in motion or a driving video; write MP4 + WebP.
+    """Render a pack from built-in motion or a driving video; write MP4 + WebP.
 
-    Frames are watermarked and both files labelled as AI-generated; ``watermark=False`` is
+    ``backend`` is a runtime name or "auto" (``AvatarOptions.backend``). Frames are watermarked and both files labelled as AI-generated; ``watermark=False`` is
     the documented opt-out (warned, and recorded in the labels)."""
     from talkinghead.sdk.avatar import Avatar, AvatarOptions, track_video
     from talkinghead.sdk.media import write_mp4, write_webp
 
     result: dict = {}
     t0 = time.perf_counter()
-    opts = AvatarOptions(pack=pack, precision=precision, watermark=watermark)
+    opts = AvatarOptions(pack=pack, backend=backend, precision=precision, watermark=watermark)
     with Avatar.create_from_options(opts) as avatar:
         label = avatar.provenance_label
+        result["backend"] = avatar.backend_name
         result["load_s"] = round(time.perf_counter() - t0, 3)
         t0 = time.perf_counter()
         if driver is not None:

@@ -101,15 +101,22 @@ def test_verify_missing_file_and_not_a_pack(capsys, avatar_pack, tmp_path):
     assert_clean_error(code, err, "nowhere")
 
 
-def test_export_zip_then_verify_the_zip(capsys, student_checkpoint, tmp_path):
-    """One runtime and precision keep it quick; the zip is what an app bundles."""
-    folder, zipped = tmp_path / "pack", tmp_path / "ship" / "astronaut.zip"
-    code, out, err = run_cli(
-        capsys, "export", "--student", student_checkpoint, "--out", folder,
-        "--runtimes", "onnxruntime", "--precision", "fp32", "--zip", zipped,
-    )  # fmt: skip
-    assert code == 0, err
-    assert f"zipped pack: {zipped}" in out and zipped.is_file()
+@pytest.fixture(scope="module")
+def onnx_fp32_export(student_checkpoint, tmp_path_factory) -> tuple[Path, Path]:
+    """``talkinghead export`` of one runtime and precision (quick) with ``--zip``:
+    (pack folder, zip)."""
+    root = tmp_path_factory.mktemp("onnx-only")
+    folder, zipped = root / "pack", root / "ship" / "astronaut.zip"
+    argv = ["export", "--student", str(student_checkpoint), "--out", str(folder)]
+    argv += ["--runtimes", "onnxruntime", "--precision", "fp32", "--zip", str(zipped)]
+    assert main(argv) == 0
+    return folder, zipped
+
+
+def test_export_zip_then_verify_the_zip(capsys, onnx_fp32_export):
+    """The zip is what an app bundles: it verifies like the folder."""
+    folder, zipped = onnx_fp32_export
+    assert zipped.is_file()
     code, out, err = run_cli(capsys, "verify", zipped)
     assert code == 0, err
     assert "parity ok" in out and "onnxruntime/fp32" in out
@@ -135,6 +142,28 @@ def test_render_builtin_motion(capsys, avatar_pack, tmp_path):
         # libwebp merges consecutive frames it finds identical, so with placeholder weights
         # (nearly constant output) fewer than 5 frames may be stored.
         assert 1 <= getattr(im, "n_frames", 1) <= 5
+
+
+@pytest.mark.parametrize("backend", ["litert", "onnxruntime", "auto"])
+def test_render_through_each_runtime(capsys, avatar_pack, tmp_path, backend):
+    """The same pack renders through any runtime it holds; the JSON names the one used."""
+    code, out, err = run_cli(
+        capsys, "render", avatar_pack, "--frames", "3", "--out", tmp_path, "--backend", backend
+    )
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["backend"] == ("executorch" if backend == "auto" else backend)
+    assert count_frames(result["mp4"]) == 3
+
+
+def test_render_backend_the_pack_lacks(capsys, onnx_fp32_export, tmp_path):
+    folder = onnx_fp32_export[0]
+    argv = ("render", folder, "--frames", "2", "--out", tmp_path / "r", "--precision", "fp32")
+    code, _, err = run_cli(capsys, *argv, "--backend", "litert")
+    assert_clean_error(code, err, "litert")
+    code, out, err = run_cli(capsys, *argv, "--backend", "auto")  # auto finds the ONNX model
+    assert code == 0, err
+    assert json.loads(out)["backend"] == "onnxruntime"
 
 
 def test_render_missing_precision_flag_value(capsys, avatar_pack, tmp_path):
