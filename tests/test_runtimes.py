@@ -139,13 +139,13 @@ def test_fp32_frames_agree_through_the_avatar(avatar_pack, eager_and_inputs):
 
 def test_auto_backend(avatar_pack, monkeypatch):
     with Avatar.create_from_pack(avatar_pack, backend="auto", precision="int8") as avatar:
-        assert avatar._backend.name == "executorch"
+        assert avatar.backend_name == "executorch" and avatar.precision == "int8"
     assert choose_backend(["onnxruntime", "litert"]) == "litert"
     real = backends.runtime_installed
     monkeypatch.setattr(backends, "runtime_installed", lambda n: n != "executorch" and real(n))
     assert choose_backend(["executorch", "onnxruntime"]) == "onnxruntime"
     with Avatar.create_from_pack(avatar_pack, backend="auto", precision="fp32") as avatar:
-        assert avatar._backend.name == "litert"
+        assert avatar.backend_name == "litert"
     with pytest.raises(BackendError, match="no usable backend.*executorch"):
         choose_backend(["executorch"])
 
