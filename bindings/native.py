@@ -172,6 +172,11 @@ def load_library(path: str | os.PathLike[str]) -> ctypes.CDLL:
         "th_resolution": (c.c_int, [c.c_uint64, c.POINTER(c.c_int32)]),
         "th_neutral_landmarks": (c.c_int, [c.c_uint64, f32p, c.c_size_t]),
         "th_render": (c.c_int, [c.c_uint64, f32p, c.c_size_t, u8p, c.c_size_t]),
+        "th_set_watermark": (c.c_int, [c.c_uint64, c.c_int32]),
+        "th_watermark_payload": (
+            c.c_int,
+            [c.c_uint64, c.POINTER(c.c_uint32), c.POINTER(c.c_uint32)],
+        ),
         "th_rasterize": (c.c_int, [f32p, c.c_size_t, c.c_int32, c.c_double, u8p, c.c_size_t]),
         "th_close": (c.c_int, [c.c_uint64]),
     }
@@ -230,7 +235,9 @@ class NativeAvatar:
     """A pack opened by the native runtime through ctypes. A context manager.
 
     ``render``: landmarks (68, 2) float px -> (S, S, 3) uint8 RGB, the same frame as the
-    Python SDK's ExecuTorch path (rasterise, to_model_input, run, from_model_output).
+    Python SDK's ExecuTorch path (rasterise, to_model_input, run, from_model_output), then
+    watermarked as ``Avatar`` does (``pack_watermark(manifest).embed``) unless
+    ``set_watermark(False)`` turned marking off.
     """
 
     def __init__(
@@ -263,6 +270,24 @@ class NativeAvatar:
         status = self._lib.th_neutral_landmarks(self._handle, _f32(out), out.size)
         check_status(self._lib, status, "th_neutral_landmarks")
         return out
+
+    @property
+    def watermark_payload(self) -> tuple[int, int]:
+        """(pack_id, version_code) that marked frames carry: 24 and 8 bits."""
+        pack_id, version = ctypes.c_uint32(0), ctypes.c_uint32(0)
+        status = self._lib.th_watermark_payload(
+            self._handle, ctypes.byref(pack_id), ctypes.byref(version)
+        )
+        check_status(self._lib, status, "th_watermark_payload")
+        return pack_id.value, version.value
+
+    def set_watermark(self, enabled: bool) -> None:
+        """Mark frames (True, the default) or not (False: the opt-out, as
+        ``AvatarOptions(watermark=False)``)."""
+        if not isinstance(enabled, bool):
+            raise InvalidInputError(f"enabled must be a bool, got {enabled!r}")
+        status = self._lib.th_set_watermark(self._handle, int(enabled))
+        check_status(self._lib, status, "th_set_watermark")
 
     def render(self, landmarks: np.ndarray) -> np.ndarray:
         """landmarks: (68, 2) float px -> (S, S, 3) uint8 RGB."""

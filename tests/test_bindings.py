@@ -3,12 +3,16 @@ through ctypes, compared with the Python SDK's ExecuTorch path.
 
 Tolerances: the rasteriser must match models/rasterize.py exactly (every pixel); a
 rendered frame may differ from the Python SDK's by at most 1 uint8 level per channel
-(both run the same ExecuTorch libraries, so in practice they are identical).
+(both run the same ExecuTorch libraries, so in practice they are identical). A marked
+frame may differ from Python's ``pack_watermark(manifest).embed`` of the same frame by 1
+level on a few chips (numpy sums the template correlations in BLAS, in its own order; in
+practice they are identical too).
 """
 
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import glob
 import hashlib
 import json
@@ -24,10 +28,14 @@ from talkinghead.errors import BackendError, InvalidInputError, PackError, PackI
 from talkinghead.models.rasterize import rasterize_landmarks, template_landmarks
 from talkinghead.sdk.backends import ExecuTorchBackend
 from talkinghead.sdk.motion import builtin_motion
-from talkinghead.sdk.pack import open_pack
+from talkinghead.sdk.pack import load_manifest, open_pack
+from talkinghead.sdk.provenance import pack_id, pack_payload, pack_watermark
 from talkinghead.sdk.tensors import from_model_output, to_model_input
+from talkinghead.sdk.watermark import detect
 
 RENDER_TOLERANCE = 1  # uint8 levels
+WATERMARK_TOLERANCE = 1  # uint8 levels, on at most WATERMARK_DIFF_SHARE of the pixels
+WATERMARK_DIFF_SHARE = 0.005  # a few of the 1024 chips
 
 
 @pytest.fixture(scope="session")
@@ -106,27 +114,79 @@ def test_rasteriser_matches_python_exactly(native_build):
     assert cases == 5 * 13 * 5
 
 
+def _abs_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.abs(a.astype(np.int16) - b)
+
+
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_native_render_matches_python_executorch(avatar_pack, native_build, motion, precision):
+    """Unmarked (th_set_watermark 0): the Python SDK's ExecuTorch frame. Marked (the
+    default): that frame marked by Python's embedder, as ``Avatar`` marks it."""
     with open_pack(avatar_pack) as pack:
         entry = pack.model(precision)
         backend = ExecuTorchBackend()
         backend.load_bytes(pack.read_verified(entry.file), source=entry.file)
         size = pack.manifest.resolution
+        mark = pack_watermark(pack.manifest)
     with native.NativeAvatar(avatar_pack, precision, native_build.library) as avatar:
         assert avatar.resolution == size
-        worst = 0
+        worst, worst_marked, worst_share = 0, 0, 0.0
         for lm in motion:
             want = from_model_output(
                 backend.run(to_model_input(rasterize_landmarks(lm, size))[None])
             )[0]
+            marked = avatar.render(lm)
+            avatar.set_watermark(False)
             got = avatar.render(lm)
+            avatar.set_watermark(True)
             assert got.shape == (size, size, 3) and got.dtype == np.uint8
-            worst = max(worst, int(np.abs(got.astype(np.int16) - want).max()))
+            worst = max(worst, int(_abs_diff(got, want).max()))
+            diff = _abs_diff(marked, mark.embed(want))
+            worst_marked = max(worst_marked, int(diff.max()))
+            worst_share = max(worst_share, float(np.mean(diff > 0)))
+            assert _abs_diff(marked, got).max() > 0  # the mark is really there
         # Different landmarks give different faces (the model is really driven).
         assert not np.array_equal(avatar.render(motion[0]), avatar.render(motion[6]))
     backend.close()
     assert worst <= RENDER_TOLERANCE
+    assert worst_marked <= WATERMARK_TOLERANCE and worst_share <= WATERMARK_DIFF_SHARE
+
+
+def test_native_frames_decode_to_the_pack_payload(avatar_pack, native_build, motion):
+    """The Python detector reads the native mark; th_watermark_payload says what it is."""
+    manifest = load_manifest(avatar_pack)
+    want = pack_payload(manifest)
+    with native.NativeAvatar(avatar_pack, "int8", native_build.library) as avatar:
+        assert avatar.watermark_payload == (want.pack_id, want.version)
+        for lm in motion[::3]:
+            result = detect(avatar.render(lm))
+            assert result.marked and result.payload == want, result
+        avatar.set_watermark(False)
+        assert not detect(avatar.render(motion[0])).marked
+        assert avatar.watermark_payload == (want.pack_id, want.version)  # on or off
+
+
+def test_non_ascii_pack_name_gets_the_python_pack_id(avatar_pack, native_build, tmp_path):
+    """The pack id hashes Python's json.dumps of name and files (non-ASCII as \\uXXXX,
+    astral characters as surrogate pairs): the native id must equal it, whether the
+    manifest stores such characters escaped (as the SDK writes it) or as raw UTF-8."""
+    name = 'Zoë 宇航员 \U0001f9d1\u200d\U0001f680 "q" \\ \t\x7f'
+    base = load_manifest(avatar_pack)
+    seen = set()
+    for ensure_ascii in (True, False):
+        dst = shutil.copytree(avatar_pack, tmp_path / f"ascii_{ensure_ascii}")
+        extra = "notes/lisez-moi é.txt"  # a listed file whose name is not ASCII either
+        (dst / "notes").mkdir()
+        (dst / extra).write_bytes(b"hello")
+        files = {extra: hashlib.sha256(b"hello").hexdigest(), **base.files}
+        manifest = dataclasses.replace(base, name=name, files=files)
+        text = json.dumps(manifest.to_json(), indent=2, ensure_ascii=ensure_ascii)
+        (dst / "manifest.json").write_text(text + "\n", encoding="utf-8")
+        want = pack_id(load_manifest(dst))
+        with native.NativeAvatar(dst, "int8", native_build.library) as avatar:
+            assert avatar.watermark_payload[0] == want, ensure_ascii
+        seen.add(want)
+    assert len(seen) == 1 and want != pack_id(base)
 
 
 def test_open_reports_resolution_landmarks_and_version(avatar_pack, native_build, lib):
@@ -180,6 +240,39 @@ def test_null_pointers_and_wrong_sizes_return_codes(avatar_pack, lib):
         assert lib.th_neutral_landmarks(handle, None, 136) == 1
     finally:
         assert lib.th_close(handle) == 0
+
+
+def test_watermark_calls_reject_bad_input(avatar_pack, native_build, lib):
+    pid, ver = ctypes.c_uint32(7), ctypes.c_uint32(7)
+    name, handle = _open_status(lib, avatar_pack)
+    assert name == "TH_OK"
+    try:
+        for enabled in (2, -1, 255):
+            assert native.status_name(lib.th_set_watermark(handle, enabled)) == (
+                "TH_ERR_INVALID_ARGUMENT"
+            )
+            assert str(enabled) in lib.th_last_error().decode()
+        for args in ((None, ctypes.byref(ver)), (ctypes.byref(pid), None), (None, None)):
+            status = lib.th_watermark_payload(handle, *args)
+            assert native.status_name(status) == "TH_ERR_INVALID_ARGUMENT"
+            assert b"NULL" in lib.th_last_error()
+        assert (pid.value, ver.value) == (7, 7)  # nothing written on failure
+        assert lib.th_set_watermark(handle, 0) == 0 and lib.th_set_watermark(handle, 1) == 0
+    finally:
+        assert lib.th_close(handle) == 0
+    for h in (handle, 0):
+        assert native.status_name(lib.th_set_watermark(h, 1)) == "TH_ERR_CLOSED"
+        status = lib.th_watermark_payload(h, ctypes.byref(pid), ctypes.byref(ver))
+        assert native.status_name(status) == "TH_ERR_CLOSED"
+    avatar = native.NativeAvatar(avatar_pack, "int8", native_build.library)
+    for bad in (1, "yes", None):
+        with pytest.raises(InvalidInputError, match="bool"):
+            avatar.set_watermark(bad)
+    avatar.close()
+    with pytest.raises(BackendError, match="TH_ERR_CLOSED"):
+        avatar.set_watermark(False)
+    with pytest.raises(BackendError, match="TH_ERR_CLOSED"):
+        _ = avatar.watermark_payload
 
 
 def test_nan_landmarks_and_render_after_close(avatar_pack, native_build):
@@ -418,6 +511,8 @@ def test_jni_glue_runs_on_a_desktop_jvm(avatar_pack, native_build, tmp_path):
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     assert "JNI OK" in proc.stdout
+    want = pack_payload(load_manifest(avatar_pack))
+    assert f"pack_id={want.pack_id:06x} version={want.version}" in proc.stdout
     with native.NativeAvatar(avatar_pack, "int8", native_build.library) as avatar:
         want = avatar.render(avatar.neutral_landmarks)
     got = np.frombuffer((tmp_path / "frame.rgb").read_bytes(), np.uint8).reshape(want.shape)

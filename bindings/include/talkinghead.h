@@ -5,6 +5,11 @@
  * then render one RGB frame per set of 68 landmarks. Every call returns a th_status;
  * on failure th_last_error() names what was wrong. No call aborts on bad input.
  *
+ * Provenance: like the Python SDK's Avatar, th_render marks every frame as synthetic
+ * with an invisible watermark (about 2.45 grey levels RMS, PSNR >= 40 dB) carrying the
+ * pack's 24-bit id and the library's version code; talkinghead.sdk.watermark.detect and
+ * `talkinghead verify-media` read it. th_set_watermark(avatar, 0) is the explicit opt-out.
+ *
  * Ownership:
  *   - The caller owns every buffer it passes in (landmarks, output pixels, paths). The
  *     library reads or writes them only during the call and keeps no pointer to them.
@@ -56,7 +61,8 @@ typedef enum th_status {
   TH_ERR_INVALID_LANDMARKS = 2, /* NaN or infinite landmark coordinates */
   TH_ERR_PACK = 3,           /* missing or malformed manifest, missing or unsafe file */
   TH_ERR_INTEGRITY = 4,      /* a file does not match the sha256 in the manifest */
-  TH_ERR_UNSUPPORTED = 5,    /* pack schema newer than this library, or no such model */
+  TH_ERR_UNSUPPORTED = 5,    /* pack schema newer than this library, no such model, or
+                                frames too small (< 32 px) to watermark */
   TH_ERR_MODEL = 6,          /* not an ExecuTorch program, truncated, or wrong shapes */
   TH_ERR_RUNTIME = 7,        /* the ExecuTorch runtime failed to load or run the model */
   TH_ERR_CLOSED = 8,         /* the handle was closed (or never opened) */
@@ -92,17 +98,41 @@ TH_API th_status th_neutral_landmarks(th_avatar avatar, float* out, size_t out_f
 
 /*
  * Render one frame: rasterise `landmarks` (TH_LANDMARK_FLOATS floats, px), run the
- * model, write S*S*3 bytes of RGB to `out_rgb`. `landmark_floats` and `out_bytes` are
- * the sizes of the caller's buffers and must be exactly TH_LANDMARK_FLOATS and S*S*3.
- * Landmarks may lie outside the image (they are clipped) but must be finite.
+ * model, watermark the frame (unless th_set_watermark turned that off), write S*S*3
+ * bytes of RGB to `out_rgb`. `landmark_floats` and `out_bytes` are the sizes of the
+ * caller's buffers and must be exactly TH_LANDMARK_FLOATS and S*S*3. Landmarks may lie
+ * outside the image (they are clipped) but must be finite. A pack of S < 32 px cannot
+ * carry the mark: with marking on, its renders return TH_ERR_UNSUPPORTED.
  */
 TH_API th_status th_render(th_avatar avatar, const float* landmarks, size_t landmark_floats,
                            uint8_t* out_rgb, size_t out_bytes);
 
 /*
+ * Mark frames (enabled = 1, the default after th_open) or stop marking them
+ * (enabled = 0): the opt-out, as AvatarOptions(watermark=False) in the Python SDK.
+ * Frames rendered with marking off are not identifiable as synthetic; media made from
+ * them should say so. Applies to renders that start after the call (a render already
+ * running on the handle finishes first). Errors: enabled not 0 or 1 ->
+ * TH_ERR_INVALID_ARGUMENT (checked first); closed handle -> TH_ERR_CLOSED.
+ */
+TH_API th_status th_set_watermark(th_avatar avatar, int32_t enabled);
+
+/*
+ * What marked frames of this avatar carry, so an app can record it: the pack id (24 bits,
+ * the same as the Python SDK's pack_id of the manifest) in *out_pack_id and the library's
+ * version code (8 bits: 2 major, 3 minor, 3 patch) in *out_version_code. The caller owns
+ * both; they are written only on success. Reported whether or not marking is on.
+ * Errors: either pointer NULL -> TH_ERR_INVALID_ARGUMENT (checked first); closed handle
+ * -> TH_ERR_CLOSED.
+ */
+TH_API th_status th_watermark_payload(th_avatar avatar, uint32_t* out_pack_id,
+                                      uint32_t* out_version_code);
+
+/*
  * Only the rasteriser: draw the landmark image (coloured polylines on black) that
  * th_render feeds the model, into `out_rgb` (size*size*3 bytes). `size` >= 16;
- * `thickness` in px, or 0 for the default max(1, size / 64).
+ * `thickness` in px, or 0 for the default max(1, size / 64). Not a model frame, so
+ * never watermarked.
  */
 TH_API th_status th_rasterize(const float* landmarks, size_t landmark_floats, int32_t size,
                               double thickness, uint8_t* out_rgb, size_t out_bytes);

@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <map>
 
 #include "json.h"
 #include "sha256.h"
@@ -83,6 +84,20 @@ bool inside(const std::string& dir, const std::string& rel, std::string* resolve
   if (f.compare(0, r.size(), r) != 0) return false;
   *resolved = f;
   return true;
+}
+
+// safe_relpath's normal form in sdk/pack.py (PurePosixPath parts): no empty or '.' parts.
+std::string normalise_relpath(const std::string& name) {
+  std::string out;
+  size_t start = 0;
+  while (start <= name.size()) {
+    size_t end = name.find('/', start);
+    if (end == std::string::npos) end = name.size();
+    std::string part = name.substr(start, end - start);
+    if (!part.empty() && part != ".") out += (out.empty() ? "" : "/") + part;
+    start = end + 1;
+  }
+  return out;
 }
 
 bool is_sha256(const JsonValue* v) {
@@ -165,6 +180,20 @@ Failure read_manifest(const std::string& dir, const std::string& precision, Pack
 
   const JsonValue* files = get(m, "files", JsonValue::Type::Object);
   if (!files) return fail(TH_ERR_PACK, "manifest: missing object key 'files'");
+  // Checked as sdk/pack.py does: the listing names the pack, and its id (the watermark's
+  // payload) is a hash over it.
+  std::map<std::string, std::string> listing;  // a repeated name keeps its last value
+  for (const auto& kv : files->object) {
+    const std::string rel = normalise_relpath(kv.first);
+    if (!safe_relpath(kv.first) || rel.empty()) {
+      return fail(TH_ERR_PACK, "manifest: unsafe path in 'files': '" + kv.first + "'");
+    }
+    if (rel == "manifest.json") return fail(TH_ERR_PACK, "manifest: 'files' must not list manifest.json itself");
+    if (!is_sha256(&kv.second)) {
+      return fail(TH_ERR_PACK, "manifest: key 'files." + kv.first + "' is not a lowercase hex sha256");
+    }
+    listing[rel] = kv.second.string;
+  }
   const JsonValue* models = get(m, "models", JsonValue::Type::Array);
   if (!models || models->array.empty()) {
     return fail(TH_ERR_PACK, "manifest: key 'models' must list at least one model");
@@ -226,6 +255,7 @@ Failure read_manifest(const std::string& dir, const std::string& precision, Pack
     }
   }
   out->name = name->string;
+  out->files.assign(listing.begin(), listing.end());
   out->schema_version = version->integer;
   out->resolution = size;
   out->model = PackModel{file->string, digest->string};

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "talkinghead.h"
@@ -26,6 +27,8 @@ struct PackInfo {
   int resolution = 0;
   PackModel model;               // the executorch entry of the requested precision
   std::vector<double> neutral;   // 68 x (x, y), crop px
+  // 'files': normalised name -> sha256 hex, sorted by name (as AvatarManifest.files).
+  std::vector<std::pair<std::string, std::string>> files;
 };
 
 // A failed step: a status code and a message naming what was wrong.

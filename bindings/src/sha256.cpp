@@ -58,7 +58,7 @@ void compress(std::array<uint32_t, 8>& h, const uint8_t* block) {
 
 }  // namespace
 
-std::string sha256_hex(const uint8_t* data, size_t size) {
+std::array<uint8_t, 32> sha256(const uint8_t* data, size_t size) {
   std::array<uint32_t, 8> h = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
   size_t full = size / 64;
@@ -74,14 +74,18 @@ std::string sha256_hex(const uint8_t* data, size_t size) {
   compress(h, tail);
   if (tail_len == 128) compress(h, tail + 64);
 
+  std::array<uint8_t, 32> digest;
+  for (int i = 0; i < 32; ++i) digest[i] = uint8_t(h[i / 4] >> (24 - 8 * (i % 4)));
+  return digest;
+}
+
+std::string sha256_hex(const uint8_t* data, size_t size) {
   static const char* kHex = "0123456789abcdef";
   std::string out(64, '0');
-  for (int i = 0; i < 8; ++i) {
-    for (int j = 0; j < 4; ++j) {
-      uint8_t byte = uint8_t(h[i] >> (24 - 8 * j));
-      out[8 * i + 2 * j] = kHex[byte >> 4];
-      out[8 * i + 2 * j + 1] = kHex[byte & 15];
-    }
+  int i = 0;
+  for (uint8_t byte : sha256(data, size)) {
+    out[i++] = kHex[byte >> 4];
+    out[i++] = kHex[byte & 15];
   }
   return out;
 }

@@ -17,7 +17,9 @@
 #include <vector>
 
 #include "pack.h"
+#include "provenance.h"
 #include "rasterize.h"
+#include "watermark.h"
 
 #ifndef TALKINGHEAD_VERSION
 #define TALKINGHEAD_VERSION "0.0.0"
@@ -45,6 +47,10 @@ struct Avatar {
   std::vector<uint8_t> landmark_image;  // S*S*3
   std::vector<float> input;             // 3*S*S
   TensorPtr input_tensor;
+  talkinghead::WatermarkPayload payload;
+  // Built once per avatar (layout, templates, codeword); null when S < 32 px.
+  std::unique_ptr<talkinghead::Watermark> watermark;
+  bool marking = true;  // th_set_watermark; read and written under `mu`
 };
 
 std::mutex g_registry_mu;
@@ -212,6 +218,11 @@ th_status th_open(const char* pack_dir, const char* precision, th_avatar* out_av
     if (Failure f = talkinghead::read_manifest(dir, precision, &avatar->info)) return set_failure(f);
     if (Failure f = talkinghead::read_model(dir, avatar->info, &avatar->program)) return set_failure(f);
     if (Failure f = load_model(avatar.get())) return set_failure(f);
+    avatar->payload = {talkinghead::pack_id(avatar->info), talkinghead::sdk_version_code(TALKINGHEAD_VERSION)};
+    const int size = avatar->info.resolution;
+    if (size >= talkinghead::kWatermarkMinSide) {
+      avatar->watermark = std::make_unique<talkinghead::Watermark>(avatar->payload, size, size);
+    }
 
     std::lock_guard<std::mutex> lock(g_registry_mu);
     th_avatar handle = g_next_handle++;
@@ -254,6 +265,12 @@ th_status th_render(th_avatar handle, const float* landmarks, size_t landmark_fl
       return set_status(TH_ERR_INVALID_LANDMARKS, "landmarks contain NaN or inf");
     }
     std::lock_guard<std::mutex> lock(a->mu);
+    if (a->marking && !a->watermark) {
+      return set_status(TH_ERR_UNSUPPORTED,
+                        "frames of " + std::to_string(size) + " px cannot carry the watermark (it needs " +
+                            std::to_string(talkinghead::kWatermarkMinSide) +
+                            " px per side); th_set_watermark(avatar, 0) renders them unmarked");
+    }
     talkinghead::rasterize_landmarks(pts, size, talkinghead::default_thickness(size),
                                      a->landmark_image.data());
     talkinghead::to_model_input(a->landmark_image.data(), size, a->input.data());
@@ -270,6 +287,33 @@ th_status th_render(th_avatar handle, const float* landmarks, size_t landmark_fl
       return set_status(TH_ERR_MODEL, a->info.model.file + " returned a tensor of the wrong type or size");
     }
     talkinghead::from_model_output(y.const_data_ptr<float>(), size, out_rgb);
+    if (a->marking) a->watermark->embed(out_rgb);
+    return set_status(TH_OK, "");
+  });
+}
+
+th_status th_set_watermark(th_avatar handle, int32_t enabled) {
+  return guarded([&]() -> th_status {
+    if (enabled != 0 && enabled != 1) {
+      return set_status(TH_ERR_INVALID_ARGUMENT, "enabled must be 1 (mark frames) or 0 (do not), got " +
+                                                     std::to_string(enabled));
+    }
+    auto a = find_avatar(handle);
+    if (!a) return closed_status(handle);
+    std::lock_guard<std::mutex> lock(a->mu);  // a render already running keeps its setting
+    a->marking = enabled == 1;
+    return set_status(TH_OK, "");
+  });
+}
+
+th_status th_watermark_payload(th_avatar handle, uint32_t* out_pack_id, uint32_t* out_version_code) {
+  return guarded([&]() -> th_status {
+    if (!out_pack_id) return set_status(TH_ERR_INVALID_ARGUMENT, "out_pack_id is NULL");
+    if (!out_version_code) return set_status(TH_ERR_INVALID_ARGUMENT, "out_version_code is NULL");
+    auto a = find_avatar(handle);
+    if (!a) return closed_status(handle);
+    *out_pack_id = a->payload.pack_id;
+    *out_version_code = a->payload.version;
     return set_status(TH_OK, "");
   });
 }

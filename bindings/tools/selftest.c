@@ -68,6 +68,11 @@ static void bad_arguments(const char* pack) {
   expect(th_open("/nonexistent/pack", "fp32", &a), TH_ERR_PACK, "open missing folder");
   expect(th_close(0), TH_ERR_CLOSED, "close handle 0");
   expect(th_render(0, NULL, 0, NULL, 0), TH_ERR_CLOSED, "render handle 0");
+  expect(th_set_watermark(0, 1), TH_ERR_CLOSED, "set watermark handle 0");
+  expect(th_set_watermark(0, 2), TH_ERR_INVALID_ARGUMENT, "set watermark 2, handle 0");
+  uint32_t id = 0, code = 0;
+  expect(th_watermark_payload(0, &id, &code), TH_ERR_CLOSED, "payload handle 0");
+  expect(th_watermark_payload(0, NULL, NULL), TH_ERR_INVALID_ARGUMENT, "payload NULLs, handle 0");
 
   float lm[TH_LANDMARK_FLOATS];
   for (int i = 0; i < TH_LANDMARK_FLOATS; ++i) lm[i] = 10.0f + (float)i * 0.3f;
@@ -114,6 +119,42 @@ static void good_pack(const char* pack, const char* precision) {
   for (size_t i = 0; i < n; ++i) lit += out[i] != 0;
   check(lit > n / 2, "a rendered face is mostly non-black");
 
+  /* Marked by default; th_set_watermark(0) renders the same face unmarked. The mark adds
+     the same small change to R, G and B (unless clipped at 0 or 255). */
+  uint8_t* plain = (uint8_t*)malloc(n);
+  expect(th_set_watermark(a, 0), TH_OK, "watermark off");
+  expect(th_render(a, lm, TH_LANDMARK_FLOATS, plain, n), TH_OK, "render unmarked");
+  expect(th_set_watermark(a, 1), TH_OK, "watermark on");
+  size_t changed = 0, grey = 0;
+  int worst = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    int d[3];
+    for (int c = 0; c < 3; ++c) {
+      d[c] = (int)out[i + c] - (int)plain[i + c];
+      if (abs(d[c]) > worst) worst = abs(d[c]);
+    }
+    changed += d[0] != 0;
+    grey += d[0] == d[1] && d[1] == d[2];
+  }
+  check(changed > n / 3 / 4, "the watermark changes many pixels");
+  check(worst > 0 && worst <= 32, "the watermark changes pixels by a few grey levels");
+  check(grey > n / 3 * 9 / 10, "the watermark changes R, G and B alike");
+  memset(plain, 0, n);
+  expect(th_render(a, lm, TH_LANDMARK_FLOATS, plain, n), TH_OK, "render marked again");
+  check(memcmp(plain, out, n) == 0, "marking is deterministic");
+  free(plain);
+  expect(th_set_watermark(a, 2), TH_ERR_INVALID_ARGUMENT, "watermark enabled=2");
+  expect(th_set_watermark(a, -1), TH_ERR_INVALID_ARGUMENT, "watermark enabled=-1");
+  uint32_t pack_id = 0xFFFFFFFFu, version = 0xFFFFFFFFu;
+  expect(th_watermark_payload(a, &pack_id, &version), TH_OK, "watermark payload");
+  int major = 0, minor = 0, patch = 0;
+  sscanf(th_version(), "%d.%d.%d", &major, &minor, &patch);
+  check(pack_id < (1u << 24), "pack id fits 24 bits");
+  check(version == (uint32_t)(((major & 3) << 6) | ((minor & 7) << 3) | (patch & 7)),
+        "version code of th_version()");
+  expect(th_watermark_payload(a, NULL, &version), TH_ERR_INVALID_ARGUMENT, "payload NULL pack id");
+  expect(th_watermark_payload(a, &pack_id, NULL), TH_ERR_INVALID_ARGUMENT, "payload NULL version");
+
   expect(th_render(a, NULL, TH_LANDMARK_FLOATS, out, n), TH_ERR_INVALID_ARGUMENT, "render NULL landmarks");
   expect(th_render(a, lm, TH_LANDMARK_FLOATS - 1, out, n), TH_ERR_INVALID_ARGUMENT, "render 135 floats");
   expect(th_render(a, lm, TH_LANDMARK_FLOATS, NULL, n), TH_ERR_INVALID_ARGUMENT, "render NULL out");
@@ -133,6 +174,7 @@ static void good_pack(const char* pack, const char* precision) {
   pthread_t threads[2];
   struct render_job jobs[2] = {{a, lm, n, 0}, {a, lm, n, 0}};
   for (int t = 0; t < 2; ++t) pthread_create(&threads[t], NULL, render_many, &jobs[t]);
+  for (int i = 0; i < 8; ++i) th_set_watermark(a, i % 2 == 0); /* while they render */
   for (int t = 0; t < 2; ++t) pthread_join(threads[t], NULL);
   check(jobs[0].failures == 0 && jobs[1].failures == 0, "concurrent renders on one handle");
 
@@ -140,6 +182,8 @@ static void good_pack(const char* pack, const char* precision) {
   expect(th_render(a, lm, TH_LANDMARK_FLOATS, out, n), TH_ERR_CLOSED, "render after close");
   expect(th_resolution(a, &size), TH_ERR_CLOSED, "resolution after close");
   expect(th_neutral_landmarks(a, lm, TH_LANDMARK_FLOATS), TH_ERR_CLOSED, "neutral after close");
+  expect(th_set_watermark(a, 0), TH_ERR_CLOSED, "set watermark after close");
+  expect(th_watermark_payload(a, &pack_id, &version), TH_ERR_CLOSED, "payload after close");
   expect(th_close(a), TH_ERR_CLOSED, "close twice");
   free(out);
 }

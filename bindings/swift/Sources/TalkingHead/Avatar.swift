@@ -71,6 +71,21 @@ public final class Avatar {
         return frame
     }
 
+    /// Watermark rendered frames as synthetic (true, the default) or not (false): the
+    /// opt-out, as the Python SDK's `AvatarOptions(watermark=False)`.
+    public func setWatermark(_ enabled: Bool) throws {
+        try check(th_set_watermark(handle, enabled ? 1 : 0))
+    }
+
+    /// What watermarked frames of this avatar carry, for the app's records: the pack id
+    /// (24 bits) and the library's version code (8 bits).
+    public func watermarkPayload() throws -> (packId: UInt32, versionCode: UInt32) {
+        var packId: UInt32 = 0
+        var versionCode: UInt32 = 0
+        try check(th_watermark_payload(handle, &packId, &versionCode))
+        return (packId, versionCode)
+    }
+
     /// Release the native model. Idempotent; later calls throw TH_ERR_CLOSED.
     public func close() {
         if handle != 0 {

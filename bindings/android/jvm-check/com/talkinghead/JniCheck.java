@@ -1,6 +1,7 @@
 // Runs the JNI glue end to end on a desktop JVM:
 //   java -Djava.library.path=DIR com.talkinghead.JniCheck PACK PRECISION OUT.rgb
-// Renders the neutral face to OUT.rgb (raw RGB bytes) and checks the error paths.
+// Renders the neutral face to OUT.rgb (raw RGB bytes, watermarked), renders it unmarked,
+// and checks the error paths.
 package com.talkinghead;
 
 import java.io.FileOutputStream;
@@ -31,6 +32,12 @@ public final class JniCheck {
     try (FileOutputStream out = new FileOutputStream(args[2])) {
       out.write(frame);
     }
+    int[] payload = NativeBridge.watermarkPayload(avatar);
+    NativeBridge.setWatermark(avatar, false);
+    byte[] unmarked = new byte[frame.length];
+    NativeBridge.render(avatar, lm, unmarked);
+    NativeBridge.setWatermark(avatar, true);
+    require(!java.util.Arrays.equals(frame, unmarked), "the watermark changes the frame");
     require(expectStatus(() -> NativeBridge.render(avatar, lm, new byte[7])) == 1, "short frame");
     require(expectStatus(() -> NativeBridge.render(avatar, null, frame)) == 1, "null landmarks");
     float[] nan = lm.clone();
@@ -40,6 +47,9 @@ public final class JniCheck {
     require(expectStatus(() -> NativeBridge.open("/nonexistent", args[1])) == 3, "missing pack");
     NativeBridge.close(avatar);
     require(expectStatus(() -> NativeBridge.render(avatar, lm, frame)) == 8, "render after close");
-    System.out.println("JNI OK " + NativeBridge.version() + " " + size);
+    require(expectStatus(() -> NativeBridge.setWatermark(avatar, false)) == 8, "set after close");
+    require(expectStatus(() -> NativeBridge.watermarkPayload(avatar)) == 8, "payload after close");
+    System.out.printf("JNI OK %s %d pack_id=%06x version=%d%n", NativeBridge.version(), size,
+        payload[0], payload[1]);
   }
 }

@@ -9,5 +9,7 @@ final class NativeBridge {
   static native int resolution(long avatar);
   static native void neutralLandmarks(long avatar, float[] out);
   static native void render(long avatar, float[] landmarks, byte[] out);
+  static native void setWatermark(long avatar, boolean enabled);
+  static native int[] watermarkPayload(long avatar);
   static native void close(long avatar);
 }

@@ -85,6 +85,26 @@ JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_render(JNIEnv* env, jcl
   failed(env, status);
 }
 
+JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_setWatermark(JNIEnv* env, jclass cls,
+                                                                      jlong avatar,
+                                                                      jboolean enabled) {
+  (void)cls;
+  failed(env, th_set_watermark((th_avatar)avatar, enabled ? 1 : 0));
+}
+
+/* {pack id, version code} */
+JNIEXPORT jintArray JNICALL Java_com_talkinghead_NativeBridge_watermarkPayload(JNIEnv* env,
+                                                                               jclass cls,
+                                                                               jlong avatar) {
+  (void)cls;
+  uint32_t pack_id = 0, version = 0;
+  if (failed(env, th_watermark_payload((th_avatar)avatar, &pack_id, &version))) return NULL;
+  jint values[2] = {(jint)pack_id, (jint)version};
+  jintArray out = (*env)->NewIntArray(env, 2);
+  if (out != NULL) (*env)->SetIntArrayRegion(env, out, 0, 2, values);
+  return out;
+}
+
 JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_close(JNIEnv* env, jclass cls,
                                                                jlong avatar) {
   (void)cls;

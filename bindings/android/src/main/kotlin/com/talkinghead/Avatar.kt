@@ -5,6 +5,9 @@ package com.talkinghead
 /** A failed native call: [status] is the th_status value, the message says what was wrong. */
 class TalkingHeadException(val status: Int, message: String) : RuntimeException(message)
 
+/** What watermarked frames carry: the pack id (24 bits) and the library's version code (8 bits). */
+data class WatermarkPayload(val packId: Int, val versionCode: Int)
+
 /**
  * An opened avatar pack. Landmarks are 68 (x, y) pairs in model pixels, interleaved
  * ([x0, y0, x1, y1, ...], 136 floats); frames are resolution x resolution x 3 RGB bytes.
@@ -24,6 +27,16 @@ class Avatar private constructor(private var handle: Long) : AutoCloseable {
     /** Render into a new RGB byte array. */
     fun render(landmarks: FloatArray): ByteArray =
         ByteArray(resolution * resolution * 3).also { render(landmarks, it) }
+
+    /**
+     * Watermark rendered frames as synthetic (true, the default) or not (false): the
+     * opt-out, as the Python SDK's AvatarOptions(watermark = false).
+     */
+    fun setWatermark(enabled: Boolean) = NativeBridge.setWatermark(handle, enabled)
+
+    /** What watermarked frames of this avatar carry, for the app's records. */
+    val watermarkPayload: WatermarkPayload
+        get() = NativeBridge.watermarkPayload(handle).let { WatermarkPayload(it[0], it[1]) }
 
     @Synchronized
     override fun close() {
@@ -55,5 +68,7 @@ internal object NativeBridge {
     @JvmStatic external fun resolution(avatar: Long): Int
     @JvmStatic external fun neutralLandmarks(avatar: Long, out: FloatArray)
     @JvmStatic external fun render(avatar: Long, landmarks: FloatArray, out: ByteArray)
+    @JvmStatic external fun setWatermark(avatar: Long, enabled: Boolean)
+    @JvmStatic external fun watermarkPayload(avatar: Long): IntArray
     @JvmStatic external fun close(avatar: Long)
 }
