@@ -11,8 +11,10 @@ Inspector. XNNPACK reports one event per operator it runs (``Convolution (NHWC, 
   minus the operator sum. On a small multi-threaded model that gap is the thread pool
   handing work to its threads between operators, not arithmetic.
 
-No ETRecord is needed: the delegate's operator names come with the trace. With one
-(``talkinghead export --etrecord``), Inspector can also map them back to the graph.
+No ETRecord is needed: the delegate's operator names come with the trace. An ETRecord
+(``talkinghead export --etrecord``) gives Inspector the graphs, but it does not map
+XNNPACK's operators back to graph nodes: with executorch 1.5.1 their ``op_types`` and
+``module_hierarchy`` stay empty, so the operators are named and numbered as XNNPACK runs them.
 Writes ``profile.json``, ``profile.md`` and ``profile.png`` (time per operator kind).
 """
 
