@@ -31,6 +31,7 @@ from talkinghead.errors import (
     InvalidInputError,
     PackError,
     PackIntegrityError,
+    ParityError,
     TalkingHeadError,
 )
 
@@ -51,6 +52,7 @@ STATUS_NAMES = (
     "TH_ERR_CLOSED",
     "TH_ERR_NO_MEMORY",
     "TH_ERR_INTERNAL",
+    "TH_ERR_SELF_CHECK",
 )
 _STATUS_ERRORS: dict[str, type[TalkingHeadError]] = {
     "TH_ERR_INVALID_ARGUMENT": InvalidInputError,
@@ -58,6 +60,7 @@ _STATUS_ERRORS: dict[str, type[TalkingHeadError]] = {
     "TH_ERR_PACK": PackError,
     "TH_ERR_INTEGRITY": PackIntegrityError,
     "TH_ERR_UNSUPPORTED": PackError,
+    "TH_ERR_SELF_CHECK": ParityError,
 }
 
 
@@ -176,6 +179,10 @@ def load_library(path: str | os.PathLike[str]) -> ctypes.CDLL:
         "th_watermark_payload": (
             c.c_int,
             [c.c_uint64, c.POINTER(c.c_uint32), c.POINTER(c.c_uint32)],
+        ),
+        "th_self_check": (
+            c.c_int,
+            [c.c_uint64, c.POINTER(c.c_int32), c.POINTER(c.c_double)],
         ),
         "th_rasterize": (c.c_int, [f32p, c.c_size_t, c.c_int32, c.c_double, u8p, c.c_size_t]),
         "th_close": (c.c_int, [c.c_uint64]),
@@ -297,6 +304,19 @@ class NativeAvatar:
         status = self._lib.th_render(self._handle, _f32(lm), lm.size, _u8(out), out.nbytes)
         check_status(self._lib, status, "th_render")
         return out
+
+    def self_check(self) -> tuple[int, float]:
+        """Run the loaded model on the test cases of the pack's bundled program (``.bpte``,
+        the model entry's ``info.bundled``) and compare with their expected outputs within
+        its ``atol``/``rtol``. Returns (test cases run, max abs error).
+
+        Raises ParityError when an output is off, PackIntegrityError when the ``.bpte`` does
+        not match its sha256, PackError when the pack has no bundled program.
+        """
+        cases, max_abs = ctypes.c_int32(0), ctypes.c_double(0.0)
+        status = self._lib.th_self_check(self._handle, ctypes.byref(cases), ctypes.byref(max_abs))
+        check_status(self._lib, status, "th_self_check")
+        return cases.value, max_abs.value
 
     def close(self) -> None:
         """Release the native avatar. Idempotent."""

@@ -277,8 +277,8 @@ class ExecuTorchBackend(_BackendBase):
 def run_bundled_program(data: bytes, *, atol: float, rtol: float = 0.0) -> int:
     """Run every test case of an ExecuTorch BundledProgram (``.bpte``) and compare its outputs.
 
-    Returns how many cases passed; BackendError names the first one that is off. A phone does
-    the same with the same file through ExecuTorch's C++ bundled-program API.
+    Returns how many cases passed; BackendError names the first one that is off. Native apps
+    do the same with the same file through the C ABI's ``th_self_check`` (bindings/).
     """
     if len(data) < 8 or data[4:6] != b"BP":
         raise BackendError(f"not an ExecuTorch bundled program (identifier {data[4:8]!r})")

@@ -17,14 +17,22 @@ import glob
 import hashlib
 import json
 import shutil
+import struct
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from talkinghead.bindings import native
-from talkinghead.errors import BackendError, InvalidInputError, PackError, PackIntegrityError
+from talkinghead.errors import (
+    BackendError,
+    InvalidInputError,
+    PackError,
+    PackIntegrityError,
+    ParityError,
+)
 from talkinghead.models.rasterize import rasterize_landmarks, template_landmarks
 from talkinghead.sdk.backends import ExecuTorchBackend
 from talkinghead.sdk.motion import builtin_motion
@@ -391,6 +399,325 @@ def test_schema_2_entries_and_unknown_keys(avatar_pack, native_build, motion, tm
         native.NativeAvatar(bad, "fp32", native_build.library)
 
 
+# ----------------------------------------------------------------------------- self-check
+
+
+def _et_entry(manifest: dict, precision: str) -> dict:
+    return next(
+        e
+        for e in manifest["models"]
+        if e["runtime"] == "executorch" and e["precision"] == precision
+    )
+
+
+def _set_bundle(pack: Path, data: bytes, precision: str = "fp32", *, rehash: bool = True) -> Path:
+    """Write ``data`` as the pack's .bpte of ``precision``; ``rehash`` rewrites its sha256 in
+    the manifest to match, so the bytes pass the hash check and meet the parser."""
+    m = json.loads((pack / "manifest.json").read_text())
+    name = _et_entry(m, precision)["info"]["bundled"]["file"]
+    (pack / name).write_bytes(data)
+    if rehash:
+        m["files"][name] = hashlib.sha256(data).hexdigest()
+        (pack / "manifest.json").write_text(json.dumps(m))
+    return pack
+
+
+def _bundle_bytes(pack: Path, precision: str = "fp32") -> bytes:
+    m = json.loads((pack / "manifest.json").read_text())
+    return (pack / _et_entry(m, precision)["info"]["bundled"]["file"]).read_bytes()
+
+
+def _bundle_cases(data: bytes) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(input, expected output) float32 arrays of each 'forward' test case of a .bpte, read by
+    ExecuTorch's own deserializer."""
+    from executorch.devtools.bundled_program.serialize import (
+        deserialize_from_flatbuffer_to_bundled_program,
+    )
+
+    parsed = deserialize_from_flatbuffer_to_bundled_program(data)
+    suite = next(s for s in parsed.method_test_suites if s.method_name == "forward")
+
+    def array(value) -> np.ndarray:
+        t = value.val
+        assert t.scalar_type == 6  # FLOAT
+        return np.frombuffer(bytes(t.data), np.float32).reshape(t.sizes).copy()
+
+    return [(array(c.inputs[0]), array(c.expected_outputs[0])) for c in suite.test_cases]
+
+
+def _python_max_abs(pack: Path, precision: str, data: bytes) -> float:
+    """What the Python SDK's ExecuTorch path gets: the pack's .pte run on each case's input,
+    max |got - expected| over all cases."""
+    with open_pack(pack) as opened:
+        entry = opened.model(precision)
+        backend = ExecuTorchBackend()
+        backend.load_bytes(opened.read_verified(entry.file), source=entry.file)
+    try:
+        return max(float(np.abs(backend.run(x) - y).max()) for x, y in _bundle_cases(data))
+    finally:
+        backend.close()
+
+
+def _self_check_status(lib, pack: Path, precision: bytes = b"fp32") -> tuple[str, int, float, str]:
+    """(status name, cases, max abs error, message) of th_self_check on a fresh handle."""
+    name, handle = _open_status(lib, pack, precision)
+    assert name == "TH_OK", lib.th_last_error()
+    cases, max_abs = ctypes.c_int32(-1), ctypes.c_double(-1.0)
+    try:
+        status = lib.th_self_check(handle, ctypes.byref(cases), ctypes.byref(max_abs))
+        message = lib.th_last_error().decode()
+        return native.status_name(status), cases.value, max_abs.value, message
+    finally:
+        assert lib.th_close(handle) == 0
+
+
+def _u32(data: bytes, at: int) -> int:
+    return struct.unpack_from("<I", data, at)[0]
+
+
+def _patch_u32(data: bytes, at: int, value: int) -> bytes:
+    return data[:at] + struct.pack("<I", value) + data[at + 4 :]
+
+
+def _malformed_bundles(data: bytes, program: bytes) -> dict[str, bytes]:
+    """Broken variants of a good .bpte, each of which the reader must refuse (TH_ERR_MODEL).
+    ``program``: the .pte the bundle embeds (located to aim at the structure around it)."""
+    n = len(data)
+    root = _u32(data, 0)
+    vtable = root - struct.unpack_from("<i", data, root)[0]
+    suites_at = root + struct.unpack_from("<H", data, vtable + 6)[0]  # field 1
+    [(x, y)] = _bundle_cases(data)
+    expected_at = data.find(y.tobytes())
+    assert expected_at > 0 and data.find(program) > 0
+    rng = np.random.default_rng(1)
+    cases = {f"truncated_{k}": data[:k] for k in (0, 7, 8, 40, 64, n // 3, n // 2, n - 16, n - 1)}
+    cases["truncated_in_expected"] = data[: expected_at + 100]
+    cases["random_after_header"] = data[:8] + rng.integers(0, 256, n - 8, np.uint8).tobytes()
+    cases["vector_length_past_end"] = _patch_u32(data, expected_at - 4, 0xFFFFFFF0)
+    cases["vector_one_byte_too_long"] = _patch_u32(data, expected_at - 4, n - expected_at + 1)
+    cases["huge_root_offset"] = _patch_u32(data, 0, 0xFFFFFF00)
+    cases["huge_suites_offset"] = _patch_u32(data, suites_at, 0x7FFFFFF0)
+    cases["misaligned_root"] = _patch_u32(data, 0, root + 2)
+    cases["not_a_bundle"] = program
+    return cases
+
+
+def _bundle_pack(src: Path, dst: Path, data: bytes, *, rehash: bool = True) -> Path:
+    """A small pack for the C driver: the manifest, the fp32 .pte (hard-linked when the file
+    system allows) and ``data`` as its .bpte; th_open reads no other file."""
+    dst.mkdir()
+    shutil.copy(src / "manifest.json", dst / "manifest.json")
+    pte = _et_entry(json.loads((src / "manifest.json").read_text()), "fp32")["file"]
+    try:
+        (dst / pte).hardlink_to(src / pte)
+    except OSError:
+        shutil.copy(src / pte, dst / pte)
+    return _set_bundle(dst, data, rehash=rehash)
+
+
+def _self_check_driver_args(src: Path, tmp_path: Path) -> list[str]:
+    """[PACK, 'self_check=STATUS'] pairs for talkinghead_selftest: every malformed bundle of
+    _malformed_bundles, a tampered one and one whose expected output is off."""
+    good = _bundle_bytes(src)
+    program = src / _et_entry(json.loads((src / "manifest.json").read_text()), "fp32")["file"]
+    args = []
+    for name, data in _malformed_bundles(good, program.read_bytes()).items():
+        args += [_bundle_pack(src, tmp_path / f"bpte_{name}", data), "self_check=TH_ERR_MODEL"]
+    tampered = good[:-20] + bytes([good[-20] ^ 1]) + good[-19:]
+    args += [_bundle_pack(src, tmp_path / "bpte_tampered", tampered, rehash=False)]
+    args += ["self_check=TH_ERR_INTEGRITY"]
+    [(_, y)] = _bundle_cases(good)
+    at = good.find(y.tobytes())
+    args += [
+        _bundle_pack(src, tmp_path / "bpte_off", good[:at] + b"\x00\x00\x80\x7f" + good[at + 4 :])
+    ]
+    args += ["self_check=TH_ERR_SELF_CHECK"]  # a +inf expected value
+    return [str(a) for a in args]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_self_check_passes_on_the_pack(avatar_pack, native_build, precision):
+    """th_self_check runs the pack's .pte on the .bpte's test cases: as many cases as the
+    manifest says, and the max abs error the Python SDK's ExecuTorch path gets."""
+    pack = Path(avatar_pack)
+    bundled = _et_entry(json.loads((pack / "manifest.json").read_text()), precision)["info"][
+        "bundled"
+    ]
+    with native.NativeAvatar(pack, precision, native_build.library) as avatar:
+        cases, max_abs = avatar.self_check()
+        before = avatar.render(avatar.neutral_landmarks)
+        assert avatar.self_check() == (cases, max_abs)  # repeatable
+        np.testing.assert_array_equal(avatar.render(avatar.neutral_landmarks), before)
+    assert cases == bundled["test_cases"] >= 1
+    assert abs(max_abs - _python_max_abs(pack, precision, _bundle_bytes(pack, precision))) <= 1e-6
+    assert max_abs <= bundled["atol"]
+
+
+def test_self_check_reports_outputs_off_the_expected(avatar_pack, native_build, lib, tmp_path):
+    """A bundle whose expected output is shifted: TH_ERR_SELF_CHECK with the max abs error
+    (the same as Python's), as ParityError through the wrapper. fp32: rebuilt with the
+    exporter's bundle_pte; int8: expected floats patched in place."""
+    import torch
+
+    from talkinghead.export.executorch import bundle_pte
+
+    src = Path(avatar_pack)
+    fp32 = shutil.copytree(src, tmp_path / "fp32")
+    [(x, y)] = _bundle_cases(_bundle_bytes(src, "fp32"))
+    shifted = y.copy()
+    shifted[0, 1, 40:60, 30:90] += 0.25
+    pte = fp32 / _et_entry(json.loads((src / "manifest.json").read_text()), "fp32")["file"]
+    rebuilt = bundle_pte(
+        pte, [torch.tensor(x.copy())], [torch.tensor(shifted)], tmp_path / "b.bpte"
+    )
+    _set_bundle(fp32, rebuilt.read_bytes(), "fp32")
+
+    int8 = shutil.copytree(src, tmp_path / "int8")
+    data = _bundle_bytes(src, "int8")
+    [(_, y8)] = _bundle_cases(data)
+    at = data.find(y8.tobytes()) + 4 * (2 * 128 * 128 + 64 * 128 + 64)  # channel 2, (64, 64)
+    [v] = struct.unpack_from("<f", data, at)
+    _set_bundle(int8, data[:at] + struct.pack("<f", v - 0.5) + data[at + 4 :], "int8")
+
+    for pack, precision, shift in ((fp32, "fp32", 0.25), (int8, "int8", 0.5)):
+        name, cases, max_abs, message = _self_check_status(lib, pack, precision.encode())
+        assert (name, cases) == ("TH_ERR_SELF_CHECK", 1), message
+        want = _python_max_abs(pack, precision, _bundle_bytes(pack, precision))
+        assert abs(max_abs - want) <= 1e-6 and abs(max_abs - shift) < 0.03, (max_abs, want)
+        assert "max abs error" in message and "test case 0" in message
+        with native.NativeAvatar(pack, precision, native_build.library) as avatar:
+            with pytest.raises(ParityError, match="TH_ERR_SELF_CHECK.*max abs error"):
+                avatar.self_check()
+    assert "channel 2, row 64, col 64" in message
+    # The tolerance is the manifest's: loose enough, the same bundle passes.
+    for tolerance in ({"atol": 1.0}, {"atol": 0.0, "rtol": 1e6}):
+        m = json.loads((int8 / "manifest.json").read_text())
+        _et_entry(m, "int8")["info"]["bundled"].update(tolerance)
+        (int8 / "manifest.json").write_text(json.dumps(m))
+        name, cases, max_abs, _ = _self_check_status(lib, int8, b"int8")
+        assert (name, cases) == ("TH_OK", 1) and abs(max_abs - 0.5) < 0.03, tolerance
+
+
+def test_self_check_refuses_a_tampered_bundle(avatar_pack, native_build, lib, tmp_path):
+    """The .bpte is hashed before it is parsed: altered bytes without a rewritten sha256 are
+    an integrity error, and nothing is written to the caller's outputs."""
+    pack = shutil.copytree(avatar_pack, tmp_path / "tampered")
+    data = bytearray(_bundle_bytes(pack))
+    data[-20] ^= 0x01
+    _set_bundle(pack, bytes(data), rehash=False)
+    assert _self_check_status(lib, pack)[:3] == ("TH_ERR_INTEGRITY", -1, -1.0)
+    with native.NativeAvatar(pack, "fp32", native_build.library) as avatar:
+        with pytest.raises(PackIntegrityError, match="sha256"):
+            avatar.self_check()
+        avatar.render(avatar.neutral_landmarks)  # the model itself is intact
+    name, handle = _open_status(lib, pack, b"int8")  # the other precision's bundle is intact
+    cases, max_abs = ctypes.c_int32(), ctypes.c_double()
+    assert lib.th_self_check(handle, ctypes.byref(cases), ctypes.byref(max_abs)) == 0
+    assert lib.th_close(handle) == 0
+
+
+def test_self_check_refuses_malformed_bundles(avatar_pack, lib, tmp_path):
+    """Malformed .bpte bytes whose manifest sha256 was rewritten to match: a typed error
+    naming what was wrong, never a crash. Bit flips hit every byte of the flatbuffer's
+    structure (all but the three large byte vectors) and a few inside them: each must give
+    a typed status (flips in padding or in float data may pass or fail the comparison)."""
+    pack = shutil.copytree(avatar_pack, tmp_path / "pack")
+    good = _bundle_bytes(pack)
+    program = pack / _et_entry(json.loads((pack / "manifest.json").read_text()), "fp32")["file"]
+    program = program.read_bytes()
+    for name, data in _malformed_bundles(good, program).items():
+        status, cases, _, message = _self_check_status(lib, _set_bundle(pack, data))
+        assert status == "TH_ERR_MODEL" and cases == -1 and message, (name, status, message)
+        if "past_end" in name or "huge" in name:
+            assert "past the end" in message, (name, message)
+    _set_bundle(pack, good[:4] + b"BP09" + good[8:])
+    status, _, _, message = _self_check_status(lib, pack)
+    assert status == "TH_ERR_UNSUPPORTED" and "BP09" in message
+
+    [(x, y)] = _bundle_cases(good)
+    blobs = [(good.find(b), len(b)) for b in (program, x.tobytes(), y.tobytes())]
+    structure = [i for i in range(len(good)) if not any(a <= i < a + n for a, n in blobs)]
+    inside = [a + n // 2 for a, n in blobs] + [a + 3 for a, _ in blobs]
+    assert 64 < len(structure) < 2000
+    rng = np.random.default_rng(2)
+    seen: Counter[str] = Counter()
+    for at in structure + inside:
+        data = bytearray(good)
+        data[at] ^= int(rng.integers(1, 256))
+        status, cases, max_abs, message = _self_check_status(lib, _set_bundle(pack, bytes(data)))
+        assert status in ("TH_OK", "TH_ERR_MODEL", "TH_ERR_UNSUPPORTED", "TH_ERR_SELF_CHECK"), (
+            at,
+            status,
+            message,
+        )
+        assert (status == "TH_OK") == (message == ""), (at, status)
+        if status in ("TH_OK", "TH_ERR_SELF_CHECK"):
+            assert cases == 1 and not max_abs < 0, (at, status, cases, max_abs)
+        seen[status] += 1
+    assert seen["TH_ERR_MODEL"] > len(structure) // 2, seen
+
+
+def test_self_check_needs_a_bundled_program(avatar_pack, native_build, lib, tmp_path):
+    """No `info.bundled`: TH_ERR_UNSUPPORTED (and th_open still works); a malformed one or a
+    missing .bpte: TH_ERR_PACK."""
+
+    def edit(update):
+        def apply(m):
+            update(_et_entry(m, "fp32")["info"])
+
+        return apply
+
+    def set_bundled(**kw):
+        return edit(lambda info: info["bundled"].update(kw))
+
+    cases = {
+        "no_bundled": (edit(lambda info: info.pop("bundled")), "TH_ERR_UNSUPPORTED"),
+        "no_info": (lambda m: _et_entry(m, "fp32").pop("info"), "TH_ERR_UNSUPPORTED"),
+        "not_object": (edit(lambda info: info.update(bundled="x.bpte")), "TH_ERR_PACK"),
+        "unlisted": (set_bundled(file="other.bpte"), "TH_ERR_PACK"),
+        "escape": (set_bundled(file="../x.bpte"), "TH_ERR_PACK"),
+        "negative_atol": (set_bundled(atol=-1.0), "TH_ERR_PACK"),
+        "string_rtol": (set_bundled(rtol="0"), "TH_ERR_PACK"),
+    }
+    for name, (manifest, want) in cases.items():
+        pack = _variant(Path(avatar_pack), tmp_path / name, manifest=manifest)
+        status, cases_run, _, message = _self_check_status(lib, pack)
+        assert (status, cases_run) == (want, -1) and message, (name, status, message)
+    assert "info.bundled" in _self_check_status(lib, tmp_path / "no_bundled")[3]
+    with native.NativeAvatar(tmp_path / "no_bundled", "fp32", native_build.library) as avatar:
+        with pytest.raises(PackError, match="TH_ERR_UNSUPPORTED"):
+            avatar.self_check()
+    missing = _variant(Path(avatar_pack), tmp_path / "missing")
+    for bpte in missing.glob("*.bpte"):
+        bpte.unlink()
+    assert _self_check_status(lib, missing)[0] == "TH_ERR_PACK"
+
+
+def test_self_check_null_pointers_and_closed_handle(avatar_pack, native_build, lib):
+    cases, max_abs = ctypes.c_int32(7), ctypes.c_double(7.0)
+    name, handle = _open_status(lib, avatar_pack)
+    assert name == "TH_OK"
+    try:
+        for args in ((None, ctypes.byref(max_abs)), (ctypes.byref(cases), None), (None, None)):
+            status = lib.th_self_check(handle, *args)
+            assert native.status_name(status) == "TH_ERR_INVALID_ARGUMENT"
+            assert b"NULL" in lib.th_last_error()
+        assert (cases.value, max_abs.value) == (7, 7.0)
+    finally:
+        assert lib.th_close(handle) == 0
+    for h in (handle, 0):
+        status = lib.th_self_check(h, ctypes.byref(cases), ctypes.byref(max_abs))
+        assert native.status_name(status) == "TH_ERR_CLOSED"
+        assert native.status_name(lib.th_self_check(h, None, None)) == "TH_ERR_INVALID_ARGUMENT"
+    assert (cases.value, max_abs.value) == (7, 7.0)
+    assert lib.th_status_name(11) == b"TH_ERR_SELF_CHECK"
+    assert native.status_name(11) == "TH_ERR_SELF_CHECK"
+    avatar = native.NativeAvatar(avatar_pack, "fp32", native_build.library)
+    avatar.close()
+    with pytest.raises(BackendError, match="TH_ERR_CLOSED"):
+        avatar.self_check()
+
+
 def test_selftest_driver_rejects_corrupt_programs(avatar_pack, native_build, tmp_path):
     """Programs whose manifest hash was rewritten to match: the .pte header check or
     ExecuTorch's verifier must refuse them. Run in a subprocess: a crash fails the test
@@ -405,6 +732,7 @@ def test_selftest_driver_rejects_corrupt_programs(avatar_pack, native_build, tmp
         "TH_ERR_MODEL",
         _variant(src, tmp_path / "tampered", model=lambda d: d[:-1] + b"x"),
         "TH_ERR_INTEGRITY",
+        *_self_check_driver_args(src, tmp_path),
     ]
     proc = subprocess.run(
         [str(native_build.selftest), str(src), *map(str, args)],
@@ -419,7 +747,8 @@ def test_selftest_driver_rejects_corrupt_programs(avatar_pack, native_build, tmp
 @pytest.mark.slow
 def test_selftest_under_address_sanitizer(avatar_pack, tmp_path):
     """The C driver (good pack, every bad argument, two threads on one handle, corrupt
-    programs) built with -DTALKINGHEAD_ASAN=ON: no memory error and no leak reported."""
+    programs, self-checks of malformed bundles) built with -DTALKINGHEAD_ASAN=ON: no memory
+    error and no leak reported."""
     build = native.build_native(asan=True)
     src = Path(avatar_pack)
     args = [
@@ -427,6 +756,7 @@ def test_selftest_under_address_sanitizer(avatar_pack, tmp_path):
         "TH_ERR_MODEL",
         _variant(src, tmp_path / "tampered", model=lambda d: d[:-1] + b"x"),
         "TH_ERR_INTEGRITY",
+        *_self_check_driver_args(src, tmp_path),
     ]
     proc = subprocess.run(
         [str(build.selftest), str(src), *map(str, args)],
@@ -513,6 +843,7 @@ def test_jni_glue_runs_on_a_desktop_jvm(avatar_pack, native_build, tmp_path):
     assert "JNI OK" in proc.stdout
     want = pack_payload(load_manifest(avatar_pack))
     assert f"pack_id={want.pack_id:06x} version={want.version}" in proc.stdout
+    assert "self_check cases=1 " in proc.stdout
     with native.NativeAvatar(avatar_pack, "int8", native_build.library) as avatar:
         want = avatar.render(avatar.neutral_landmarks)
     got = np.frombuffer((tmp_path / "frame.rgb").read_bytes(), np.uint8).reshape(want.shape)

@@ -2,8 +2,9 @@
  * talkinghead.h: the C ABI of the talkinghead avatar runtime.
  *
  * Open an avatar pack (a folder holding manifest.json and ExecuTorch .pte models),
- * then render one RGB frame per set of 68 landmarks. Every call returns a th_status;
- * on failure th_last_error() names what was wrong. No call aborts on bad input.
+ * then render one RGB frame per set of 68 landmarks. th_self_check verifies the loaded
+ * model on the device against the pack's bundled test cases (.bpte). Every call returns a
+ * th_status; on failure th_last_error() names what was wrong. No call aborts on bad input.
  *
  * Provenance: like the Python SDK's Avatar, th_render marks every frame as synthetic
  * with an invisible watermark (about 2.45 grey levels RMS, PSNR >= 40 dB) carrying the
@@ -67,7 +68,8 @@ typedef enum th_status {
   TH_ERR_RUNTIME = 7,        /* the ExecuTorch runtime failed to load or run the model */
   TH_ERR_CLOSED = 8,         /* the handle was closed (or never opened) */
   TH_ERR_NO_MEMORY = 9,      /* an allocation failed */
-  TH_ERR_INTERNAL = 10       /* a bug: please report the message */
+  TH_ERR_INTERNAL = 10,      /* a bug: please report the message */
+  TH_ERR_SELF_CHECK = 11     /* th_self_check: the model is off its bundled expected outputs */
 } th_status;
 
 /* The library version, e.g. "0.1.0" (static string). */
@@ -127,6 +129,30 @@ TH_API th_status th_set_watermark(th_avatar avatar, int32_t enabled);
  */
 TH_API th_status th_watermark_payload(th_avatar avatar, uint32_t* out_pack_id,
                                       uint32_t* out_version_code);
+
+/*
+ * Self-check: run the avatar's loaded model (the pack's .pte, the one th_render uses) on
+ * the test cases of the ExecuTorch BundledProgram (.bpte) named by the model's manifest
+ * entry `info.bundled`, and compare with their expected outputs (what the program gave on
+ * the exporting machine) elementwise: |got - want| <= atol + rtol * |want|, atol and rtol from `info.bundled`.
+ * Call it once after th_open, e.g. at install or first launch; it runs the model once per
+ * test case (one in packs from `talkinghead export`). The .bpte is checked against the
+ * manifest's sha256 before it is parsed, and parsed with bounds checks on every read.
+ * On TH_OK and on TH_ERR_SELF_CHECK, *out_cases is the number of test cases run and
+ * *out_max_abs_error the largest |got - want| over them (NaN if any value was NaN); the
+ * caller owns both, and they are not written on other errors. Serialised with th_render on
+ * the same handle.
+ * Errors: either pointer NULL -> TH_ERR_INVALID_ARGUMENT (checked first); closed handle ->
+ * TH_ERR_CLOSED; no `info.bundled` in the manifest entry -> TH_ERR_UNSUPPORTED; a malformed
+ * `info.bundled` or a missing .bpte -> TH_ERR_PACK; .bpte bytes not matching the sha256 ->
+ * TH_ERR_INTEGRITY; a malformed .bpte, no test suite for "forward", no or more than 1024
+ * test cases, or a test case whose input or expected output is not one float32
+ * [1, 3, S, S] tensor -> TH_ERR_MODEL; a bundle format newer than BP08 ->
+ * TH_ERR_UNSUPPORTED; the model failing to run -> TH_ERR_RUNTIME; an
+ * output off by more than the tolerance -> TH_ERR_SELF_CHECK (th_last_error names the
+ * first such value).
+ */
+TH_API th_status th_self_check(th_avatar avatar, int32_t* out_cases, double* out_max_abs_error);
 
 /*
  * Only the rasteriser: draw the landmark image (coloured polylines on black) that

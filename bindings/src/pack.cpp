@@ -129,6 +129,59 @@ bool is_string(const JsonValue& obj, const char* key, const char* expected) {
   return v && v->string == expected;
 }
 
+// The model entry's `info.bundled` ({"file", "atol", "rtol", ...}), its file looked up in the
+// normalised `files` listing. Problems are kept for th_self_check rather than failing th_open.
+PackBundle bundle_of(const JsonValue& entry, const std::string& model,
+                     const std::map<std::string, std::string>& listing) {
+  PackBundle b;
+  const JsonValue* info = get(entry, "info", JsonValue::Type::Object);
+  const JsonValue* bundled = info ? info->find("bundled") : nullptr;
+  if (!bundled || bundled->type == JsonValue::Type::Null) return b;  // as Python's .get()
+  b.present = true;
+  const std::string where = "manifest: 'info.bundled' of model '" + model + "'";
+  if (bundled->type != JsonValue::Type::Object) {
+    b.problem = fail(TH_ERR_PACK, where + " must be an object");
+    return b;
+  }
+  const JsonValue* file = get(*bundled, "file", JsonValue::Type::String);
+  if (!file || !safe_relpath(file->string) || normalise_relpath(file->string).empty()) {
+    b.problem = fail(TH_ERR_PACK, where + " has a missing or unsafe 'file'");
+    return b;
+  }
+  auto listed = listing.find(normalise_relpath(file->string));
+  if (listed == listing.end()) {
+    b.problem = fail(TH_ERR_PACK, where + ": '" + file->string + "' is not listed in 'files' with a sha256");
+    return b;
+  }
+  for (auto [key, value] : {std::make_pair("atol", &b.atol), std::make_pair("rtol", &b.rtol)}) {
+    const JsonValue* v = bundled->find(key);
+    if (!v) continue;
+    if (v->type != JsonValue::Type::Number || !std::isfinite(v->number) || v->number < 0.0) {
+      b.problem = fail(TH_ERR_PACK, where + ": '" + key + "' must be a finite number >= 0");
+      return b;
+    }
+    *value = v->number;
+  }
+  b.file = file->string;
+  b.sha256 = listed->second;
+  return b;
+}
+
+// Read dir/name (inside dir, no links) and check it against `sha256` before anyone parses it.
+Failure read_verified(const std::string& dir, const std::string& name, const std::string& sha256,
+                      std::vector<uint8_t>* bytes) {
+  std::string path;
+  if (!inside(dir, name, &path)) {
+    return fail(TH_ERR_PACK, "pack file '" + name + "' is missing or outside the pack");
+  }
+  if (Failure f = read_file(path, kMaxModelBytes, bytes, TH_ERR_PACK)) return f;
+  if (sha256_hex(bytes->data(), bytes->size()) != sha256) {
+    bytes->clear();
+    return fail(TH_ERR_INTEGRITY, "pack file '" + name + "' does not match its sha256 (corrupt or modified)");
+  }
+  return {};
+}
+
 }  // namespace
 
 Failure read_manifest(const std::string& dir, const std::string& precision, PackInfo* out) {
@@ -254,7 +307,9 @@ Failure read_manifest(const std::string& dir, const std::string& precision, Pack
       out->neutral.push_back(v.number);
     }
   }
+  out->dir = dir;
   out->name = name->string;
+  out->bundle = bundle_of(*entry, file->string, listing);
   out->files.assign(listing.begin(), listing.end());
   out->schema_version = version->integer;
   out->resolution = size;
@@ -263,16 +318,18 @@ Failure read_manifest(const std::string& dir, const std::string& precision, Pack
 }
 
 Failure read_model(const std::string& dir, const PackInfo& info, std::vector<uint8_t>* bytes) {
-  std::string path;
-  if (!inside(dir, info.model.file, &path)) {
-    return fail(TH_ERR_PACK, "pack file '" + info.model.file + "' is missing or outside the pack");
+  return read_verified(dir, info.model.file, info.model.sha256, bytes);
+}
+
+Failure read_bundle(const PackInfo& info, std::vector<uint8_t>* bytes) {
+  const PackBundle& b = info.bundle;
+  if (!b.present) {
+    return fail(TH_ERR_UNSUPPORTED, "model '" + info.model.file +
+                                        "' has no bundled program ('info.bundled' in the manifest): "
+                                        "re-export the pack with a current talkinghead to self-check it");
   }
-  if (Failure f = read_file(path, kMaxModelBytes, bytes, TH_ERR_PACK)) return f;
-  if (sha256_hex(bytes->data(), bytes->size()) != info.model.sha256) {
-    return fail(TH_ERR_INTEGRITY, "pack file '" + info.model.file +
-                                      "' does not match its sha256 (corrupt or modified)");
-  }
-  return {};
+  if (b.problem) return b.problem;
+  return read_verified(info.dir, b.file, b.sha256, bytes);
 }
 
 Failure check_pte_header(const std::vector<uint8_t>& d, const std::string& source) {

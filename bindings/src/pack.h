@@ -16,21 +16,6 @@ constexpr int64_t kMinSchemaVersion = 1;
 constexpr int64_t kMaxSchemaVersion = 2;
 constexpr const char* kPackFormat = "talkinghead.avatar-pack";
 
-struct PackModel {
-  std::string file;
-  std::string sha256;
-};
-
-struct PackInfo {
-  std::string name;
-  int64_t schema_version = 0;
-  int resolution = 0;
-  PackModel model;               // the executorch entry of the requested precision
-  std::vector<double> neutral;   // 68 x (x, y), crop px
-  // 'files': normalised name -> sha256 hex, sorted by name (as AvatarManifest.files).
-  std::vector<std::pair<std::string, std::string>> files;
-};
-
 // A failed step: a status code and a message naming what was wrong.
 struct Failure {
   th_status status = TH_OK;
@@ -38,11 +23,44 @@ struct Failure {
   explicit operator bool() const { return status != TH_OK; }
 };
 
+struct PackModel {
+  std::string file;
+  std::string sha256;
+};
+
+// The model entry's `info.bundled`: the ExecuTorch BundledProgram (.bpte) holding its parity
+// test cases, and the tolerance of a test case, |got - want| <= atol + rtol * |want|.
+struct PackBundle {
+  bool present = false;  // the entry has `info.bundled`
+  std::string file;
+  std::string sha256;  // from the manifest's `files`
+  double atol = 1e-4;  // defaults as sdk/parity.py
+  double rtol = 0.0;
+  // A malformed `info.bundled`: reported by th_self_check, so th_open still renders.
+  Failure problem;
+};
+
+struct PackInfo {
+  std::string dir;  // the pack folder, as given to read_manifest
+  std::string name;
+  int64_t schema_version = 0;
+  int resolution = 0;
+  PackModel model;               // the executorch entry of the requested precision
+  PackBundle bundle;             // its bundled program, if any
+  std::vector<double> neutral;   // 68 x (x, y), crop px
+  // 'files': normalised name -> sha256 hex, sorted by name (as AvatarManifest.files).
+  std::vector<std::pair<std::string, std::string>> files;
+};
+
 // Parse and validate dir/manifest.json, pick the executorch model of `precision`.
 Failure read_manifest(const std::string& dir, const std::string& precision, PackInfo* out);
 
 // Read the model file of `info` (inside `dir`, no links) and check its sha256.
 Failure read_model(const std::string& dir, const PackInfo& info, std::vector<uint8_t>* bytes);
+
+// Read the bundled program of `info` (inside info.dir, no links) and check its sha256;
+// TH_ERR_UNSUPPORTED when the model entry has no `info.bundled`.
+Failure read_bundle(const PackInfo& info, std::vector<uint8_t>* bytes);
 
 // Reject bytes that are not an ExecuTorch program or are shorter than their header says.
 Failure check_pte_header(const std::vector<uint8_t>& data, const std::string& source);

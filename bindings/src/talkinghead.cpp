@@ -8,6 +8,7 @@
 #include <executorch/runtime/platform/runtime.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -16,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "bundled.h"
 #include "pack.h"
 #include "provenance.h"
 #include "rasterize.h"
@@ -142,6 +144,54 @@ Failure load_model(Avatar* a) {
   return {};
 }
 
+// Run the model on a->input (caller holds a->mu). On success *out points at its 3*S*S
+// float32 output, owned by the method and valid until the next run.
+th_status run_model(Avatar* a, const float** out) {
+  const int size = a->info.resolution;
+  auto result = a->module->forward(EValue(*a->input_tensor));
+  if (!result.ok()) {
+    return set_status(TH_ERR_RUNTIME, "ExecuTorch failed running " + a->info.model.file + ": " +
+                                          et_error(result.error()));
+  }
+  if (result->size() != 1 || !result->at(0).isTensor()) {
+    return set_status(TH_ERR_MODEL, a->info.model.file + " did not return one tensor");
+  }
+  const auto& y = result->at(0).toTensor();
+  if (y.scalar_type() != ScalarType::Float || size_t(y.numel()) != size_t(size) * size * 3) {
+    return set_status(TH_ERR_MODEL, a->info.model.file + " returned a tensor of the wrong type or size");
+  }
+  *out = y.const_data_ptr<float>();
+  return TH_OK;
+}
+
+// The worst element of a self-check, over all test cases.
+struct Deviation {
+  double max_abs = 0.0;  // NaN once any output or expected value is NaN
+  size_t off = 0;        // elements outside atol + rtol * |want|
+  size_t first_case = 0, first_index = 0;
+  float first_got = 0.0f, first_want = 0.0f;
+};
+
+// Compare one output with the expected float32 bytes of a test case (little endian, as
+// on every phone ABI), elementwise: |got - want| <= atol + rtol * |want|.
+void compare(const float* got, const uint8_t* want_bytes, size_t count, double atol, double rtol,
+             size_t case_index, Deviation* d) {
+  for (size_t i = 0; i < count; ++i) {
+    float want;
+    std::memcpy(&want, want_bytes + i * sizeof(float), sizeof want);
+    const double err = std::fabs(double(got[i]) - double(want));
+    if (std::isnan(err) || err > d->max_abs) d->max_abs = err;
+    if (!(err <= atol + rtol * std::fabs(double(want)))) {
+      if (d->off++ == 0) {
+        d->first_case = case_index;
+        d->first_index = i;
+        d->first_got = got[i];
+        d->first_want = want;
+      }
+    }
+  }
+}
+
 bool valid_precision(const char* p) { return std::strcmp(p, "fp32") == 0 || std::strcmp(p, "int8") == 0; }
 
 // Widen 136 float landmarks to double, as numpy does; false when one is NaN or inf.
@@ -195,6 +245,7 @@ const char* th_status_name(th_status status) {
     case TH_ERR_CLOSED: return "TH_ERR_CLOSED";
     case TH_ERR_NO_MEMORY: return "TH_ERR_NO_MEMORY";
     case TH_ERR_INTERNAL: return "TH_ERR_INTERNAL";
+    case TH_ERR_SELF_CHECK: return "TH_ERR_SELF_CHECK";
   }
   return "TH_ERR_UNKNOWN";
 }
@@ -274,19 +325,9 @@ th_status th_render(th_avatar handle, const float* landmarks, size_t landmark_fl
     talkinghead::rasterize_landmarks(pts, size, talkinghead::default_thickness(size),
                                      a->landmark_image.data());
     talkinghead::to_model_input(a->landmark_image.data(), size, a->input.data());
-    auto result = a->module->forward(EValue(*a->input_tensor));
-    if (!result.ok()) {
-      return set_status(TH_ERR_RUNTIME, "ExecuTorch failed running " + a->info.model.file + ": " +
-                                            et_error(result.error()));
-    }
-    if (result->size() != 1 || !result->at(0).isTensor()) {
-      return set_status(TH_ERR_MODEL, a->info.model.file + " did not return one tensor");
-    }
-    const auto& y = result->at(0).toTensor();
-    if (y.scalar_type() != ScalarType::Float || size_t(y.numel()) != size_t(size) * size * 3) {
-      return set_status(TH_ERR_MODEL, a->info.model.file + " returned a tensor of the wrong type or size");
-    }
-    talkinghead::from_model_output(y.const_data_ptr<float>(), size, out_rgb);
+    const float* y = nullptr;
+    if (th_status s = run_model(a.get(), &y)) return s;
+    talkinghead::from_model_output(y, size, out_rgb);
     if (a->marking) a->watermark->embed(out_rgb);
     return set_status(TH_OK, "");
   });
@@ -315,6 +356,52 @@ th_status th_watermark_payload(th_avatar handle, uint32_t* out_pack_id, uint32_t
     *out_pack_id = a->payload.pack_id;
     *out_version_code = a->payload.version;
     return set_status(TH_OK, "");
+  });
+}
+
+th_status th_self_check(th_avatar handle, int32_t* out_cases, double* out_max_abs_error) {
+  return guarded([&]() -> th_status {
+    if (!out_cases) return set_status(TH_ERR_INVALID_ARGUMENT, "out_cases is NULL");
+    if (!out_max_abs_error) return set_status(TH_ERR_INVALID_ARGUMENT, "out_max_abs_error is NULL");
+    auto a = find_avatar(handle);
+    if (!a) return closed_status(handle);
+    // a->info is fixed after th_open: reading and parsing need not hold up renders.
+    const talkinghead::PackBundle& bundle = a->info.bundle;
+    const int size = a->info.resolution;
+    std::vector<uint8_t> bytes;
+    if (Failure f = talkinghead::read_bundle(a->info, &bytes)) return set_failure(f);
+    std::vector<talkinghead::BundledCase> cases;
+    if (Failure f = talkinghead::read_bundled_cases(bytes, size, bundle.file, &cases)) {
+      return set_failure(f);
+    }
+    const size_t count = size_t(3) * size * size;
+    Deviation d;
+    {
+      std::lock_guard<std::mutex> lock(a->mu);
+      for (size_t c = 0; c < cases.size(); ++c) {
+        std::memcpy(a->input.data(), cases[c].input, count * sizeof(float));
+        const float* y = nullptr;
+        if (th_status s = run_model(a.get(), &y)) return s;
+        compare(y, cases[c].expected, count, bundle.atol, bundle.rtol, c, &d);
+      }
+    }
+    *out_cases = int32_t(cases.size());
+    *out_max_abs_error = d.max_abs;
+    if (d.off == 0) return set_status(TH_OK, "");
+    const size_t plane = size_t(size) * size;
+    char detail[256];
+    std::snprintf(detail, sizeof detail,
+                  "max abs error %.3g; first off: test case %zu, channel %zu, row %zu, col %zu: "
+                  "got %.6g, want %.6g",
+                  d.max_abs, d.first_case, d.first_index / plane, d.first_index % plane / size,
+                  d.first_index % size, double(d.first_got), double(d.first_want));
+    char tolerance[96];
+    std::snprintf(tolerance, sizeof tolerance, "atol %g, rtol %g", bundle.atol, bundle.rtol);
+    return set_status(TH_ERR_SELF_CHECK,
+                      "self-check failed: " + a->info.model.file + " is off the expected outputs of " +
+                          bundle.file + " at " + std::to_string(d.off) + " of " +
+                          std::to_string(count * cases.size()) + " values (" + tolerance + "); " +
+                          detail);
   });
 }
 

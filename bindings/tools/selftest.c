@@ -5,9 +5,11 @@
  *
  *   talkinghead_selftest GOOD_PACK [PACK EXPECTED_STATUS_NAME]...
  *
- * GOOD_PACK gets the full round of checks; each further PACK is opened (fp32) and must
- * give EXPECTED_STATUS_NAME, e.g. TH_ERR_INTEGRITY (or TH_OK). Prints one line per
- * failed check and a summary; exit status 0 when all pass.
+ * GOOD_PACK gets the full round of checks, th_self_check included; each further PACK is
+ * opened (fp32) and must give EXPECTED_STATUS_NAME, e.g. TH_ERR_INTEGRITY (or TH_OK). An
+ * EXPECTED of the form self_check=NAME[|NAME...] means: the pack opens, and th_self_check
+ * on it returns one of the NAMEs (packs whose .bpte is broken). Prints one line per failed
+ * check and a summary; exit status 0 when all pass.
  */
 #include <math.h>
 #include <pthread.h>
@@ -58,6 +60,18 @@ static void* render_many(void* arg) {
   return NULL;
 }
 
+static void* self_check_many(void* arg) {
+  struct render_job* job = (struct render_job*)arg;
+  for (int i = 0; i < 2; ++i) {
+    int32_t cases = 0;
+    double max_abs = -1.0;
+    if (th_self_check(job->avatar, &cases, &max_abs) != TH_OK || cases < 1 || !(max_abs >= 0.0)) {
+      ++job->failures;
+    }
+  }
+  return NULL;
+}
+
 static void bad_arguments(const char* pack) {
   th_avatar a = 123;
   expect(th_open(NULL, "fp32", &a), TH_ERR_INVALID_ARGUMENT, "open NULL pack_dir");
@@ -72,6 +86,10 @@ static void bad_arguments(const char* pack) {
   expect(th_set_watermark(0, 2), TH_ERR_INVALID_ARGUMENT, "set watermark 2, handle 0");
   uint32_t id = 0, code = 0;
   expect(th_watermark_payload(0, &id, &code), TH_ERR_CLOSED, "payload handle 0");
+  int32_t cases = 0;
+  double max_abs = 0.0;
+  expect(th_self_check(0, &cases, &max_abs), TH_ERR_CLOSED, "self-check handle 0");
+  expect(th_self_check(0, NULL, &max_abs), TH_ERR_INVALID_ARGUMENT, "self-check NULL cases, handle 0");
   expect(th_watermark_payload(0, NULL, NULL), TH_ERR_INVALID_ARGUMENT, "payload NULLs, handle 0");
 
   float lm[TH_LANDMARK_FLOATS];
@@ -142,7 +160,6 @@ static void good_pack(const char* pack, const char* precision) {
   memset(plain, 0, n);
   expect(th_render(a, lm, TH_LANDMARK_FLOATS, plain, n), TH_OK, "render marked again");
   check(memcmp(plain, out, n) == 0, "marking is deterministic");
-  free(plain);
   expect(th_set_watermark(a, 2), TH_ERR_INVALID_ARGUMENT, "watermark enabled=2");
   expect(th_set_watermark(a, -1), TH_ERR_INVALID_ARGUMENT, "watermark enabled=-1");
   uint32_t pack_id = 0xFFFFFFFFu, version = 0xFFFFFFFFu;
@@ -170,15 +187,32 @@ static void good_pack(const char* pack, const char* precision) {
   for (int i = 0; i < TH_LANDMARK_FLOATS; ++i) bad[i] = (i % 2 ? -3e38f : 3e38f);
   expect(th_render(a, bad, TH_LANDMARK_FLOATS, out, n), TH_OK, "render far outside the image");
 
-  /* Two threads on one handle: the library serialises them. */
-  pthread_t threads[2];
-  struct render_job jobs[2] = {{a, lm, n, 0}, {a, lm, n, 0}};
-  for (int t = 0; t < 2; ++t) pthread_create(&threads[t], NULL, render_many, &jobs[t]);
-  for (int i = 0; i < 8; ++i) th_set_watermark(a, i % 2 == 0); /* while they render */
-  for (int t = 0; t < 2; ++t) pthread_join(threads[t], NULL);
-  check(jobs[0].failures == 0 && jobs[1].failures == 0, "concurrent renders on one handle");
+  /* The pack's bundled test cases, run through the loaded model. */
+  expect(th_render(a, lm, TH_LANDMARK_FLOATS, out, n), TH_OK, "render before self-check");
+  int32_t cases = -1;
+  double max_abs = -1.0;
+  expect(th_self_check(a, &cases, &max_abs), TH_OK, "self-check");
+  check(cases >= 1 && max_abs >= 0.0 && max_abs < 0.1, "self-check reports its cases and error");
+  expect(th_self_check(a, NULL, &max_abs), TH_ERR_INVALID_ARGUMENT, "self-check NULL cases");
+  expect(th_self_check(a, &cases, NULL), TH_ERR_INVALID_ARGUMENT, "self-check NULL max error");
+  memset(plain, 0, n);
+  expect(th_render(a, lm, TH_LANDMARK_FLOATS, plain, n), TH_OK, "render after self-check");
+  check(memcmp(plain, out, n) == 0, "a self-check leaves renders unchanged");
 
+  /* Two threads rendering on one handle, a third self-checking: the library serialises
+     them. */
+  pthread_t threads[3];
+  struct render_job jobs[3] = {{a, lm, n, 0}, {a, lm, n, 0}, {a, lm, n, 0}};
+  for (int t = 0; t < 2; ++t) pthread_create(&threads[t], NULL, render_many, &jobs[t]);
+  pthread_create(&threads[2], NULL, self_check_many, &jobs[2]);
+  for (int i = 0; i < 8; ++i) th_set_watermark(a, i % 2 == 0); /* while they render */
+  for (int t = 0; t < 3; ++t) pthread_join(threads[t], NULL);
+  check(jobs[0].failures == 0 && jobs[1].failures == 0, "concurrent renders on one handle");
+  check(jobs[2].failures == 0, "self-checks while rendering on one handle");
+
+  free(plain);
   expect(th_close(a), TH_OK, "close");
+  expect(th_self_check(a, &cases, &max_abs), TH_ERR_CLOSED, "self-check after close");
   expect(th_render(a, lm, TH_LANDMARK_FLOATS, out, n), TH_ERR_CLOSED, "render after close");
   expect(th_resolution(a, &size), TH_ERR_CLOSED, "resolution after close");
   expect(th_neutral_landmarks(a, lm, TH_LANDMARK_FLOATS), TH_ERR_CLOSED, "neutral after close");
@@ -188,9 +222,47 @@ static void good_pack(const char* pack, const char* precision) {
   free(out);
 }
 
+/* Whether `name` is one of the '|'-separated names in `list`. */
+static int one_of(const char* name, const char* list) {
+  size_t len = strlen(name);
+  for (const char* p = list; *p;) {
+    const char* end = strchr(p, '|');
+    size_t n = end ? (size_t)(end - p) : strlen(p);
+    if (n == len && strncmp(p, name, n) == 0) return 1;
+    p += n + (end ? 1 : 0);
+  }
+  return 0;
+}
+
+/* A pack that opens, whose th_self_check must return one of `want` ('|'-separated). */
+static void self_check_pack(const char* pack, const char* want) {
+  th_avatar a = 0;
+  char what[512];
+  snprintf(what, sizeof what, "open %s for a self-check", pack);
+  expect(th_open(pack, "fp32", &a), TH_OK, what);
+  if (a == 0) return;
+  int32_t cases = -1;
+  double max_abs = -1.0;
+  th_status s = th_self_check(a, &cases, &max_abs);
+  ++g_checks;
+  int ok = one_of(th_status_name(s), want) && (s == TH_OK || th_last_error()[0] != '\0');
+  if (s == TH_OK || s == TH_ERR_SELF_CHECK) ok = ok && cases >= 1 && !(max_abs < 0.0);
+  if (!ok) {
+    ++g_failures;
+    printf("FAIL self-check %s: got %s (%s), want %s\n", pack, th_status_name(s), th_last_error(),
+           want);
+  }
+  th_close(a);
+}
+
 static void other_pack(const char* pack, const char* want) {
   char what[512];
   th_avatar a = 77;
+  const char* prefix = "self_check=";
+  if (strncmp(want, prefix, strlen(prefix)) == 0) {
+    self_check_pack(pack, want + strlen(prefix));
+    return;
+  }
   th_status s = th_open(pack, "fp32", &a);
   snprintf(what, sizeof what, "open %s", pack);
   ++g_checks;

@@ -86,6 +86,16 @@ public final class Avatar {
         return (packId, versionCode)
     }
 
+    /// Run the pack's bundled test cases (the model entry's .bpte) through the loaded model
+    /// and compare with their expected outputs; call once after opening, e.g. at first
+    /// launch. Throws `TalkingHeadError` named TH_ERR_SELF_CHECK when the outputs are off.
+    public func selfCheck() throws -> (cases: Int, maxAbsError: Double) {
+        var cases: Int32 = 0
+        var maxAbsError: Double = 0
+        try check(th_self_check(handle, &cases, &maxAbsError))
+        return (Int(cases), maxAbsError)
+    }
+
     /// Release the native model. Idempotent; later calls throw TH_ERR_CLOSED.
     public func close() {
         if handle != 0 {

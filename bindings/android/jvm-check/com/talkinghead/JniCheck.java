@@ -1,7 +1,7 @@
 // Runs the JNI glue end to end on a desktop JVM:
 //   java -Djava.library.path=DIR com.talkinghead.JniCheck PACK PRECISION OUT.rgb
 // Renders the neutral face to OUT.rgb (raw RGB bytes, watermarked), renders it unmarked,
-// and checks the error paths.
+// self-checks the pack, and checks the error paths.
 package com.talkinghead;
 
 import java.io.FileOutputStream;
@@ -38,6 +38,8 @@ public final class JniCheck {
     NativeBridge.render(avatar, lm, unmarked);
     NativeBridge.setWatermark(avatar, true);
     require(!java.util.Arrays.equals(frame, unmarked), "the watermark changes the frame");
+    double[] check = NativeBridge.selfCheck(avatar);
+    require(check.length == 2 && check[0] >= 1 && check[1] >= 0, "self-check result");
     require(expectStatus(() -> NativeBridge.render(avatar, lm, new byte[7])) == 1, "short frame");
     require(expectStatus(() -> NativeBridge.render(avatar, null, frame)) == 1, "null landmarks");
     float[] nan = lm.clone();
@@ -49,7 +51,8 @@ public final class JniCheck {
     require(expectStatus(() -> NativeBridge.render(avatar, lm, frame)) == 8, "render after close");
     require(expectStatus(() -> NativeBridge.setWatermark(avatar, false)) == 8, "set after close");
     require(expectStatus(() -> NativeBridge.watermarkPayload(avatar)) == 8, "payload after close");
-    System.out.printf("JNI OK %s %d pack_id=%06x version=%d%n", NativeBridge.version(), size,
-        payload[0], payload[1]);
+    require(expectStatus(() -> NativeBridge.selfCheck(avatar)) == 8, "self-check after close");
+    System.out.printf("JNI OK %s %d pack_id=%06x version=%d self_check cases=%d max_abs=%.3g%n",
+        NativeBridge.version(), size, payload[0], payload[1], (int) check[0], check[1]);
   }
 }

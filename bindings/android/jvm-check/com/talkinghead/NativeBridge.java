@@ -11,5 +11,6 @@ final class NativeBridge {
   static native void render(long avatar, float[] landmarks, byte[] out);
   static native void setWatermark(long avatar, boolean enabled);
   static native int[] watermarkPayload(long avatar);
+  static native double[] selfCheck(long avatar);
   static native void close(long avatar);
 }

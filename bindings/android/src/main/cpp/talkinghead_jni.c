@@ -105,6 +105,19 @@ JNIEXPORT jintArray JNICALL Java_com_talkinghead_NativeBridge_watermarkPayload(J
   return out;
 }
 
+/* {test cases run, max abs error}; a parity failure throws (status 11, TH_ERR_SELF_CHECK). */
+JNIEXPORT jdoubleArray JNICALL Java_com_talkinghead_NativeBridge_selfCheck(JNIEnv* env, jclass cls,
+                                                                           jlong avatar) {
+  (void)cls;
+  int32_t cases = 0;
+  double max_abs = 0.0;
+  if (failed(env, th_self_check((th_avatar)avatar, &cases, &max_abs))) return NULL;
+  jdouble values[2] = {(jdouble)cases, (jdouble)max_abs};
+  jdoubleArray out = (*env)->NewDoubleArray(env, 2);
+  if (out != NULL) (*env)->SetDoubleArrayRegion(env, out, 0, 2, values);
+  return out;
+}
+
 JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_close(JNIEnv* env, jclass cls,
                                                                jlong avatar) {
   (void)cls;

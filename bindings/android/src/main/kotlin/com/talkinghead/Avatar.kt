@@ -8,6 +8,9 @@ class TalkingHeadException(val status: Int, message: String) : RuntimeException(
 /** What watermarked frames carry: the pack id (24 bits) and the library's version code (8 bits). */
 data class WatermarkPayload(val packId: Int, val versionCode: Int)
 
+/** A passed self-check: how many bundled test cases ran, and the largest |got - want|. */
+data class SelfCheckResult(val cases: Int, val maxAbsError: Double)
+
 /**
  * An opened avatar pack. Landmarks are 68 (x, y) pairs in model pixels, interleaved
  * ([x0, y0, x1, y1, ...], 136 floats); frames are resolution x resolution x 3 RGB bytes.
@@ -37,6 +40,14 @@ class Avatar private constructor(private var handle: Long) : AutoCloseable {
     /** What watermarked frames of this avatar carry, for the app's records. */
     val watermarkPayload: WatermarkPayload
         get() = NativeBridge.watermarkPayload(handle).let { WatermarkPayload(it[0], it[1]) }
+
+    /**
+     * Run the pack's bundled test cases (the model entry's .bpte) through the loaded model
+     * and compare with their expected outputs; call once after open, e.g. at first launch.
+     * Throws TalkingHeadException with status 11 (TH_ERR_SELF_CHECK) when the outputs are off.
+     */
+    fun selfCheck(): SelfCheckResult =
+        NativeBridge.selfCheck(handle).let { SelfCheckResult(it[0].toInt(), it[1]) }
 
     @Synchronized
     override fun close() {
@@ -70,5 +81,6 @@ internal object NativeBridge {
     @JvmStatic external fun render(avatar: Long, landmarks: FloatArray, out: ByteArray)
     @JvmStatic external fun setWatermark(avatar: Long, enabled: Boolean)
     @JvmStatic external fun watermarkPayload(avatar: Long): IntArray
+    @JvmStatic external fun selfCheck(avatar: Long): DoubleArray
     @JvmStatic external fun close(avatar: Long)
 }
