@@ -16,6 +16,7 @@ import dataclasses
 import glob
 import hashlib
 import json
+import os
 import shutil
 import struct
 import subprocess
@@ -819,32 +820,75 @@ def _jdk() -> tuple[Path, str, str] | None:
     return (Path(headers[0]).parent, javac, java) if headers and javac and java else None
 
 
+def _kotlin_stdlib() -> tuple[str, list[Path]] | None:
+    """(kotlinc, [kotlin-stdlib.jar, kotlin-stdlib-jdk7.jar]) when Kotlin is installed."""
+    kotlinc = shutil.which("kotlinc")
+    if kotlinc is None:
+        return None
+    home = Path(os.path.realpath(kotlinc)).parent.parent
+    for lib in (home / "lib", Path("/usr/share/java")):
+        jars = [lib / "kotlin-stdlib.jar", lib / "kotlin-stdlib-jdk7.jar"]
+        if all(j.is_file() for j in jars):
+            return kotlinc, jars
+    return None
+
+
+def _run(cmd: list) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    return proc
+
+
+def _build_jni_glue(native_build: native.NativeBuild, out_dir: Path) -> None:
+    """Compile the Android JNI glue against the desktop JDK into out_dir/libtalkinghead_jni.so."""
+    inc = _jdk()[0]
+    cc = shutil.which("cc") or shutil.which("gcc")
+    _run([cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
+          f"-I{inc}", f"-I{inc / 'linux'}", f"-I{native.BINDINGS_DIR / 'include'}",
+          native.BINDINGS_DIR / "android/src/main/cpp/talkinghead_jni.c",
+          f"-L{native_build.dir}", "-ltalkinghead", f"-Wl,-rpath,{native_build.dir}",
+          "-o", out_dir / "libtalkinghead_jni.so"])  # fmt: skip
+
+
+def _check_jvm_run(stdout: str, ok: str, avatar_pack: Path, native_build, frame: Path) -> None:
+    """What the Java and Kotlin harnesses print and write equals the ctypes path."""
+    assert ok in stdout
+    want = pack_payload(load_manifest(avatar_pack))
+    assert f"pack_id={want.pack_id:06x} version={want.version}" in stdout
+    assert "self_check cases=1" in stdout
+    with native.NativeAvatar(avatar_pack, "int8", native_build.library) as avatar:
+        want = avatar.render(avatar.neutral_landmarks)
+    got = np.frombuffer(frame.read_bytes(), np.uint8).reshape(want.shape)
+    np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.skipif(_jdk() is None, reason="no JDK (jni.h, javac, java) on this machine")
 def test_jni_glue_runs_on_a_desktop_jvm(avatar_pack, native_build, tmp_path):
     """The Android JNI glue, compiled here and driven from a JVM through a Java twin of the
     Kotlin NativeBridge: the frame equals the ctypes one, errors arrive as exceptions."""
-    inc, javac, java = _jdk()
+    _, javac, java = _jdk()
+    _build_jni_glue(native_build, tmp_path)
+    sources = sorted((native.BINDINGS_DIR / "android/jvm-check/com/talkinghead").glob("*.java"))
+    _run([javac, "-d", tmp_path / "classes", *sources])
+    proc = _run([java, f"-Djava.library.path={tmp_path}", "-cp", tmp_path / "classes",
+                 "com.talkinghead.JniCheck", avatar_pack, "int8", tmp_path / "frame.rgb"])  # fmt: skip
+    _check_jvm_run(proc.stdout, "JNI OK", avatar_pack, native_build, tmp_path / "frame.rgb")
+
+
+@pytest.mark.skipif(
+    _jdk() is None or _kotlin_stdlib() is None,
+    reason="no JDK or no Kotlin compiler (kotlinc and its stdlib jars) on this machine",
+)
+def test_kotlin_wrapper_runs_on_a_desktop_jvm(avatar_pack, native_build, tmp_path):
+    """The Kotlin wrapper itself (Avatar.kt, as an Android app compiles it), built with
+    kotlinc and run over the JNI glue: open, render, opt-out, payload, self-check, errors."""
+    _, _, java = _jdk()
+    kotlinc, jars = _kotlin_stdlib()
+    _build_jni_glue(native_build, tmp_path)
     android = native.BINDINGS_DIR / "android"
-    cc = shutil.which("cc") or shutil.which("gcc")
-    steps = [
-        [cc, "-std=c99", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
-         f"-I{inc}", f"-I{inc / 'linux'}", f"-I{native.BINDINGS_DIR / 'include'}",
-         str(android / "src/main/cpp/talkinghead_jni.c"), f"-L{native_build.dir}",
-         "-ltalkinghead", f"-Wl,-rpath,{native_build.dir}",
-         "-o", str(tmp_path / "libtalkinghead_jni.so")],
-        [javac, "-d", str(tmp_path / "classes"),
-         *map(str, sorted((android / "jvm-check/com/talkinghead").glob("*.java")))],
-        [java, f"-Djava.library.path={tmp_path}", "-cp", str(tmp_path / "classes"),
-         "com.talkinghead.JniCheck", str(avatar_pack), "int8", str(tmp_path / "frame.rgb")],
-    ]  # fmt: skip
-    for cmd in steps:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
-    assert "JNI OK" in proc.stdout
-    want = pack_payload(load_manifest(avatar_pack))
-    assert f"pack_id={want.pack_id:06x} version={want.version}" in proc.stdout
-    assert "self_check cases=1 " in proc.stdout
-    with native.NativeAvatar(avatar_pack, "int8", native_build.library) as avatar:
-        want = avatar.render(avatar.neutral_landmarks)
-    got = np.frombuffer((tmp_path / "frame.rgb").read_bytes(), np.uint8).reshape(want.shape)
-    np.testing.assert_array_equal(got, want)
+    _run([kotlinc, "-cp", jars[1], android / "src/main/kotlin/com/talkinghead/Avatar.kt",
+          android / "kotlin-check/AvatarCheck.kt", "-d", tmp_path / "check.jar"])  # fmt: skip
+    classpath = os.pathsep.join(map(str, [tmp_path / "check.jar", *jars]))
+    proc = _run([java, f"-Djava.library.path={tmp_path}", "-cp", classpath,
+                 "com.talkinghead.check.AvatarCheckKt", avatar_pack, "int8", tmp_path / "frame.rgb"])  # fmt: skip
+    _check_jvm_run(proc.stdout, "KOTLIN OK", avatar_pack, native_build, tmp_path / "frame.rgb")

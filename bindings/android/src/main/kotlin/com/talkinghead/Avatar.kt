@@ -1,5 +1,6 @@
 // Kotlin wrapper over the talkinghead C ABI (bindings/include/talkinghead.h) via JNI.
-// Not built in this repository's CI: see docs/bindings.md for what is verified.
+// CI compiles it with kotlinc and runs it on a desktop JVM (kotlin-check/AvatarCheck.kt);
+// it has not run on Android. See docs/bindings.md for what is verified.
 package com.talkinghead
 
 /** A failed native call: [status] is the th_status value, the message says what was wrong. */
