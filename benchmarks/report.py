@@ -359,9 +359,16 @@ def _stage_sections(res: dict[str, Any]) -> list[str]:
 
 def _external_sections(ext: dict[str, Any]) -> list[str]:
     md = []
-    titles = {"tracking": "Tracking", "runtimes": "Runtimes", "provenance": "Provenance"}
+    titles = {
+        "tracking": "Tracking",
+        "runtimes": "Runtimes",
+        "provenance": "Provenance",
+        "native": "Native C ABI",
+    }
+    sources = {"native": "bindings/native.py"}
     for name, body in ext.items():
-        md.append(f"## {titles.get(name, name)} (`benchmarks/{name}.py`)\n")
+        source = sources.get(name, f"benchmarks/{name}.py")
+        md.append(f"## {titles.get(name, name)} (`{source}`)\n")
         if "error" in body:
             md.append(f"Not measured: {body['error']}\n")
         else:

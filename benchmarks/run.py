@@ -104,8 +104,56 @@ def _provenance(quick: bool, out: Path, pack: Callable[[], Path]) -> tuple[dict,
     return r, provenance.markdown(r) + "\n\n![provenance](img/provenance.png)\n"
 
 
+def _native(quick: bool, out: Path, pack: Callable[[], Path]) -> tuple[dict, str]:
+    """The C ABI's th_render per frame (talkinghead_bench) beside the Python SDK's ExecuTorch
+    path on the same motion; builds the library with CMake first (incremental)."""
+    from talkinghead.bindings.build import plot_latency
+    from talkinghead.bindings.native import build_native, run_benchmark, run_python_benchmark
+
+    frames = 50 if quick else 300
+    build = build_native()
+    rows, runs = [], []
+    for precision in ("fp32", "int8"):
+        native = run_benchmark(pack(), precision, frames=frames, build=build)
+        python = run_python_benchmark(pack(), precision, frames=frames)
+        runs.append(native)
+        rows.append(
+            {
+                "precision": precision,
+                "frames": frames,
+                "resolution": native["resolution"],
+                **{f"native_{k}": native[k] for k in ("median_ms", "min_ms", "max_ms")},
+                **{f"python_{k}": python[k] for k in ("median_ms", "min_ms", "max_ms")},
+            }
+        )
+    plot = out / "img" / "native_latency.png"
+    plot_latency(runs, str(plot))
+    lines = [
+        "`th_render` (rasterise, model, conversions, watermark) timed per frame in C++ by "
+        "`talkinghead_bench`, against the same work through the Python SDK's ExecuTorch path "
+        f"(`bindings.native.run_python_benchmark`, unmarked), demo pack, {frames} frames of "
+        "mouth motion after 5 warm-up frames, ExecuTorch's default thread pool.\n",
+        "| precision | px | native median ms | native fastest ms | Python median ms | "
+        "Python fastest ms | Python / native (medians) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['precision']} | {r['resolution']} | {r['native_median_ms']:.2f} | "
+            f"{r['native_min_ms']:.2f} | {r['python_median_ms']:.2f} | {r['python_min_ms']:.2f} | "
+            f"{r['python_median_ms'] / r['native_median_ms']:.1f}x |"
+        )
+    lines.append(f"\n![native render latency per frame](img/{plot.name})")
+    return {"rows": rows}, "\n".join(lines)
+
+
 # Benchmarks other parts of the project own, each run through its own module's API.
-EXTERNAL = {"tracking": _tracking, "runtimes": _runtimes, "provenance": _provenance}
+EXTERNAL = {
+    "tracking": _tracking,
+    "runtimes": _runtimes,
+    "provenance": _provenance,
+    "native": _native,
+}
 
 
 def _external(name: str, quick: bool, out: Path, pack: Callable[[], Path]) -> dict[str, Any]:

@@ -64,7 +64,7 @@ def test_unusable_backends_are_refused(tmp_path):
 def test_other_stages_benchmarks_are_called_and_their_failures_recorded(monkeypatch, tmp_path):
     from talkinghead.benchmarks import run
 
-    assert set(run.EXTERNAL) == {"tracking", "runtimes", "provenance"}
+    assert set(run.EXTERNAL) == {"tracking", "runtimes", "provenance", "native"}
 
     def broken(quick, out, pack):
         raise RuntimeError("no pack today")
@@ -72,6 +72,25 @@ def test_other_stages_benchmarks_are_called_and_their_failures_recorded(monkeypa
     monkeypatch.setitem(run.EXTERNAL, "provenance", broken)
     rec = run._external("provenance", True, tmp_path, lambda: tmp_path)
     assert rec == {"error": "RuntimeError: no pack today"}
+
+
+def test_native_section_times_the_c_abi_beside_python(avatar_pack, tmp_path):
+    """The report's native section: th_render and the Python path on the demo pack."""
+    from talkinghead.benchmarks import report, run
+
+    (tmp_path / "img").mkdir()
+    rec = run._external("native", True, tmp_path, lambda: avatar_pack)
+    assert "error" not in rec, rec
+    rows = rec["figures"]["rows"]
+    assert [r["precision"] for r in rows] == ["fp32", "int8"]
+    for r in rows:
+        assert r["frames"] == 50 and r["resolution"] == 128
+        assert 0 < r["native_min_ms"] <= r["native_median_ms"] <= r["native_max_ms"]
+        assert 0 < r["python_min_ms"] <= r["python_median_ms"] <= r["python_max_ms"]
+    assert (tmp_path / "img" / "native_latency.png").stat().st_size > 1000
+    section = "\n".join(report._external_sections({"native": rec}))
+    assert section.startswith("## Native C ABI (`bindings/native.py`)")
+    assert "| int8 | 128 |" in section
 
 
 @pytest.mark.slow
