@@ -170,27 +170,11 @@ def open_backend(backend: str, model: torch.nn.Module, path: Path | None) -> Any
     """A loaded runtime at torch's thread count: eager ``model``, or ``backend`` over ``path``."""
     from talkinghead.sdk.backends import create_backend
 
-    threads = torch.get_num_threads()
     if backend == "torch":
         return create_backend("torch", module=model)
-    if backend == "executorch":
-        rt = create_backend(backend)
-        _executorch_threads(threads)
-    else:
-        rt = create_backend(backend, num_threads=threads)
+    rt = create_backend(backend, num_threads=torch.get_num_threads())
     rt.load(path)
     return rt
-
-
-def _executorch_threads(threads: int) -> None:
-    """Size ExecuTorch's (process-wide) XNNPACK thread pool; its default is every core."""
-    try:
-        from executorch.extension.pybindings import portable_lib
-    except ImportError:
-        return
-    if portable_lib._threadpool_get_thread_count() != threads:
-        # The wheel's only handle on the pool; private, hence guarded.
-        portable_lib._unsafe_reset_threadpool(threads)
 
 
 def measure_case(

@@ -83,13 +83,13 @@ def _trace(data: bytes, name: str, cfg: ProfileConfig, etdump: Path) -> None:
     """Run the program with event tracing and write its ETDump to ``etdump``."""
     import torch
 
-    from talkinghead.benchmarks.generators import _executorch_threads
+    from talkinghead.sdk.backends import set_executorch_threads
 
     try:
         from executorch.extension.pybindings import portable_lib
     except ImportError as e:
         raise BackendError(f"the ExecuTorch runtime is not installed: {e}") from e
-    _executorch_threads(cfg.threads)
+    set_executorch_threads(cfg.threads)
     try:  # verified like every ExecuTorch load here (InternalConsistency, the default)
         module = portable_lib._load_for_executorch_from_buffer(data, enable_etdump=True)
         meta = module.method_meta("forward")

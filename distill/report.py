@@ -136,11 +136,9 @@ def _open_executorch(pte: Path, threads: int):
     """An ExecuTorch runtime over ``pte`` with a ``threads``-thread XNNPACK pool.
 
     The pool is sized before the program loads: resizing it under a loaded program hangs."""
-    from talkinghead.benchmarks.generators import _executorch_threads
     from talkinghead.sdk.backends import create_backend
 
-    rt = create_backend("executorch")
-    _executorch_threads(threads)
+    rt = create_backend("executorch", num_threads=threads)
     rt.load(pte)
     return rt
 

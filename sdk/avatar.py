@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from talkinghead.errors import BackendError, InvalidInputError
 from talkinghead.models.rasterize import rasterize_landmarks
-from talkinghead.sdk.backends import choose_backend, create_backend
+from talkinghead.sdk.backends import check_num_threads, choose_backend, create_backend
 from talkinghead.sdk.landmarks import validate_landmarks68
 from talkinghead.sdk.motion import builtin_motion
 from talkinghead.sdk.pack import AvatarPack, open_pack
@@ -49,6 +49,9 @@ class AvatarOptions:
     watermark: mark every frame as synthetic with an invisible watermark (pack id + SDK
         version; docs/provenance.md). False logs a warning and is recorded in the label of
         files written from ``provenance_label``.
+    num_threads: CPU threads for the runtime (None: its default, every core for ExecuTorch
+        and LiteRT's XNNPACK). ExecuTorch's pool is process-wide: a size other than the
+        current one is refused while another ExecuTorch avatar is open.
     """
 
     pack: str | os.PathLike[str]
@@ -58,6 +61,7 @@ class AvatarOptions:
     result_callback: FrameCallback | None = None
     verify: bool = True
     watermark: bool = True
+    num_threads: int | None = None
 
 
 class Avatar:
@@ -94,13 +98,14 @@ class Avatar:
             raise InvalidInputError(f"watermark must be a bool, got {options.watermark!r}")
         if options.running_mode is RunningMode.LIVE_STREAM and options.result_callback is None:
             raise InvalidInputError("LIVE_STREAM mode needs a result_callback")
+        check_num_threads(options.num_threads)
         pack = open_pack(options.pack, verify=options.verify)
         try:
             name = options.backend
             if name == "auto":
                 name = choose_backend(pack.manifest.runtimes(options.precision))
             entry = pack.model(options.precision, name)
-            backend = create_backend(name)
+            backend = create_backend(name, num_threads=options.num_threads)
             if hasattr(backend, "load_bytes"):
                 backend.load_bytes(pack.read_verified(entry.file), source=entry.file)
             else:

@@ -25,6 +25,7 @@ import hashlib
 import importlib.util
 import os
 import struct
+import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -140,6 +141,48 @@ def check_image(x: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:
     return np.ascontiguousarray(x)
 
 
+def check_num_threads(num_threads: Any) -> int | None:
+    """None (the runtime's default) or an int >= 1; InvalidInputError otherwise."""
+    if num_threads is None:
+        return None
+    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)):
+        raise InvalidInputError(f"num_threads must be an int or None, got {num_threads!r}")
+    if num_threads < 1:
+        raise InvalidInputError(f"num_threads must be >= 1, got {num_threads}")
+    return int(num_threads)
+
+
+def set_executorch_threads(num_threads: int) -> None:
+    """Size ExecuTorch's XNNPACK thread pool (its default is every core).
+
+    The pool is process-wide: every ExecuTorch model in the process shares it. Resizing it
+    under a loaded program can hang that program, so a new size is refused (BackendError)
+    while any ExecuTorchBackend holds a loaded program; setting the current size is a no-op.
+    """
+    num_threads = check_num_threads(num_threads)
+    if num_threads is None:
+        raise InvalidInputError("num_threads must be an int >= 1, got None")
+    try:
+        from executorch.extension.pybindings import portable_lib
+    except ImportError as e:
+        raise BackendError(f"the ExecuTorch runtime is not installed: {e}") from e
+    current = portable_lib._threadpool_get_thread_count()
+    if current == num_threads:
+        return
+    loaded = sum(1 for b in list(_EXECUTORCH_LOADED) if b._method is not None)
+    if loaded:
+        raise BackendError(
+            f"ExecuTorch's thread pool is process-wide and {loaded} loaded program(s) use it at "
+            f"{current} threads; close them before asking for {num_threads}, or ask for {current}"
+        )
+    # The wheel's only handle on the pool; private, hence this one guarded place.
+    portable_lib._unsafe_reset_threadpool(num_threads)
+
+
+# ExecuTorchBackends holding a loaded program: the thread pool must not be resized under them.
+_EXECUTORCH_LOADED: weakref.WeakSet = weakref.WeakSet()
+
+
 def read_checked(path: str | os.PathLike[str], sha256: str | None) -> bytes:
     """Read a model file once; check the very bytes that will be loaded against ``sha256``."""
     try:
@@ -209,11 +252,16 @@ class ExecuTorchBackend(_BackendBase):
 
     name = "executorch"
 
-    def __init__(self, method: str = "forward") -> None:
+    def __init__(self, method: str = "forward", num_threads: int | None = None) -> None:
+        """num_threads: size of ExecuTorch's thread pool, which is process-wide (see
+        :func:`set_executorch_threads`); None leaves it as it is (every core by default)."""
+        num_threads = check_num_threads(num_threads)
         try:
             from executorch.runtime import Runtime, Verification
         except ImportError as e:
             raise BackendError(f"the ExecuTorch runtime is not installed: {e}") from e
+        if num_threads is not None:
+            set_executorch_threads(num_threads)
         self._runtime = Runtime.get()
         self._verification = Verification.InternalConsistency
         self._method_name = method
@@ -250,6 +298,7 @@ class ExecuTorchBackend(_BackendBase):
         self._data, self._program, self._method = data, program, method
         self._input_shape = shape
         self.source = source
+        _EXECUTORCH_LOADED.add(self)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -272,6 +321,7 @@ class ExecuTorchBackend(_BackendBase):
     def close(self) -> None:
         self._method = self._program = self._data = None
         self._input_shape = None
+        _EXECUTORCH_LOADED.discard(self)
 
 
 def run_bundled_program(data: bytes, *, atol: float, rtol: float = 0.0) -> int:
@@ -379,7 +429,7 @@ class LiteRTBackend(_BackendBase):
         except ImportError as e:
             raise BackendError(f"the LiteRT runtime (ai-edge-litert) is not installed: {e}") from e
         self._interpreter_cls = Interpreter
-        self._num_threads = num_threads
+        self._num_threads = check_num_threads(num_threads)
         self._interpreter: Any = None
         self._data: bytes | None = None
         self.source: str | None = None
@@ -495,7 +545,7 @@ class OnnxRuntimeBackend(_BackendBase):
         except ImportError as e:
             raise BackendError(f"ONNX Runtime is not installed: {e}") from e
         self._ort = onnxruntime
-        self._num_threads = num_threads
+        self._num_threads = check_num_threads(num_threads)
         self._session: Any = None
         self.source: str | None = None
         self.format: str | None = None
@@ -619,6 +669,7 @@ __all__ = [
     "TorchBackend",
     "available_backends",
     "check_image",
+    "check_num_threads",
     "check_onnx_bytes",
     "check_pte_header",
     "check_tflite_header",
@@ -628,4 +679,5 @@ __all__ = [
     "register_backend",
     "run_bundled_program",
     "runtime_installed",
+    "set_executorch_threads",
 ]

@@ -232,6 +232,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
         precision=args.precision,
         watermark=not args.no_watermark,
         backend=args.backend,
+        num_threads=args.threads,
     )
     print(json.dumps(result, indent=2))
 
@@ -448,6 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="executorch",
         help="runtime to render with (auto: the first installed one the pack has a model for)",
     )
+    r.add_argument("--threads", type=int, help="CPU threads for the runtime (default: its own)")
     r.add_argument(
         "--no-watermark",
         action="store_true",

@@ -382,6 +382,7 @@ def render_pack(
     progress: bool = True,
     watermark: bool = True,
     backend: str = "executorch",
+    num_threads: int | None = None,
 ) -> dict:
     """Render a pack from built-in motion or a driving video; write MP4 + WebP.
 
@@ -392,7 +393,13 @@ def render_pack(
 
     result: dict = {}
     t0 = time.perf_counter()
-    opts = AvatarOptions(pack=pack, backend=backend, precision=precision, watermark=watermark)
+    opts = AvatarOptions(
+        pack=pack,
+        backend=backend,
+        precision=precision,
+        watermark=watermark,
+        num_threads=num_threads,
+    )
     with Avatar.create_from_options(opts) as avatar:
         label = avatar.provenance_label
         result["backend"] = avatar.backend_name

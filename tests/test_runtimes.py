@@ -150,6 +150,34 @@ def test_auto_backend(avatar_pack, monkeypatch):
         choose_backend(["executorch"])
 
 
+def test_num_threads_per_runtime(avatar_pack):
+    """Each runtime takes a thread count; frames do not depend on it (beyond rounding)."""
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(InvalidInputError, match="num_threads"):
+            Avatar.create_from_pack(avatar_pack, num_threads=bad)
+    for backend in ("litert", "onnxruntime"):
+        opts = {"backend": backend, "precision": "fp32"}
+        with (
+            Avatar.create_from_pack(avatar_pack, num_threads=1, **opts) as one,
+            Avatar.create_from_pack(avatar_pack, **opts) as default,
+        ):
+            lm = one.neutral_landmarks
+            diff = np.abs(one.render(lm).astype(np.int16) - default.render(lm)).max()
+            assert diff <= 1, (backend, diff)
+    # ExecuTorch's pool is process-wide: its current size is fine, another one is refused
+    # while a program is loaded (resizing under a loaded program can hang it).
+    from executorch.extension.pybindings import portable_lib
+
+    current = portable_lib._threadpool_get_thread_count()
+    with Avatar.create_from_pack(avatar_pack, num_threads=current) as avatar:
+        assert avatar.render(avatar.neutral_landmarks).shape == (128, 128, 3)
+        with pytest.raises(BackendError, match="process-wide"):
+            Avatar.create_from_pack(avatar_pack, num_threads=current + 1)
+        with pytest.raises(BackendError, match="process-wide"):
+            backends.set_executorch_threads(current + 1)
+    assert portable_lib._threadpool_get_thread_count() == current
+
+
 @pytest.mark.parametrize(
     ("name", "module"), [("litert", "ai_edge_litert"), ("onnxruntime", "onnxruntime")]
 )
