@@ -147,9 +147,12 @@ def test_render_builtin_motion(capsys, avatar_pack, tmp_path):
 @pytest.mark.parametrize("backend", ["litert", "onnxruntime", "auto"])
 def test_render_through_each_runtime(capsys, avatar_pack, tmp_path, backend):
     """The same pack renders through any runtime it holds; the JSON names the one used."""
+    # ExecuTorch's thread pool is process-wide, so only the per-avatar runtimes get --threads.
+    threads = () if backend == "auto" else ("--threads", "1")
     code, out, err = run_cli(
-        capsys, "render", avatar_pack, "--frames", "3", "--out", tmp_path, "--backend", backend
-    )
+        capsys, "render", avatar_pack, "--frames", "3", "--out", tmp_path, "--backend", backend,
+        *threads,
+    )  # fmt: skip
     assert code == 0, err
     result = json.loads(out)
     assert result["backend"] == ("executorch" if backend == "auto" else backend)
@@ -176,6 +179,8 @@ def test_render_missing_precision_flag_value(capsys, avatar_pack, tmp_path):
 def test_render_bad_frames(capsys, avatar_pack, tmp_path):
     code, _, err = run_cli(capsys, "render", avatar_pack, "--frames", "0", "--out", tmp_path)
     assert_clean_error(code, err, "num_frames")
+    code, _, err = run_cli(capsys, "render", avatar_pack, "--threads", "0", "--out", tmp_path)
+    assert_clean_error(code, err, "num_threads")
 
 
 def test_render_driver_without_face(capsys, avatar_pack, tmp_path):
