@@ -108,18 +108,15 @@ def _native(quick: bool, out: Path, pack: Callable[[], Path]) -> tuple[dict, str
     """The C ABI's th_render per frame (talkinghead_bench) beside the Python SDK's ExecuTorch
     path on the same motion; builds the library with CMake first (incremental)."""
     from talkinghead.bindings.build import plot_latency
-    from talkinghead.bindings.native import build_native, run_benchmark, run_python_benchmark
+    from talkinghead.bindings.native import compare_paths
 
     frames = 50 if quick else 300
-    build = build_native()
-    rows, runs = [], []
-    for precision in ("fp32", "int8"):
-        native = run_benchmark(pack(), precision, frames=frames, build=build)
-        python = run_python_benchmark(pack(), precision, frames=frames)
-        runs.append(native)
+    pairs = compare_paths(pack(), frames=frames)
+    rows = []
+    for native, python in pairs:
         rows.append(
             {
-                "precision": precision,
+                "precision": native["precision"],
                 "frames": frames,
                 "resolution": native["resolution"],
                 **{f"native_{k}": native[k] for k in ("median_ms", "min_ms", "max_ms")},
@@ -127,7 +124,7 @@ def _native(quick: bool, out: Path, pack: Callable[[], Path]) -> tuple[dict, str
             }
         )
     plot = out / "img" / "native_latency.png"
-    plot_latency(runs, str(plot))
+    plot_latency([native for native, _ in pairs], str(plot))
     lines = [
         "`th_render` (rasterise, model, conversions, watermark) timed per frame in C++ by "
         "`talkinghead_bench`, against the same work through the Python SDK's ExecuTorch path "

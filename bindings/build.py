@@ -15,8 +15,7 @@ from talkinghead.bindings.native import (
     DEFAULT_BUILD_ROOT,
     build_native,
     cmake_commands,
-    run_benchmark,
-    run_python_benchmark,
+    compare_paths,
 )
 from talkinghead.errors import TalkingHeadError
 
@@ -61,19 +60,15 @@ def main(argv: list[str] | None = None) -> int:
         build = build_native(args.build_dir, asan=args.asan)
         print(f"library:  {build.library}\nselftest: {build.selftest}\nbench:    {build.bench}")
         if args.bench:
-            results = [
-                run_benchmark(args.bench, p, frames=args.frames, build=build)
-                for p in ("fp32", "int8")
-            ]
-            for r in results:
-                py = run_python_benchmark(args.bench, r["precision"], frames=args.frames)
+            pairs = compare_paths(args.bench, frames=args.frames, build=build)
+            for r, py in pairs:
                 print(
                     f"{r['precision']}: median {r['median_ms']:.2f} ms/frame, fastest "
                     f"{r['min_ms']:.2f} ms, over {r['frames']} frames ({r['resolution']} px); "
                     f"Python SDK path median {py['median_ms']:.2f} ms, fastest {py['min_ms']:.2f} ms"
                 )
             if args.plot:
-                plot_latency(results, args.plot)
+                plot_latency([r for r, _ in pairs], args.plot)
                 print(f"plot:     {args.plot}")
     except TalkingHeadError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -409,12 +409,27 @@ def run_python_benchmark(
     }
 
 
+def compare_paths(
+    pack: str | os.PathLike[str], frames: int = 100, build: NativeBuild | None = None
+) -> list[tuple[dict, dict]]:
+    """(``run_benchmark``, ``run_python_benchmark``) results for fp32 and int8, in that order."""
+    build = build if build is not None else build_native()
+    return [
+        (
+            run_benchmark(pack, p, frames=frames, build=build),
+            run_python_benchmark(pack, p, frames=frames),
+        )
+        for p in ("fp32", "int8")
+    ]
+
+
 __all__ = [
     "NativeAvatar",
     "NativeBuild",
     "build_native",
     "check_status",
     "cmake_commands",
+    "compare_paths",
     "executorch_cmake_dir",
     "bench_motion",
     "load_library",

@@ -317,8 +317,8 @@ Failure read_manifest(const std::string& dir, const std::string& precision, Pack
   return {};
 }
 
-Failure read_model(const std::string& dir, const PackInfo& info, std::vector<uint8_t>* bytes) {
-  return read_verified(dir, info.model.file, info.model.sha256, bytes);
+Failure read_model(const PackInfo& info, std::vector<uint8_t>* bytes) {
+  return read_verified(info.dir, info.model.file, info.model.sha256, bytes);
 }
 
 Failure read_bundle(const PackInfo& info, std::vector<uint8_t>* bytes) {

@@ -55,8 +55,8 @@ struct PackInfo {
 // Parse and validate dir/manifest.json, pick the executorch model of `precision`.
 Failure read_manifest(const std::string& dir, const std::string& precision, PackInfo* out);
 
-// Read the model file of `info` (inside `dir`, no links) and check its sha256.
-Failure read_model(const std::string& dir, const PackInfo& info, std::vector<uint8_t>* bytes);
+// Read the model file of `info` (inside `info.dir`, no links) and check its sha256.
+Failure read_model(const PackInfo& info, std::vector<uint8_t>* bytes);
 
 // Read the bundled program of `info` (inside info.dir, no links) and check its sha256;
 // TH_ERR_UNSUPPORTED when the model entry has no `info.bundled`.

@@ -267,7 +267,7 @@ th_status th_open(const char* pack_dir, const char* precision, th_avatar* out_av
     auto avatar = std::make_shared<Avatar>();
     const std::string dir(pack_dir);
     if (Failure f = talkinghead::read_manifest(dir, precision, &avatar->info)) return set_failure(f);
-    if (Failure f = talkinghead::read_model(dir, avatar->info, &avatar->program)) return set_failure(f);
+    if (Failure f = talkinghead::read_model(avatar->info, &avatar->program)) return set_failure(f);
     if (Failure f = load_model(avatar.get())) return set_failure(f);
     avatar->payload = {talkinghead::pack_id(avatar->info), talkinghead::sdk_version_code(TALKINGHEAD_VERSION)};
     const int size = avatar->info.resolution;
