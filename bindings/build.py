@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{r['precision']}: median {r['median_ms']:.2f} ms/frame, fastest "
                     f"{r['min_ms']:.2f} ms, over {r['frames']} frames ({r['resolution']} px); "
-                    f"Python SDK path median {py['median_ms']:.2f} ms, fastest {py['min_ms']:.2f} ms"
+                    f"Python SDK path median {py['median_ms']:.2f} ms, fastest {py['min_ms']:.2f} ms; "
+                    f"th_drive median {1000 * r['drive_median_ms']:.0f} µs"
                 )
             if args.plot:
                 plot_latency([r for r, _ in pairs], args.plot)

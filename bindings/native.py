@@ -33,7 +33,9 @@ from talkinghead.errors import (
     PackIntegrityError,
     ParityError,
     TalkingHeadError,
+    TimestampError,
 )
+from talkinghead.sdk.smoothing import OneEuroParams
 
 BINDINGS_DIR = Path(__file__).resolve().parent
 DEFAULT_BUILD_ROOT = BINDINGS_DIR / "build"
@@ -53,6 +55,7 @@ STATUS_NAMES = (
     "TH_ERR_NO_MEMORY",
     "TH_ERR_INTERNAL",
     "TH_ERR_SELF_CHECK",
+    "TH_ERR_TIMESTAMP",
 )
 _STATUS_ERRORS: dict[str, type[TalkingHeadError]] = {
     "TH_ERR_INVALID_ARGUMENT": InvalidInputError,
@@ -61,6 +64,7 @@ _STATUS_ERRORS: dict[str, type[TalkingHeadError]] = {
     "TH_ERR_INTEGRITY": PackIntegrityError,
     "TH_ERR_UNSUPPORTED": PackError,
     "TH_ERR_SELF_CHECK": ParityError,
+    "TH_ERR_TIMESTAMP": TimestampError,
 }
 
 
@@ -185,6 +189,12 @@ def load_library(path: str | os.PathLike[str]) -> ctypes.CDLL:
             [c.c_uint64, c.POINTER(c.c_int32), c.POINTER(c.c_double)],
         ),
         "th_rasterize": (c.c_int, [f32p, c.c_size_t, c.c_int32, c.c_double, u8p, c.c_size_t]),
+        "th_drive": (
+            c.c_int,
+            [c.c_uint64, f32p, c.c_size_t, c.c_int32, c.c_int32, c.c_int64, f32p, c.c_size_t],
+        ),
+        "th_drive_reset": (c.c_int, [c.c_uint64]),
+        "th_set_smoothing": (c.c_int, [c.c_uint64, c.c_double, c.c_double, c.c_double]),
         "th_close": (c.c_int, [c.c_uint64]),
     }
     for name, (restype, argtypes) in sigs.items():
@@ -305,6 +315,56 @@ class NativeAvatar:
         check_status(self._lib, status, "th_render")
         return out
 
+    def drive(self, mesh: np.ndarray, image_size: tuple[int, int], timestamp_ms: int) -> np.ndarray:
+        """One tracked frame of the driver -> (68, 2) float32 px of the avatar, for render.
+
+        Args:
+            mesh: (478 or 468, 3 or 2) MediaPipe NormalizedLandmark x, y (, z): x and y
+                normalised by the image width and height.
+            image_size: (width, height) of the tracked image, px.
+            timestamp_ms: strictly greater than the previous call's (until drive_reset).
+
+        Smoothed (One Euro), reduced to the 68 points and retargeted onto the avatar's
+        neutral face relative to the driver's first frame: what the Python SDK does from
+        FaceTracker to Avatar.drive. Raises TimestampError for a timestamp that did not
+        increase, InvalidInputError for anything else wrong.
+        """
+        try:
+            arr = np.ascontiguousarray(mesh, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise InvalidInputError(f"mesh must be numeric: {e}") from e
+        if (
+            not isinstance(image_size, (tuple, list))
+            or len(image_size) != 2
+            or not all(isinstance(v, (int, np.integer)) for v in image_size)
+        ):
+            raise InvalidInputError(f"image_size must be (width, height) ints, got {image_size!r}")
+        if isinstance(timestamp_ms, bool) or not isinstance(timestamp_ms, (int, np.integer)):
+            raise InvalidInputError(f"timestamp_ms must be an int, got {timestamp_ms!r}")
+        w, h = (int(v) for v in image_size)
+        if not (-(2**31) <= w < 2**31 and -(2**31) <= h < 2**31):
+            raise InvalidInputError(f"image_size out of range: {image_size!r}")
+        if not -(2**63) <= int(timestamp_ms) < 2**63:
+            raise InvalidInputError(f"timestamp_ms out of range: {timestamp_ms}")
+        out = np.zeros((68, 2), np.float32)
+        status = self._lib.th_drive(
+            self._handle, _f32(arr), arr.size, w, h, int(timestamp_ms), _f32(out), out.size
+        )
+        check_status(self._lib, status, "th_drive")
+        return out
+
+    def drive_reset(self) -> None:
+        """Forget the driver: the next frame is the new neutral; timestamps start over."""
+        check_status(self._lib, self._lib.th_drive_reset(self._handle), "th_drive_reset")
+
+    def set_smoothing(self, params: OneEuroParams | None) -> None:
+        """The One Euro parameters of :meth:`drive`, or None for no smoothing. Resets."""
+        if params is not None and not isinstance(params, OneEuroParams):
+            raise InvalidInputError(f"params must be OneEuroParams or None, got {params!r}")
+        p = (0.0, 0.0, 0.0) if params is None else (params.min_cutoff, params.beta, params.d_cutoff)
+        status = self._lib.th_set_smoothing(self._handle, *(float(v) for v in p))
+        check_status(self._lib, status, "th_set_smoothing")
+
     def self_check(self) -> tuple[int, float]:
         """Run the loaded model on the test cases of the pack's bundled program (``.bpte``,
         the model entry's ``info.bundled``) and compare with their expected outputs within
@@ -342,7 +402,8 @@ def run_benchmark(
     build: NativeBuild | None = None,
 ) -> dict:
     """Run ``talkinghead_bench``: per-frame native render latency (rasterise + model +
-    conversions). Returns its JSON: ``median_ms``, ``min_ms``, ``max_ms``, ``ms`` (per frame).
+    conversions). Returns its JSON: ``median_ms``, ``min_ms``, ``max_ms``, ``ms`` (per frame)
+    and ``drive_median_ms`` (th_drive on a 478-point mesh, per frame).
     """
     if precision not in ("fp32", "int8"):
         raise InvalidInputError(f"precision must be 'fp32' or 'int8', got {precision!r}")

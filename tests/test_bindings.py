@@ -33,13 +33,20 @@ from talkinghead.errors import (
     PackError,
     PackIntegrityError,
     ParityError,
+    TimestampError,
 )
 from talkinghead.models.rasterize import rasterize_landmarks, template_landmarks
+from talkinghead.sdk.avatar import Avatar
 from talkinghead.sdk.backends import ExecuTorchBackend
+from talkinghead.sdk.landmarks import mediapipe_to_68
 from talkinghead.sdk.motion import builtin_motion
 from talkinghead.sdk.pack import load_manifest, open_pack
 from talkinghead.sdk.provenance import pack_id, pack_payload, pack_watermark
+from talkinghead.sdk.retarget import relative_motion
+from talkinghead.sdk.smoothing import OneEuroParams
 from talkinghead.sdk.tensors import from_model_output, to_model_input
+from talkinghead.sdk.tracker import FaceResult, FaceTracker, FaceTrackerOptions, RunningMode
+from talkinghead.sdk.tracks import FaceTracks
 from talkinghead.sdk.watermark import detect
 
 RENDER_TOLERANCE = 1  # uint8 levels
@@ -210,6 +217,146 @@ def test_open_reports_resolution_landmarks_and_version(avatar_pack, native_build
 
     assert lib.th_version().decode() == __version__
     assert lib.th_abi_version() == 1
+
+
+# ----------------------------------------------------------------------------- driving
+
+FRAME_MS = 33
+
+
+@pytest.fixture(scope="session")
+def tracked_meshes(face_landmarker_task, astronaut) -> tuple[np.ndarray, tuple[int, int]]:
+    """(16, 478, 3) float32 MediaPipe meshes, normalised as its NormalizedLandmarks, of the
+    astronaut photo turning, sliding and zooming, tracked in VIDEO mode with no smoothing
+    (the raw tracker output a phone app gets); and the image's (width, height)."""
+    from PIL import Image
+
+    photo = Image.fromarray(astronaut)
+    w, h = photo.size
+    meshes = []
+    options = FaceTrackerOptions(running_mode=RunningMode.VIDEO, smoothing=None)
+    with FaceTracker.create_from_options(options) as tracker:
+        for i in range(16):
+            moved = photo.rotate(
+                6 * np.sin(i / 3), resample=Image.BILINEAR, translate=(10 * np.sin(i / 4), 0)
+            )
+            zoom = 1 + 0.06 * np.sin(i / 5)
+            side = round(w / zoom)
+            box = ((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2)
+            frame = np.asarray(moved.crop(box).resize((w, h), Image.BILINEAR))
+            (face,) = tracker.detect_for_video(frame, i * FRAME_MS)
+            meshes.append(face.landmarks / np.array([w, h, w], np.float32))
+    return np.stack(meshes).astype(np.float32), (w, h)
+
+
+def _python_drive(meshes, size, neutral, smoothing):
+    """The Python SDK's path for the same meshes: FaceTracker's pixels, its per-track One
+    Euro smoothing (FaceTracks), the 68 points, then Avatar.drive's relative_motion."""
+    w, h = size
+    tracks = FaceTracks(1, smoothing=smoothing)
+    driver = []
+    for i, mesh in enumerate(meshes):
+        px = mesh * np.array([w, h, w], np.float32)
+        (face,) = tracks.update([FaceResult(px, mediapipe_to_68(px))], i * FRAME_MS)
+        driver.append(face.landmarks68)
+    return relative_motion(np.stack(driver), neutral)
+
+
+@pytest.mark.parametrize("smoothing", [OneEuroParams(), OneEuroParams(0.5, 5.0, 2.0), None])
+def test_native_drive_matches_the_python_sdk(avatar_pack, native_build, tracked_meshes, smoothing):
+    """th_drive gives the landmarks of the Python SDK's tracker + Avatar.drive path, bit
+    for bit, from the same MediaPipe meshes, also as 468 (x, y) points."""
+    meshes, size = tracked_meshes
+    with native.NativeAvatar(avatar_pack, "int8", native_build.library) as avatar:
+        neutral = avatar.neutral_landmarks
+        want = _python_drive(meshes, size, neutral, smoothing)
+        avatar.set_smoothing(smoothing)
+        got = np.stack([avatar.drive(m, size, i * FRAME_MS) for i, m in enumerate(meshes)])
+        assert np.array_equal(got[0], neutral)  # the first frame is the driver's neutral
+        assert float(np.abs(want - want[:1]).max()) > 5.0  # the avatar really moves
+        np.testing.assert_array_equal(got, want)
+        avatar.drive_reset()
+        irisless = np.stack(
+            [avatar.drive(m[:468, :2], size, i * FRAME_MS) for i, m in enumerate(meshes)]
+        )
+        np.testing.assert_array_equal(irisless, want)
+
+
+def test_driven_frames_match_the_python_avatar(avatar_pack, native_build, tracked_meshes):
+    """From MediaPipe meshes to pixels: native th_drive + th_render against the Python
+    Avatar (ExecuTorch, int8) driven by the same tracked faces."""
+    meshes, size = tracked_meshes
+    with native.NativeAvatar(avatar_pack, "int8", native_build.library) as avatar:
+        got = [avatar.render(avatar.drive(m, size, i * FRAME_MS)) for i, m in enumerate(meshes)]
+        driver = _python_drive(meshes, size, avatar.neutral_landmarks, OneEuroParams())
+    with Avatar.create_from_pack(avatar_pack, backend="executorch", precision="int8") as py:
+        want = py.render_sequence(driver)
+    worst = max(int(_abs_diff(g, w).max()) for g, w in zip(got, want, strict=True))
+    assert worst <= RENDER_TOLERANCE
+    assert not np.array_equal(got[0], got[8])
+
+
+def test_drive_rejects_bad_input(avatar_pack, native_build, lib, tracked_meshes):
+    meshes, size = tracked_meshes
+    with native.NativeAvatar(avatar_pack, "fp32", native_build.library) as avatar:
+        avatar.drive(meshes[0], size, 100)
+        with pytest.raises(TimestampError, match="strictly increase: got 100 after 100"):
+            avatar.drive(meshes[1], size, 100)
+        with pytest.raises(TimestampError, match="got 50 after 100"):
+            avatar.drive(meshes[1], size, 50)
+        moved = avatar.drive(meshes[8], size, 133)
+        bad = [
+            (meshes[0][:477], size, "478 or 468 MediaPipe points"),
+            (meshes[0][:, :1], size, "478 or 468 MediaPipe points"),
+            (np.zeros((68, 2), np.float32), size, "got 136"),
+            ([["x"] * 3] * 478, size, "must be numeric"),
+            (meshes[0], (0, 512), "image size must be in"),
+            (meshes[0], (512, 70000), "image size must be in"),
+            (meshes[0], (512.0, 512), "image_size must be"),
+            (meshes[0], 512, "image_size must be"),
+        ]
+        for mesh, image_size, match in bad:
+            with pytest.raises(InvalidInputError, match=match):
+                avatar.drive(mesh, image_size, 200)
+        nan = meshes[0].copy()
+        nan[17, 0] = np.nan
+        with pytest.raises(InvalidInputError, match="mesh point 17 has a NaN"):
+            avatar.drive(nan, size, 200)
+        with pytest.raises(InvalidInputError, match="timestamp_ms must be an int"):
+            avatar.drive(meshes[0], size, 200.0)
+        for params in ((-1.0, 30.0, 1.0), (0.0, 30.0, 1.0), (1.0, 30.0, float("inf"))):
+            status = lib.th_set_smoothing(avatar.handle, *params)
+            assert native.status_name(status) == "TH_ERR_INVALID_ARGUMENT", params
+        with pytest.raises(InvalidInputError, match="OneEuroParams or None"):
+            avatar.set_smoothing((1.0, 30.0, 1.0))
+        # A degenerate neutral frame (every point in one place) is refused, and the driver
+        # stays reset: the next good frame becomes the neutral.
+        avatar.set_smoothing(OneEuroParams())
+        with pytest.raises(InvalidInputError, match="degenerate"):
+            avatar.drive(np.full((478, 3), 0.5, np.float32), size, 0)
+        assert np.array_equal(avatar.drive(meshes[8], size, 0), avatar.neutral_landmarks)
+        # Raw ctypes: NULL pointers and wrong sizes.
+        out = np.zeros(136, np.float32)
+        mesh = np.ascontiguousarray(meshes[9])
+        f32 = ctypes.POINTER(ctypes.c_float)
+        calls = {
+            "NULL mesh": (None, mesh.size, out.ctypes.data_as(f32), 136),
+            "NULL out": (mesh.ctypes.data_as(f32), mesh.size, None, 136),
+            "short out": (mesh.ctypes.data_as(f32), mesh.size, out.ctypes.data_as(f32), 135),
+        }
+        for what, (m, n, o, k) in calls.items():
+            status = lib.th_drive(avatar.handle, m, n, 512, 512, 500, o, k)
+            assert native.status_name(status) == "TH_ERR_INVALID_ARGUMENT", what
+        handle = avatar.handle
+        # The refused timestamps left the driver as it was: frame 8, 33 ms after frame 0.
+        pair = _python_drive(meshes[[0, 8]], size, avatar.neutral_landmarks, OneEuroParams())
+        np.testing.assert_array_equal(moved, pair[1])
+    status = lib.th_drive(
+        handle, mesh.ctypes.data_as(f32), mesh.size, 512, 512, 900, out.ctypes.data_as(f32), 136
+    )
+    assert native.status_name(status) == "TH_ERR_CLOSED"
+    for fn, args in (("th_drive_reset", ()), ("th_set_smoothing", (1.0, 30.0, 1.0))):
+        assert native.status_name(getattr(lib, fn)(handle, *args)) == "TH_ERR_CLOSED", fn
 
 
 # ----------------------------------------------------------------------------- bad input
@@ -779,6 +926,7 @@ def test_benchmark_reports_per_frame_latency(avatar_pack, native_build):
     assert result["precision"] == "int8" and result["frames"] == 5 and len(result["ms"]) == 5
     assert all(ms > 0 for ms in result["ms"])
     assert min(result["ms"]) <= result["median_ms"] <= max(result["ms"])
+    assert 0 < result["drive_median_ms"] < result["median_ms"]
     with pytest.raises(InvalidInputError):
         native.run_benchmark(avatar_pack, "fp16", build=native_build)
 
@@ -794,6 +942,7 @@ def test_build_command_benchmarks_native_beside_python(capsys, avatar_pack, nati
     for precision in ("fp32", "int8"):
         line = next(ln for ln in out.splitlines() if ln.startswith(f"{precision}: median"))
         assert "over 3 frames (128 px)" in line and "Python SDK path median" in line
+        assert "th_drive median" in line
     assert png.stat().st_size > 1000
     # The Python path renders the very frames the native benchmark renders.
     with open_pack(avatar_pack) as pack:

@@ -52,6 +52,9 @@ extern "C" {
 #define TH_NUM_LANDMARKS 68
 /* Number of floats th_render and th_rasterize read: 68 points x (x, y). */
 #define TH_LANDMARK_FLOATS 136
+/* MediaPipe FaceLandmarker's mesh: 478 points (468 without the irises). */
+#define TH_MESH_POINTS 478
+#define TH_MESH_POINTS_NO_IRIS 468
 
 /* An opened avatar. 0 is never a valid handle. */
 typedef uint64_t th_avatar;
@@ -69,7 +72,8 @@ typedef enum th_status {
   TH_ERR_CLOSED = 8,         /* the handle was closed (or never opened) */
   TH_ERR_NO_MEMORY = 9,      /* an allocation failed */
   TH_ERR_INTERNAL = 10,      /* a bug: please report the message */
-  TH_ERR_SELF_CHECK = 11     /* th_self_check: the model is off its bundled expected outputs */
+  TH_ERR_SELF_CHECK = 11,    /* th_self_check: the model is off its bundled expected outputs */
+  TH_ERR_TIMESTAMP = 12      /* th_drive: the timestamp did not increase */
 } th_status;
 
 /* The library version, e.g. "0.1.0" (static string). */
@@ -153,6 +157,51 @@ TH_API th_status th_watermark_payload(th_avatar avatar, uint32_t* out_pack_id,
  * first such value).
  */
 TH_API th_status th_self_check(th_avatar avatar, int32_t* out_cases, double* out_max_abs_error);
+
+/*
+ * Drive the avatar from MediaPipe face tracking: turn one tracked face of the driver (the
+ * FaceLandmarker's mesh for one video frame) into the 68 landmarks to pass to th_render.
+ * This is what the Python SDK does between its FaceTracker and Avatar.render:
+ *   1. mesh to pixels: x * image_width, y * image_height (MediaPipe's NormalizedLandmark);
+ *   2. One Euro smoothing of every point, speeds in face sizes per second (default
+ *      min_cutoff 1 Hz, beta 30, d_cutoff 1 Hz, as OneEuroParams(); see th_set_smoothing);
+ *   3. the 68 iBUG points of the mesh (talkinghead.sdk.landmarks.MEDIAPIPE_TO_68);
+ *   4. relative retargeting (talkinghead.sdk.retarget.relative_motion): the driver's
+ *      motion since its neutral frame, rotated and scaled by the similarity that aligns the
+ *      driver's neutral face onto the avatar's (fitted on eye corners and nose), is added
+ *      to the avatar's neutral landmarks. The avatar keeps its own face shape.
+ * The driver's neutral frame is the first frame after th_open, th_drive_reset or
+ * th_set_smoothing; that frame gives exactly th_neutral_landmarks.
+ *
+ * mesh: `mesh_floats` floats, the mesh's points in order, each as (x, y, z) or (x, y), x
+ * and y normalised by the image width and height (z is not used). mesh_floats must be
+ * 478*3, 468*3, 478*2 or 468*2. image_width, image_height: the tracked image, px, in
+ * [1, 65536]. timestamp_ms: the frame's time, strictly greater than the previous
+ * th_drive's on this avatar (until a reset). out_landmarks: TH_LANDMARK_FLOATS floats,
+ * crop px of the avatar, owned by the caller; written only on success.
+ * When the tracker loses the face, keep rendering the last landmarks (or the neutral
+ * ones), and call th_drive_reset before a different person drives.
+ * Errors: a NULL pointer or a size not listed -> TH_ERR_INVALID_ARGUMENT (checked first,
+ * in that order, then the image size); closed handle -> TH_ERR_CLOSED; a NaN or infinite
+ * x or y -> TH_ERR_INVALID_LANDMARKS; a timestamp not after the previous one ->
+ * TH_ERR_TIMESTAMP; a neutral frame whose eye and nose points coincide ->
+ * TH_ERR_INVALID_LANDMARKS. A failed call leaves the driver's state as it was.
+ */
+TH_API th_status th_drive(th_avatar avatar, const float* mesh, size_t mesh_floats,
+                          int32_t image_width, int32_t image_height, int64_t timestamp_ms,
+                          float* out_landmarks, size_t out_floats);
+
+/* Forget the driver: the next th_drive frame is the new neutral, timestamps start over. */
+TH_API th_status th_drive_reset(th_avatar avatar);
+
+/*
+ * The One Euro filter of th_drive (units as talkinghead.sdk.smoothing.OneEuroParams):
+ * min_cutoff_hz > 0, beta >= 0, d_cutoff_hz > 0, all finite; or all three 0 to turn the
+ * smoothing off. Also resets the driver, as th_drive_reset. Errors: other values ->
+ * TH_ERR_INVALID_ARGUMENT (checked first); closed handle -> TH_ERR_CLOSED.
+ */
+TH_API th_status th_set_smoothing(th_avatar avatar, double min_cutoff_hz, double beta,
+                                  double d_cutoff_hz);
 
 /*
  * Only the rasteriser: draw the landmark image (coloured polylines on black) that

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bundled.h"
+#include "drive.h"
 #include "pack.h"
 #include "provenance.h"
 #include "rasterize.h"
@@ -53,6 +54,7 @@ struct Avatar {
   // Built once per avatar (layout, templates, codeword); null when S < 32 px.
   std::unique_ptr<talkinghead::Watermark> watermark;
   bool marking = true;  // th_set_watermark; read and written under `mu`
+  talkinghead::Driver driver;  // th_drive; used under `mu`
 };
 
 std::mutex g_registry_mu;
@@ -246,6 +248,7 @@ const char* th_status_name(th_status status) {
     case TH_ERR_NO_MEMORY: return "TH_ERR_NO_MEMORY";
     case TH_ERR_INTERNAL: return "TH_ERR_INTERNAL";
     case TH_ERR_SELF_CHECK: return "TH_ERR_SELF_CHECK";
+    case TH_ERR_TIMESTAMP: return "TH_ERR_TIMESTAMP";
   }
   return "TH_ERR_UNKNOWN";
 }
@@ -422,6 +425,91 @@ th_status th_rasterize(const float* landmarks, size_t landmark_floats, int32_t s
     }
     talkinghead::rasterize_landmarks(
         pts, size, thickness == 0.0 ? talkinghead::default_thickness(size) : thickness, out_rgb);
+    return set_status(TH_OK, "");
+  });
+}
+
+th_status th_drive(th_avatar handle, const float* mesh, size_t mesh_floats, int32_t image_width,
+                   int32_t image_height, int64_t timestamp_ms, float* out_landmarks,
+                   size_t out_floats) {
+  return guarded([&]() -> th_status {
+    if (!mesh) return set_status(TH_ERR_INVALID_ARGUMENT, "mesh is NULL");
+    if (!out_landmarks) return set_status(TH_ERR_INVALID_ARGUMENT, "out_landmarks is NULL");
+    int n = 0, dims = 0;
+    for (int points : {talkinghead::kMeshPoints, talkinghead::kMeshPointsNoIris}) {
+      for (int d : {3, 2}) {
+        if (mesh_floats == size_t(points) * d) n = points, dims = d;
+      }
+    }
+    if (n == 0) {
+      return set_status(TH_ERR_INVALID_ARGUMENT,
+                        "mesh must hold 478 or 468 MediaPipe points of (x, y, z) or (x, y): "
+                        "1434, 1404, 956 or 936 floats, got " + std::to_string(mesh_floats));
+    }
+    if (out_floats != TH_LANDMARK_FLOATS) {
+      return set_status(TH_ERR_INVALID_ARGUMENT, "out_landmarks must hold 136 floats (68 x 2), got " +
+                                                     std::to_string(out_floats));
+    }
+    if (image_width < 1 || image_width > 65536 || image_height < 1 || image_height > 65536) {
+      return set_status(TH_ERR_INVALID_ARGUMENT, "image size must be in [1, 65536] px, got " +
+                                                     std::to_string(image_width) + " x " +
+                                                     std::to_string(image_height));
+    }
+    auto a = find_avatar(handle);
+    if (!a) return closed_status(handle);
+    for (int i = 0; i < n; ++i) {
+      const float x = mesh[size_t(i) * dims], y = mesh[size_t(i) * dims + 1];
+      if (!std::isfinite(x) || !std::isfinite(y)) {
+        return set_status(TH_ERR_INVALID_LANDMARKS,
+                          "mesh point " + std::to_string(i) + " has a NaN or infinite x or y");
+      }
+    }
+    std::lock_guard<std::mutex> lock(a->mu);
+    talkinghead::Driver& driver = a->driver;
+    if (driver.has_last_timestamp() && timestamp_ms <= driver.last_timestamp_ms()) {
+      return set_status(TH_ERR_TIMESTAMP, "timestamp_ms must strictly increase: got " +
+                                              std::to_string(timestamp_ms) + " after " +
+                                              std::to_string(driver.last_timestamp_ms()));
+    }
+    float neutral[TH_LANDMARK_FLOATS];
+    for (size_t i = 0; i < TH_LANDMARK_FLOATS; ++i) neutral[i] = float(a->info.neutral[i]);
+    float out[TH_LANDMARK_FLOATS];
+    std::string error;
+    if (!driver.step(mesh, n, dims, image_width, image_height, timestamp_ms, neutral, out, &error)) {
+      return set_status(TH_ERR_INVALID_LANDMARKS, error);
+    }
+    std::memcpy(out_landmarks, out, sizeof out);
+    return set_status(TH_OK, "");
+  });
+}
+
+th_status th_drive_reset(th_avatar handle) {
+  return guarded([&]() -> th_status {
+    auto a = find_avatar(handle);
+    if (!a) return closed_status(handle);
+    std::lock_guard<std::mutex> lock(a->mu);
+    a->driver.reset();
+    return set_status(TH_OK, "");
+  });
+}
+
+th_status th_set_smoothing(th_avatar handle, double min_cutoff_hz, double beta, double d_cutoff_hz) {
+  return guarded([&]() -> th_status {
+    const bool off = min_cutoff_hz == 0.0 && beta == 0.0 && d_cutoff_hz == 0.0;
+    const bool on = std::isfinite(min_cutoff_hz) && min_cutoff_hz > 0.0 && std::isfinite(beta) &&
+                    beta >= 0.0 && std::isfinite(d_cutoff_hz) && d_cutoff_hz > 0.0;
+    if (!off && !on) {
+      char got[128];
+      std::snprintf(got, sizeof got, "%g, %g, %g", min_cutoff_hz, beta, d_cutoff_hz);
+      return set_status(TH_ERR_INVALID_ARGUMENT,
+                        std::string("smoothing needs finite min_cutoff_hz > 0, beta >= 0 and "
+                                    "d_cutoff_hz > 0, or all three 0 (off); got ") + got);
+    }
+    auto a = find_avatar(handle);
+    if (!a) return closed_status(handle);
+    std::lock_guard<std::mutex> lock(a->mu);
+    a->driver.set_params(off ? talkinghead::OneEuroParams{0.0, 0.0, 0.0}
+                             : talkinghead::OneEuroParams{min_cutoff_hz, beta, d_cutoff_hz});
     return set_status(TH_OK, "");
   });
 }

@@ -91,6 +91,8 @@ static void bad_arguments(const char* pack) {
   expect(th_self_check(0, &cases, &max_abs), TH_ERR_CLOSED, "self-check handle 0");
   expect(th_self_check(0, NULL, &max_abs), TH_ERR_INVALID_ARGUMENT, "self-check NULL cases, handle 0");
   expect(th_watermark_payload(0, NULL, NULL), TH_ERR_INVALID_ARGUMENT, "payload NULLs, handle 0");
+  expect(th_drive_reset(0), TH_ERR_CLOSED, "drive reset handle 0");
+  expect(th_set_smoothing(0, 1.0, 30.0, 1.0), TH_ERR_CLOSED, "smoothing handle 0");
 
   float lm[TH_LANDMARK_FLOATS];
   for (int i = 0; i < TH_LANDMARK_FLOATS; ++i) lm[i] = 10.0f + (float)i * 0.3f;
@@ -113,6 +115,71 @@ static void bad_arguments(const char* pack) {
   lm[7] = NAN;
   expect(th_rasterize(lm, TH_LANDMARK_FLOATS, 32, 0.0, img, sizeof img), TH_ERR_INVALID_LANDMARKS,
          "rasterize NaN landmark");
+}
+
+/* th_drive: a MediaPipe-shaped mesh in, the avatar's landmarks out; every bad argument. */
+static void drive_checks(th_avatar a, const float* neutral) {
+  static float mesh[TH_MESH_POINTS * 3];
+  const size_t floats = sizeof mesh / sizeof mesh[0];
+  for (int i = 0; i < TH_MESH_POINTS; ++i) {
+    mesh[3 * i] = 0.3f + 0.4f * (float)((i * 37) % 101) / 101.0f;
+    mesh[3 * i + 1] = 0.3f + 0.4f * (float)((i * 53) % 97) / 97.0f;
+    mesh[3 * i + 2] = -0.05f;
+  }
+  float out[TH_LANDMARK_FLOATS], second[TH_LANDMARK_FLOATS];
+  expect(th_drive(a, mesh, floats, 640, 480, 0, out, TH_LANDMARK_FLOATS), TH_OK, "drive neutral frame");
+  check(memcmp(out, neutral, sizeof out) == 0, "the driver's first frame gives the neutral face");
+  for (int i = 0; i < TH_MESH_POINTS; ++i) mesh[3 * i + 1] += 0.01f * (float)(i % 3);
+  expect(th_drive(a, mesh, floats, 640, 480, 33, second, TH_LANDMARK_FLOATS), TH_OK, "drive a frame");
+  check(memcmp(out, second, sizeof out) != 0, "a moved mesh moves the avatar");
+  memcpy(out, second, sizeof out);
+  expect(th_drive(a, mesh, floats, 640, 480, 33, second, TH_LANDMARK_FLOATS), TH_ERR_TIMESTAMP,
+         "drive the same timestamp again");
+  expect(th_drive(a, mesh, floats, 640, 480, 10, second, TH_LANDMARK_FLOATS), TH_ERR_TIMESTAMP,
+         "drive an earlier timestamp");
+  check(memcmp(out, second, sizeof out) == 0, "a failed drive leaves out_landmarks alone");
+  expect(th_drive(a, NULL, floats, 640, 480, 66, out, TH_LANDMARK_FLOATS), TH_ERR_INVALID_ARGUMENT,
+         "drive NULL mesh");
+  expect(th_drive(a, mesh, floats, 640, 480, 66, NULL, TH_LANDMARK_FLOATS), TH_ERR_INVALID_ARGUMENT,
+         "drive NULL out");
+  expect(th_drive(a, mesh, floats - 3, 640, 480, 66, out, TH_LANDMARK_FLOATS),
+         TH_ERR_INVALID_ARGUMENT, "drive 477 points");
+  expect(th_drive(a, mesh, 68 * 2, 640, 480, 66, out, TH_LANDMARK_FLOATS), TH_ERR_INVALID_ARGUMENT,
+         "drive 68 points");
+  expect(th_drive(a, mesh, floats, 640, 480, 66, out, TH_LANDMARK_FLOATS - 1),
+         TH_ERR_INVALID_ARGUMENT, "drive short out");
+  expect(th_drive(a, mesh, floats, 0, 480, 66, out, TH_LANDMARK_FLOATS), TH_ERR_INVALID_ARGUMENT,
+         "drive width 0");
+  expect(th_drive(a, mesh, floats, 640, 70000, 66, out, TH_LANDMARK_FLOATS),
+         TH_ERR_INVALID_ARGUMENT, "drive height 70000");
+  mesh[3 * 100 + 1] = NAN;
+  expect(th_drive(a, mesh, floats, 640, 480, 66, out, TH_LANDMARK_FLOATS), TH_ERR_INVALID_LANDMARKS,
+         "drive NaN y");
+  mesh[3 * 100 + 1] = 0.5f;
+  mesh[3 * 100 + 2] = NAN; /* z is not used */
+  expect(th_drive(a, mesh, floats, 640, 480, 66, out, TH_LANDMARK_FLOATS), TH_OK, "drive NaN z");
+
+  expect(th_set_smoothing(a, -1.0, 30.0, 1.0), TH_ERR_INVALID_ARGUMENT, "smoothing min_cutoff -1");
+  expect(th_set_smoothing(a, 1.0, -1.0, 1.0), TH_ERR_INVALID_ARGUMENT, "smoothing beta -1");
+  expect(th_set_smoothing(a, 1.0, 30.0, 0.0), TH_ERR_INVALID_ARGUMENT, "smoothing d_cutoff 0");
+  expect(th_set_smoothing(a, 0.0, 30.0, 1.0), TH_ERR_INVALID_ARGUMENT, "smoothing min_cutoff 0 alone");
+  expect(th_set_smoothing(a, NAN, 30.0, 1.0), TH_ERR_INVALID_ARGUMENT, "smoothing NaN");
+  expect(th_set_smoothing(a, 1.0, INFINITY, 1.0), TH_ERR_INVALID_ARGUMENT, "smoothing inf");
+  expect(th_set_smoothing(a, 0.0, 0.0, 0.0), TH_OK, "smoothing off");
+  /* A reset: timestamps start over, and the next frame is the new neutral. */
+  float flat[TH_MESH_POINTS_NO_IRIS * 2];
+  for (int i = 0; i < TH_MESH_POINTS_NO_IRIS * 2; ++i) flat[i] = 0.5f;
+  expect(th_drive(a, flat, TH_MESH_POINTS_NO_IRIS * 2, 640, 480, 0, out, TH_LANDMARK_FLOATS),
+         TH_ERR_INVALID_LANDMARKS, "drive a degenerate neutral frame");
+  for (int i = 0; i < TH_MESH_POINTS_NO_IRIS; ++i) {
+    flat[2 * i] = mesh[3 * i];
+    flat[2 * i + 1] = mesh[3 * i + 1];
+  }
+  expect(th_drive(a, flat, TH_MESH_POINTS_NO_IRIS * 2, 640, 480, 0, out, TH_LANDMARK_FLOATS), TH_OK,
+         "drive 468 (x, y) points after a failed neutral frame");
+  check(memcmp(out, neutral, sizeof out) == 0, "the new neutral frame gives the neutral face");
+  expect(th_drive_reset(a), TH_OK, "drive reset");
+  expect(th_set_smoothing(a, 1.0, 30.0, 1.0), TH_OK, "smoothing back on");
 }
 
 static void good_pack(const char* pack, const char* precision) {
@@ -171,6 +238,7 @@ static void good_pack(const char* pack, const char* precision) {
         "version code of th_version()");
   expect(th_watermark_payload(a, NULL, &version), TH_ERR_INVALID_ARGUMENT, "payload NULL pack id");
   expect(th_watermark_payload(a, &pack_id, NULL), TH_ERR_INVALID_ARGUMENT, "payload NULL version");
+  drive_checks(a, lm);
 
   expect(th_render(a, NULL, TH_LANDMARK_FLOATS, out, n), TH_ERR_INVALID_ARGUMENT, "render NULL landmarks");
   expect(th_render(a, lm, TH_LANDMARK_FLOATS - 1, out, n), TH_ERR_INVALID_ARGUMENT, "render 135 floats");
@@ -218,6 +286,10 @@ static void good_pack(const char* pack, const char* precision) {
   expect(th_neutral_landmarks(a, lm, TH_LANDMARK_FLOATS), TH_ERR_CLOSED, "neutral after close");
   expect(th_set_watermark(a, 0), TH_ERR_CLOSED, "set watermark after close");
   expect(th_watermark_payload(a, &pack_id, &version), TH_ERR_CLOSED, "payload after close");
+  expect(th_drive(a, lm, TH_LANDMARK_FLOATS, 640, 480, 99, lm, TH_LANDMARK_FLOATS),
+         TH_ERR_INVALID_ARGUMENT, "drive a wrong size after close (arguments first)");
+  expect(th_drive_reset(a), TH_ERR_CLOSED, "drive reset after close");
+  expect(th_set_smoothing(a, 1.0, 30.0, 1.0), TH_ERR_CLOSED, "smoothing after close");
   expect(th_close(a), TH_ERR_CLOSED, "close twice");
   free(out);
 }
