@@ -23,6 +23,8 @@ private func check(_ status: th_status) throws {
 /// or deinit.
 public final class Avatar {
     public static let landmarkFloats = Int(TH_LANDMARK_FLOATS)
+    /// Floats of a full MediaPipe FaceLandmarker mesh: 478 points x (x, y, z).
+    public static let meshFloats = Int(TH_MESH_POINTS) * 3
     public static var version: String { String(cString: th_version()) }
 
     private var handle: th_avatar = 0
@@ -69,6 +71,56 @@ public final class Avatar {
         var frame = [UInt8](repeating: 0, count: resolution * resolution * 3)
         try render(landmarks: landmarks, into: &frame)
         return frame
+    }
+
+    /// Drive the avatar from MediaPipe face tracking: one FaceLandmarker mesh of a video
+    /// frame in, the avatar's 68 landmarks (136 floats, px) for `render` out. One Euro
+    /// smoothing, the 68-point selection and retargeting happen natively, as in the Python
+    /// SDK's tracker + `Avatar.drive`; the driver's first frame (after opening,
+    /// `resetDriver()` or `setSmoothing`) gives exactly `neutralLandmarks()`.
+    ///
+    /// `mesh` holds the points of one face as (x, y, z), normalised as MediaPipe's
+    /// `NormalizedLandmark` (`Avatar.meshFloats` floats for 478 points; 468 points and
+    /// (x, y) pairs are accepted too). From the iOS Tasks API (`FaceLandmarkerResult`):
+    ///
+    ///     let mesh = result.faceLandmarks[0].flatMap { [$0.x, $0.y, $0.z] }
+    ///
+    /// `imageWidth` x `imageHeight`: the tracked image, px. `timestampMs` must increase from
+    /// call to call (the one given to `detect(videoFrame:timestampInMilliseconds:)` will
+    /// do); a repeated or earlier one throws `TalkingHeadError` named TH_ERR_TIMESTAMP. When
+    /// the face is lost, keep rendering the last landmarks; call `resetDriver()` before
+    /// another person drives.
+    public func drive(mesh: [Float], imageWidth: Int, imageHeight: Int, timestampMs: Int64)
+        throws -> [Float]
+    {
+        var out = [Float](repeating: 0, count: Avatar.landmarkFloats)
+        try mesh.withUnsafeBufferPointer { points in
+            try out.withUnsafeMutableBufferPointer { lm in
+                try check(th_drive(
+                    handle, points.baseAddress, points.count, Int32(clamping: imageWidth),
+                    Int32(clamping: imageHeight), timestampMs, lm.baseAddress, lm.count))
+            }
+        }
+        return out
+    }
+
+    /// Forget the driver: the next `drive` frame is the new neutral, timestamps start over.
+    public func resetDriver() throws {
+        try check(th_drive_reset(handle))
+    }
+
+    /// The One Euro filter of `drive`, as the Python SDK's `OneEuroParams` (speeds in face
+    /// sizes per second; the defaults are its defaults and the filter's after opening):
+    /// `minCutoffHz` > 0, `beta` >= 0, `dCutoffHz` > 0. Also resets the driver.
+    public func setSmoothing(minCutoffHz: Double = 1, beta: Double = 30, dCutoffHz: Double = 1)
+        throws
+    {
+        try check(th_set_smoothing(handle, minCutoffHz, beta, dCutoffHz))
+    }
+
+    /// Drive with the raw tracked points, unsmoothed. Also resets the driver.
+    public func disableSmoothing() throws {
+        try check(th_set_smoothing(handle, 0, 0, 0))
     }
 
     /// Watermark rendered frames as synthetic (true, the default) or not (false): the

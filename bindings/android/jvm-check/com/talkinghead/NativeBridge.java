@@ -9,6 +9,10 @@ final class NativeBridge {
   static native int resolution(long avatar);
   static native void neutralLandmarks(long avatar, float[] out);
   static native void render(long avatar, float[] landmarks, byte[] out);
+  static native void drive(long avatar, float[] mesh, int imageWidth, int imageHeight,
+      long timestampMs, float[] out);
+  static native void driveReset(long avatar);
+  static native void setSmoothing(long avatar, double minCutoffHz, double beta, double dCutoffHz);
   static native void setWatermark(long avatar, boolean enabled);
   static native int[] watermarkPayload(long avatar);
   static native double[] selfCheck(long avatar);

@@ -1,8 +1,8 @@
 /*
  * JNI glue for com.talkinghead.NativeBridge: the C ABI of talkinghead.h, one function
  * each. Failures throw com.talkinghead.TalkingHeadException(status, message).
- * Java arrays are copied in (landmarks) or written in place (frames); no pointer into
- * them outlives a call.
+ * Java arrays are copied in (landmarks, meshes) or written in place (frames, driven
+ * landmarks); no pointer into them outlives a call.
  */
 #include <jni.h>
 #include <stdint.h>
@@ -83,6 +83,49 @@ JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_render(JNIEnv* env, jcl
                                (size_t)n_lm, (uint8_t*)pixels, (size_t)n_out);
   if (pixels) (*env)->ReleaseByteArrayElements(env, out, pixels, status == TH_OK ? 0 : JNI_ABORT);
   failed(env, status);
+}
+
+/* Writes the 136 driven landmarks into `out`, in place like render's frame. */
+JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_drive(JNIEnv* env, jclass cls,
+                                                               jlong avatar, jfloatArray mesh,
+                                                               jint width, jint height,
+                                                               jlong timestamp_ms,
+                                                               jfloatArray out) {
+  (void)cls;
+  /* The mesh (up to 478 x 3 floats) is read through the JVM's copy or pin, not the stack. */
+  jsize n_mesh = mesh ? (*env)->GetArrayLength(env, mesh) : 0;
+  jsize n_out = out ? (*env)->GetArrayLength(env, out) : 0;
+  jfloat* points = mesh ? (*env)->GetFloatArrayElements(env, mesh, NULL) : NULL;
+  jfloat* landmarks =
+      out && (points || !mesh) ? (*env)->GetFloatArrayElements(env, out, NULL) : NULL;
+  if ((mesh && !points) || (out && !landmarks)) {
+    if (points) (*env)->ReleaseFloatArrayElements(env, mesh, points, JNI_ABORT);
+    return; /* OutOfMemoryError is already pending */
+  }
+  /* Wrong sizes and nulls are passed on as such: the C ABI names the problem. */
+  th_status status = th_drive((th_avatar)avatar, points, (size_t)n_mesh, (int32_t)width,
+                              (int32_t)height, (int64_t)timestamp_ms, landmarks, (size_t)n_out);
+  if (points) (*env)->ReleaseFloatArrayElements(env, mesh, points, JNI_ABORT);
+  if (landmarks) {
+    (*env)->ReleaseFloatArrayElements(env, out, landmarks, status == TH_OK ? 0 : JNI_ABORT);
+  }
+  failed(env, status);
+}
+
+JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_driveReset(JNIEnv* env, jclass cls,
+                                                                    jlong avatar) {
+  (void)cls;
+  failed(env, th_drive_reset((th_avatar)avatar));
+}
+
+/* All three 0 turn the smoothing off. */
+JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_setSmoothing(JNIEnv* env, jclass cls,
+                                                                      jlong avatar,
+                                                                      jdouble min_cutoff_hz,
+                                                                      jdouble beta,
+                                                                      jdouble d_cutoff_hz) {
+  (void)cls;
+  failed(env, th_set_smoothing((th_avatar)avatar, min_cutoff_hz, beta, d_cutoff_hz));
 }
 
 JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_setWatermark(JNIEnv* env, jclass cls,

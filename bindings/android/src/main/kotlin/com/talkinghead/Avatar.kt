@@ -33,6 +33,52 @@ class Avatar private constructor(private var handle: Long) : AutoCloseable {
         ByteArray(resolution * resolution * 3).also { render(landmarks, it) }
 
     /**
+     * Drive the avatar from MediaPipe face tracking: one FaceLandmarker mesh of a video
+     * frame in, the avatar's 68 landmarks (136 floats, px) for [render] written into [out]
+     * (reused across frames). One Euro smoothing, the 68-point selection and retargeting
+     * happen natively, as in the Python SDK's tracker + Avatar.drive; the driver's first
+     * frame (after open, [resetDriver] or [setSmoothing]) gives exactly [neutralLandmarks].
+     *
+     * [mesh] holds the points of one face as (x, y, z), normalised as MediaPipe's
+     * NormalizedLandmark ([MESH_FLOATS] floats for 478 points; 468 points and (x, y) pairs
+     * are accepted too). From the Android Tasks API:
+     * ```
+     * val face = result.faceLandmarks()[0]  // FaceLandmarkerResult, VIDEO or LIVE_STREAM mode
+     * for ((i, p) in face.withIndex()) {
+     *     mesh[3 * i] = p.x()
+     *     mesh[3 * i + 1] = p.y()
+     *     mesh[3 * i + 2] = p.z()
+     * }
+     * ```
+     * [imageWidth] x [imageHeight]: the tracked image, px. [timestampMs] must increase from
+     * call to call (the one given to detectForVideo or detectAsync will do); a repeated or
+     * earlier one throws TalkingHeadException with status 12 (TH_ERR_TIMESTAMP). When the
+     * face is lost, keep rendering the last landmarks; call [resetDriver] before another
+     * person drives.
+     */
+    fun drive(
+        mesh: FloatArray, imageWidth: Int, imageHeight: Int, timestampMs: Long, out: FloatArray
+    ) = NativeBridge.drive(handle, mesh, imageWidth, imageHeight, timestampMs, out)
+
+    /** [drive] into a new array of 136 floats. */
+    fun drive(mesh: FloatArray, imageWidth: Int, imageHeight: Int, timestampMs: Long): FloatArray =
+        FloatArray(LANDMARK_FLOATS).also { drive(mesh, imageWidth, imageHeight, timestampMs, it) }
+
+    /** Forget the driver: the next [drive] frame is the new neutral, timestamps start over. */
+    fun resetDriver() = NativeBridge.driveReset(handle)
+
+    /**
+     * The One Euro filter of [drive], as the Python SDK's OneEuroParams (speeds in face
+     * sizes per second; the defaults are its defaults and the filter's after open):
+     * [minCutoffHz] > 0, [beta] >= 0, [dCutoffHz] > 0. Also resets the driver.
+     */
+    fun setSmoothing(minCutoffHz: Double = 1.0, beta: Double = 30.0, dCutoffHz: Double = 1.0) =
+        NativeBridge.setSmoothing(handle, minCutoffHz, beta, dCutoffHz)
+
+    /** Drive with the raw tracked points, unsmoothed. Also resets the driver. */
+    fun disableSmoothing() = NativeBridge.setSmoothing(handle, 0.0, 0.0, 0.0)
+
+    /**
      * Watermark rendered frames as synthetic (true, the default) or not (false): the
      * opt-out, as the Python SDK's AvatarOptions(watermark = false).
      */
@@ -60,6 +106,8 @@ class Avatar private constructor(private var handle: Long) : AutoCloseable {
 
     companion object {
         const val LANDMARK_FLOATS = 136
+        /** Floats of a full MediaPipe FaceLandmarker mesh: 478 points x (x, y, z). */
+        const val MESH_FLOATS = 478 * 3
 
         init {
             System.loadLibrary("talkinghead_jni")
@@ -80,6 +128,18 @@ internal object NativeBridge {
     @JvmStatic external fun resolution(avatar: Long): Int
     @JvmStatic external fun neutralLandmarks(avatar: Long, out: FloatArray)
     @JvmStatic external fun render(avatar: Long, landmarks: FloatArray, out: ByteArray)
+    @JvmStatic external fun drive(
+        avatar: Long,
+        mesh: FloatArray,
+        imageWidth: Int,
+        imageHeight: Int,
+        timestampMs: Long,
+        out: FloatArray
+    )
+    @JvmStatic external fun driveReset(avatar: Long)
+    @JvmStatic external fun setSmoothing(
+        avatar: Long, minCutoffHz: Double, beta: Double, dCutoffHz: Double
+    )
     @JvmStatic external fun setWatermark(avatar: Long, enabled: Boolean)
     @JvmStatic external fun watermarkPayload(avatar: Long): IntArray
     @JvmStatic external fun selfCheck(avatar: Long): DoubleArray
