@@ -916,6 +916,7 @@ def test_selftest_under_address_sanitizer(avatar_pack, tmp_path):
     out = proc.stdout + proc.stderr
     assert "AddressSanitizer" not in out and "LeakSanitizer" not in out, out[-4000:]
     assert proc.returncode == 0 and "OK:" in proc.stdout, out[-4000:]
+    print("ASan:", proc.stdout.strip().splitlines()[-1])  # the check count, for the docs
 
 
 # ----------------------------------------------------------------------------- tooling
