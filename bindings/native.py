@@ -188,6 +188,7 @@ def load_library(path: str | os.PathLike[str]) -> ctypes.CDLL:
             c.c_int,
             [c.c_uint64, c.POINTER(c.c_int32), c.POINTER(c.c_double)],
         ),
+        "th_verify_files": (c.c_int, [c.c_uint64, c.POINTER(c.c_int32)]),
         "th_rasterize": (c.c_int, [f32p, c.c_size_t, c.c_int32, c.c_double, u8p, c.c_size_t]),
         "th_drive": (
             c.c_int,
@@ -364,6 +365,15 @@ class NativeAvatar:
         p = (0.0, 0.0, 0.0) if params is None else (params.min_cutoff, params.beta, params.d_cutoff)
         status = self._lib.th_set_smoothing(self._handle, *(float(v) for v in p))
         check_status(self._lib, status, "th_set_smoothing")
+
+    def verify_files(self) -> int:
+        """Check every file the manifest lists against its sha256 (th_open checks only the
+        model it loads). Returns how many were checked; PackIntegrityError names the first
+        that does not match, PackError one that is missing."""
+        count = ctypes.c_int32(0)
+        status = self._lib.th_verify_files(self._handle, ctypes.byref(count))
+        check_status(self._lib, status, "th_verify_files")
+        return count.value
 
     def self_check(self) -> tuple[int, float]:
         """Run the loaded model on the test cases of the pack's bundled program (``.bpte``,

@@ -454,6 +454,42 @@ def test_nan_landmarks_and_render_after_close(avatar_pack, native_build):
     assert native.status_name(lib.th_close(0)) == "TH_ERR_CLOSED"
 
 
+def test_verify_files_checks_every_listed_file(avatar_pack, native_build, lib, tmp_path):
+    """th_open hashes only the model it loads; th_verify_files hashes every listed file,
+    so a file of another runtime that was altered, removed or swapped for a link is found."""
+    manifest = load_manifest(avatar_pack)
+    with native.NativeAvatar(avatar_pack, "int8", native_build.library) as avatar:
+        assert avatar.verify_files() == len(manifest.files) >= 10
+        status = lib.th_verify_files(avatar.handle, None)
+        assert native.status_name(status) == "TH_ERR_INVALID_ARGUMENT"
+        handle = avatar.handle
+    count = ctypes.c_int32(-1)
+    assert native.status_name(lib.th_verify_files(handle, ctypes.byref(count))) == "TH_ERR_CLOSED"
+    assert count.value == -1  # not written on failure
+    other = next(name for name in sorted(manifest.files) if name.endswith(".tflite"))
+    dst = shutil.copytree(avatar_pack, tmp_path / "pack")
+    data = bytearray((dst / other).read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (dst / other).write_bytes(bytes(data))
+    with native.NativeAvatar(dst, "int8", native_build.library) as avatar:
+        avatar.render(avatar.neutral_landmarks)  # the .pte is intact: it opens and renders
+        with pytest.raises(PackIntegrityError, match=f"'{other}' does not match its sha256"):
+            avatar.verify_files()
+        (dst / other).unlink()
+        with pytest.raises(PackError, match=other):
+            avatar.verify_files()
+        # The right bytes through a link are refused too, inside the pack or not, as
+        # sdk/pack.py's verify_pack refuses them.
+        (dst / "copy.tflite").write_bytes((avatar_pack / other).read_bytes())
+        for target in (avatar_pack / other, Path("copy.tflite")):
+            (dst / other).symlink_to(target)
+            with pytest.raises(PackError, match=f"'{other}' is a symbolic link"):
+                avatar.verify_files()
+            (dst / other).unlink()
+        (dst / other).write_bytes((avatar_pack / other).read_bytes())
+        assert avatar.verify_files() == len(manifest.files)
+
+
 def test_tampered_and_malformed_packs(avatar_pack, native_build, lib, tmp_path):
     src = Path(avatar_pack)
 
@@ -503,6 +539,11 @@ def test_tampered_and_malformed_packs(avatar_pack, native_build, lib, tmp_path):
     fp32.unlink()
     fp32.symlink_to(tmp_path / "elsewhere.pte")
     assert _open_status(lib, link)[0] == "TH_ERR_PACK"
+    fp32.unlink()
+    shutil.copy(tmp_path / "elsewhere.pte", link / "inside.pte")
+    fp32.symlink_to("inside.pte")  # a link that stays inside the pack is refused as well
+    assert _open_status(lib, link)[0] == "TH_ERR_PACK"
+    assert b"symbolic link" in lib.th_last_error()
     no_manifest = _variant(src, tmp_path / "no_manifest")
     (no_manifest / "manifest.json").unlink()
     assert _open_status(lib, no_manifest)[0] == "TH_ERR_PACK"

@@ -135,6 +135,19 @@ TH_API th_status th_watermark_payload(th_avatar avatar, uint32_t* out_pack_id,
                                       uint32_t* out_version_code);
 
 /*
+ * Check every file the pack's manifest lists (its `files`: every runtime's models, bundled
+ * programs, parity vectors) against its sha256, as `talkinghead verify` does; th_open
+ * checks only the model it loads. Call it once, e.g. after installing or downloading a
+ * pack; it reads every listed file (a few MB for a pack from `talkinghead export`) and
+ * does not hold up renders on the handle. On success *out_files (caller-owned) is the
+ * number of files checked. Errors: out_files NULL -> TH_ERR_INVALID_ARGUMENT (checked
+ * first); closed handle -> TH_ERR_CLOSED; a listed file missing, a link, or not a regular
+ * file -> TH_ERR_PACK; bytes not matching -> TH_ERR_INTEGRITY (th_last_error names the
+ * first such file).
+ */
+TH_API th_status th_verify_files(th_avatar avatar, int32_t* out_files);
+
+/*
  * Self-check: run the avatar's loaded model (the pack's .pte, the one th_render uses) on
  * the test cases of the ExecuTorch BundledProgram (.bpte) named by the model's manifest
  * entry `info.bundled`, and compare with their expected outputs (what the program gave on

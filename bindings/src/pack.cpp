@@ -170,6 +170,11 @@ PackBundle bundle_of(const JsonValue& entry, const std::string& model,
 // Read dir/name (inside dir, no links) and check it against `sha256` before anyone parses it.
 Failure read_verified(const std::string& dir, const std::string& name, const std::string& sha256,
                       std::vector<uint8_t>* bytes) {
+  // A link is refused even when it points inside the pack, as sdk/pack.py refuses it.
+  struct stat st;
+  if (lstat((dir + "/" + name).c_str(), &st) == 0 && S_ISLNK(st.st_mode)) {
+    return fail(TH_ERR_PACK, "pack file '" + name + "' is a symbolic link");
+  }
   std::string path;
   if (!inside(dir, name, &path)) {
     return fail(TH_ERR_PACK, "pack file '" + name + "' is missing or outside the pack");
@@ -330,6 +335,16 @@ Failure read_bundle(const PackInfo& info, std::vector<uint8_t>* bytes) {
   }
   if (b.problem) return b.problem;
   return read_verified(info.dir, b.file, b.sha256, bytes);
+}
+
+Failure verify_files(const PackInfo& info, size_t* checked) {
+  *checked = 0;
+  std::vector<uint8_t> bytes;
+  for (const auto& listed : info.files) {
+    if (Failure f = read_verified(info.dir, listed.first, listed.second, &bytes)) return f;
+    ++*checked;
+  }
+  return {};
 }
 
 Failure check_pte_header(const std::vector<uint8_t>& d, const std::string& source) {

@@ -62,6 +62,11 @@ Failure read_model(const PackInfo& info, std::vector<uint8_t>* bytes);
 // TH_ERR_UNSUPPORTED when the model entry has no `info.bundled`.
 Failure read_bundle(const PackInfo& info, std::vector<uint8_t>* bytes);
 
+// Check every file of the manifest's `files` listing (inside info.dir, no links) against
+// its sha256, in name order; stops at the first that is missing or does not match.
+// *checked counts the files that matched.
+Failure verify_files(const PackInfo& info, size_t* checked);
+
 // Reject bytes that are not an ExecuTorch program or are shorter than their header says.
 Failure check_pte_header(const std::vector<uint8_t>& data, const std::string& source);
 

@@ -362,6 +362,19 @@ th_status th_watermark_payload(th_avatar handle, uint32_t* out_pack_id, uint32_t
   });
 }
 
+th_status th_verify_files(th_avatar handle, int32_t* out_files) {
+  return guarded([&]() -> th_status {
+    if (!out_files) return set_status(TH_ERR_INVALID_ARGUMENT, "out_files is NULL");
+    auto a = find_avatar(handle);
+    if (!a) return closed_status(handle);
+    // a->info is fixed after th_open; reading and hashing need not hold up renders.
+    size_t checked = 0;
+    if (Failure f = talkinghead::verify_files(a->info, &checked)) return set_failure(f);
+    *out_files = int32_t(checked);
+    return set_status(TH_OK, "");
+  });
+}
+
 th_status th_self_check(th_avatar handle, int32_t* out_cases, double* out_max_abs_error) {
   return guarded([&]() -> th_status {
     if (!out_cases) return set_status(TH_ERR_INVALID_ARGUMENT, "out_cases is NULL");

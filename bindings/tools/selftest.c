@@ -255,6 +255,11 @@ static void good_pack(const char* pack, const char* precision) {
   for (int i = 0; i < TH_LANDMARK_FLOATS; ++i) bad[i] = (i % 2 ? -3e38f : 3e38f);
   expect(th_render(a, bad, TH_LANDMARK_FLOATS, out, n), TH_OK, "render far outside the image");
 
+  int32_t files = -1;
+  expect(th_verify_files(a, &files), TH_OK, "verify every listed file");
+  check(files >= 1, "verify counts the files");
+  expect(th_verify_files(a, NULL), TH_ERR_INVALID_ARGUMENT, "verify NULL count");
+
   /* The pack's bundled test cases, run through the loaded model. */
   expect(th_render(a, lm, TH_LANDMARK_FLOATS, out, n), TH_OK, "render before self-check");
   int32_t cases = -1;
@@ -289,6 +294,7 @@ static void good_pack(const char* pack, const char* precision) {
   expect(th_drive(a, lm, TH_LANDMARK_FLOATS, 640, 480, 99, lm, TH_LANDMARK_FLOATS),
          TH_ERR_INVALID_ARGUMENT, "drive a wrong size after close (arguments first)");
   expect(th_drive_reset(a), TH_ERR_CLOSED, "drive reset after close");
+  expect(th_verify_files(a, &cases), TH_ERR_CLOSED, "verify after close");
   expect(th_set_smoothing(a, 1.0, 30.0, 1.0), TH_ERR_CLOSED, "smoothing after close");
   expect(th_close(a), TH_ERR_CLOSED, "close twice");
   free(out);

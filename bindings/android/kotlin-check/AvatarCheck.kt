@@ -65,6 +65,7 @@ fun main(args: Array<String>) {
         val payload = a.watermarkPayload
         val check = a.selfCheck()
         ensure(check.cases >= 1 && check.maxAbsError >= 0.0, "self-check $check")
+        ensure(a.verifyFiles() >= 1, "every listed file verified")
         ensure(statusOf { a.render(lm, ByteArray(7)) } == 1, "short frame buffer")
         val nan = lm.copyOf()
         nan[3] = Float.NaN
@@ -94,6 +95,7 @@ fun main(args: Array<String>) {
     avatar.close() // closing twice is a no-op
     ensure(statusOf { avatar.render(FloatArray(Avatar.LANDMARK_FLOATS)) } == 8, "render after close")
     ensure(statusOf { avatar.selfCheck() } == 8, "self-check after close")
+    ensure(statusOf { avatar.verifyFiles() } == 8, "verify after close")
     ensure(statusOf { avatar.resetDriver() } == 8, "resetDriver after close")
     ensure(statusOf { avatar.drive(syntheticMesh(0f), 640, 480, 99L) } == 8, "drive after close")
     ensure(statusOf { Avatar.open(pack, "fp16") } == 1, "bad precision")

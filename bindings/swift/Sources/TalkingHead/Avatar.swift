@@ -148,6 +148,15 @@ public final class Avatar {
         return (Int(cases), maxAbsError)
     }
 
+    /// Check every file the pack's manifest lists against its sha256 (opening checks only
+    /// the model it loads); call once after installing or downloading a pack. Returns how
+    /// many files were checked; throws TH_ERR_INTEGRITY naming a file that does not match.
+    public func verifyFiles() throws -> Int {
+        var files: Int32 = 0
+        try check(th_verify_files(handle, &files))
+        return Int(files)
+    }
+
     /// Release the native model. Idempotent; later calls throw TH_ERR_CLOSED.
     public func close() {
         if handle != 0 {

@@ -58,6 +58,7 @@ public final class JniCheck {
     require(!Arrays.equals(frame, unmarked), "the watermark changes the frame");
     double[] check = NativeBridge.selfCheck(avatar);
     require(check.length == 2 && check[0] >= 1 && check[1] >= 0, "self-check result");
+    require(NativeBridge.verifyFiles(avatar) >= 1, "every listed file verified");
     require(expectStatus(() -> NativeBridge.render(avatar, lm, new byte[7])) == 1, "short frame");
     require(expectStatus(() -> NativeBridge.render(avatar, null, frame)) == 1, "null landmarks");
     float[] nan = lm.clone();
@@ -95,6 +96,7 @@ public final class JniCheck {
     require(expectStatus(() -> NativeBridge.setWatermark(avatar, false)) == 8, "set after close");
     require(expectStatus(() -> NativeBridge.watermarkPayload(avatar)) == 8, "payload after close");
     require(expectStatus(() -> NativeBridge.selfCheck(avatar)) == 8, "self-check after close");
+    require(expectStatus(() -> NativeBridge.verifyFiles(avatar)) == 8, "verify after close");
     require(expectStatus(() -> NativeBridge.driveReset(avatar)) == 8, "driveReset after close");
     require(expectStatus(() -> NativeBridge.drive(avatar, syntheticMesh(0f), 640, 480, 99, driven))
         == 8, "drive after close");

@@ -16,5 +16,6 @@ final class NativeBridge {
   static native void setWatermark(long avatar, boolean enabled);
   static native int[] watermarkPayload(long avatar);
   static native double[] selfCheck(long avatar);
+  static native int verifyFiles(long avatar);
   static native void close(long avatar);
 }

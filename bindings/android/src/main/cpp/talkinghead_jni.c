@@ -161,6 +161,14 @@ JNIEXPORT jdoubleArray JNICALL Java_com_talkinghead_NativeBridge_selfCheck(JNIEn
   return out;
 }
 
+JNIEXPORT jint JNICALL Java_com_talkinghead_NativeBridge_verifyFiles(JNIEnv* env, jclass cls,
+                                                                     jlong avatar) {
+  (void)cls;
+  int32_t files = 0;
+  if (failed(env, th_verify_files((th_avatar)avatar, &files))) return 0;
+  return (jint)files;
+}
+
 JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_close(JNIEnv* env, jclass cls,
                                                                jlong avatar) {
   (void)cls;

@@ -96,6 +96,14 @@ class Avatar private constructor(private var handle: Long) : AutoCloseable {
     fun selfCheck(): SelfCheckResult =
         NativeBridge.selfCheck(handle).let { SelfCheckResult(it[0].toInt(), it[1]) }
 
+    /**
+     * Check every file the pack's manifest lists against its sha256 (open checks only the
+     * model it loads); call once after installing or downloading a pack. Returns how many
+     * files were checked; throws with status 4 (TH_ERR_INTEGRITY) naming a file that does
+     * not match, 3 (TH_ERR_PACK) for a missing one.
+     */
+    fun verifyFiles(): Int = NativeBridge.verifyFiles(handle)
+
     @Synchronized
     override fun close() {
         if (handle != 0L) {
@@ -143,5 +151,6 @@ internal object NativeBridge {
     @JvmStatic external fun setWatermark(avatar: Long, enabled: Boolean)
     @JvmStatic external fun watermarkPayload(avatar: Long): IntArray
     @JvmStatic external fun selfCheck(avatar: Long): DoubleArray
+    @JvmStatic external fun verifyFiles(avatar: Long): Int
     @JvmStatic external fun close(avatar: Long)
 }
