@@ -445,9 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--precision", choices=["fp32", "int8"], default="int8")
     r.add_argument(
         "--backend",
-        choices=["executorch", "litert", "onnxruntime", "auto"],
+        choices=["executorch", "litert", "onnxruntime", "auto", "native"],
         default="executorch",
-        help="runtime to render with (auto: the first installed one the pack has a model for)",
+        help="runtime to render with (auto: the first installed one the pack has a model for; "
+        "native: the C library of bindings/, driven by raw MediaPipe meshes as on a phone)",
     )
     r.add_argument("--threads", type=int, help="CPU threads for the runtime (default: its own)")
     r.add_argument(

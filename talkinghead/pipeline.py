@@ -386,10 +386,39 @@ def render_pack(
 ) -> dict:
     """Render a pack from built-in motion or a driving video; write MP4 + WebP.
 
-    ``backend`` is a runtime name or "auto" (``AvatarOptions.backend``). Frames are watermarked and both files labelled as AI-generated; ``watermark=False`` is
+    ``backend`` is a runtime name or "auto" (``AvatarOptions.backend``), or "native": the C
+    library of ``bindings/`` (built with CMake on first use), driven as a phone app drives
+    it, raw MediaPipe meshes through ``th_drive``. Frames are watermarked and both files labelled as AI-generated; ``watermark=False`` is
     the documented opt-out (warned, and recorded in the labels)."""
-    from talkinghead.sdk.avatar import Avatar, AvatarOptions, track_video
     from talkinghead.sdk.media import write_mp4, write_webp
+
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise InvalidInputError(f"num_frames must be a positive int, got {frames!r}")
+    if backend == "native":
+        if num_threads is not None:
+            raise InvalidInputError(
+                "num_threads is not supported with the native backend: the C library runs "
+                "on ExecuTorch's default thread pool"
+            )
+        video, fps, label, result = _render_native(
+            pack, driver, frames, precision, fps, progress, watermark
+        )
+    else:
+        video, fps, label, result = _render_python(
+            pack, driver, frames, precision, fps, progress, watermark, backend, num_threads
+        )
+    out_dir = Path(out_dir)
+    result["mp4"] = str(write_mp4(video, out_dir / "avatar.mp4", fps=fps, label=label))
+    result["webp"] = str(write_webp(video, out_dir / "avatar.webp", fps=fps, label=label))
+    result["watermark"] = label["watermark"]
+    result["frames"] = int(len(video))
+    result["precision"] = precision
+    return result
+
+
+def _render_python(pack, driver, frames, precision, fps, progress, watermark, backend, threads):
+    """render_pack through the Python SDK's Avatar: (frames, fps, label, timings)."""
+    from talkinghead.sdk.avatar import Avatar, AvatarOptions, track_video
 
     result: dict = {}
     t0 = time.perf_counter()
@@ -398,7 +427,7 @@ def render_pack(
         backend=backend,
         precision=precision,
         watermark=watermark,
-        num_threads=num_threads,
+        num_threads=threads,
     )
     with Avatar.create_from_options(opts) as avatar:
         label = avatar.provenance_label
@@ -414,13 +443,72 @@ def render_pack(
             video = avatar.animate(frames, fps=fps, progress=progress)
         secs = time.perf_counter() - t0
         result["render_ms_per_frame"] = round(1000 * secs / len(video), 2)
-    out_dir = Path(out_dir)
-    result["mp4"] = str(write_mp4(video, out_dir / "avatar.mp4", fps=fps, label=label))
-    result["webp"] = str(write_webp(video, out_dir / "avatar.webp", fps=fps, label=label))
-    result["watermark"] = label["watermark"]
-    result["frames"] = int(len(video))
-    result["precision"] = precision
-    return result
+    return video, fps, label, result
+
+
+def _tracked_meshes(driver, frames: int, progress: bool) -> tuple[list, tuple[int, int], float]:
+    """Raw MediaPipe meshes of a driving video, normalised as the phone's tracker gives them
+    (no smoothing: th_drive smooths): ([(timestamp_ms, (478, 3) or None)], (w, h), fps)."""
+    from talkinghead.errors import NoFaceError
+    from talkinghead.sdk.sources import VideoFileSource
+    from talkinghead.sdk.tracker import FaceTrackerOptions
+    from talkinghead.sdk.tracks import track_frames
+
+    size: list[tuple[int, int]] = []
+
+    def sized(source):
+        for frame, ts in source:
+            size[:] = [(frame.shape[1], frame.shape[0])]
+            yield frame, ts
+
+    with VideoFileSource(driver, max_frames=frames) as source:
+        fps = source.fps
+        options = FaceTrackerOptions(smoothing=None, on_face_lost="hold")
+        results = track_frames(sized(source), options, progress=progress, total=frames)
+    if not any(face is not None for _, face in results):
+        raise NoFaceError(f"no face found in any frame of {driver}")
+    w, h = size[0]
+    scale = np.array([w, h, w], np.float32)
+    meshes = [(ts, None if f is None else f.landmarks / scale) for ts, f in results]
+    return meshes, (w, h), fps
+
+
+def _render_native(pack, driver, frames, precision, fps, progress, watermark):
+    """render_pack through the C library (bindings/), as a phone app runs it: the pack's
+    every file hash-checked by th_verify_files, the driver's raw MediaPipe meshes through
+    th_drive (smoothing, the 68 points, retargeting), frames from th_render."""
+    from tqdm.auto import tqdm
+
+    from talkinghead.bindings.native import NativeAvatar
+    from talkinghead.sdk.motion import builtin_motion
+    from talkinghead.sdk.pack import open_pack
+    from talkinghead.sdk.provenance import pack_label
+
+    result: dict = {"backend": "native"}
+    t0 = time.perf_counter()
+    with open_pack(pack, verify=False) as opened:  # a .zip is extracted; C checks the hashes
+        with NativeAvatar(opened.root, precision) as avatar:
+            result["verified_files"] = avatar.verify_files()
+            avatar.set_watermark(watermark)
+            label = pack_label(opened.manifest, watermark=watermark)
+            result["load_s"] = round(time.perf_counter() - t0, 3)
+            t0 = time.perf_counter()
+            if driver is not None:
+                meshes, size, fps = _tracked_meshes(driver, frames, progress)
+                result["track_s"] = round(time.perf_counter() - t0, 2)
+                t0 = time.perf_counter()
+                first = next(i for i, (_, m) in enumerate(meshes) if m is not None)
+                landmarks = []
+                for ts, mesh in meshes[first:]:  # the tracker holds a lost face
+                    landmarks.append(avatar.drive(mesh, size, ts))
+                landmarks = [landmarks[0]] * first + landmarks
+            else:
+                landmarks = builtin_motion(avatar.neutral_landmarks, frames, fps=fps)
+            video = np.stack(
+                [avatar.render(lm) for lm in tqdm(landmarks, desc="render", disable=not progress)]
+            )
+    result["render_ms_per_frame"] = round(1000 * (time.perf_counter() - t0) / len(video), 2)
+    return video, fps, label, result
 
 
 def track_photo_preview(image: str | os.PathLike[str], out: Path) -> str:
