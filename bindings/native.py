@@ -334,6 +334,10 @@ class NativeAvatar:
             arr = np.ascontiguousarray(mesh, dtype=np.float32)
         except (TypeError, ValueError) as e:
             raise InvalidInputError(f"mesh must be numeric: {e}") from e
+        if arr.ndim != 2 or arr.shape[0] not in (478, 468) or arr.shape[1] not in (3, 2):
+            raise InvalidInputError(
+                f"mesh must have shape (478 or 468 MediaPipe points, 3 or 2), got {arr.shape}"
+            )
         if (
             not isinstance(image_size, (tuple, list))
             or len(image_size) != 2

@@ -388,8 +388,9 @@ def render_pack(
 
     ``backend`` is a runtime name or "auto" (``AvatarOptions.backend``), or "native": the C
     library of ``bindings/`` (built with CMake on first use), driven as a phone app drives
-    it, raw MediaPipe meshes through ``th_drive``. Frames are watermarked and both files labelled as AI-generated; ``watermark=False`` is
-    the documented opt-out (warned, and recorded in the labels)."""
+    it, raw MediaPipe meshes through ``th_drive``. Frames are watermarked and both files
+    labelled as AI-generated; ``watermark=False`` is the documented opt-out (warned, and
+    recorded in the labels)."""
     from talkinghead.sdk.media import write_mp4, write_webp
 
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
@@ -490,6 +491,12 @@ def _render_native(pack, driver, frames, precision, fps, progress, watermark):
         with NativeAvatar(opened.root, precision) as avatar:
             result["verified_files"] = avatar.verify_files()
             avatar.set_watermark(watermark)
+            if not watermark:
+                log.warning(
+                    "watermark off: native frames of avatar %r will not be marked as "
+                    "synthetic; the files' labels record 'watermark': 'off'",
+                    opened.manifest.name,
+                )
             label = pack_label(opened.manifest, watermark=watermark)
             result["load_s"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()

@@ -308,7 +308,8 @@ def test_drive_rejects_bad_input(avatar_pack, native_build, lib, tracked_meshes)
         bad = [
             (meshes[0][:477], size, "478 or 468 MediaPipe points"),
             (meshes[0][:, :1], size, "478 or 468 MediaPipe points"),
-            (np.zeros((68, 2), np.float32), size, "got 136"),
+            (np.zeros((68, 2), np.float32), size, "478 or 468 MediaPipe points"),
+            (meshes[0].T, size, "478 or 468 MediaPipe points"),  # (3, 478): points as columns
             ([["x"] * 3] * 478, size, "must be numeric"),
             (meshes[0], (0, 512), "image size must be in"),
             (meshes[0], (512, 70000), "image size must be in"),
