@@ -63,7 +63,9 @@ bool Driver::step(const float* mesh, int n, int dims, int width, int height, int
       x_.assign(px.begin(), px.end());
       dx_.assign(px.size(), 0.0);
     } else {
-      const double dt = double(t_ms - t_ms_) / 1000.0;
+      // t_ms > t_ms_ (the caller checked), so the unsigned difference is exact and >= 1 even
+      // for timestamps whose int64 difference would overflow.
+      const double dt = double(uint64_t(t_ms) - uint64_t(t_ms_)) / 1000.0;
       const double a_d = alpha(params_.d_cutoff, dt);
       for (size_t k = 0; k < px.size(); ++k) {
         const double v = double(px[k]);

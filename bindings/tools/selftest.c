@@ -180,6 +180,20 @@ static void drive_checks(th_avatar a, const float* neutral) {
   check(memcmp(out, neutral, sizeof out) == 0, "the new neutral frame gives the neutral face");
   expect(th_drive_reset(a), TH_OK, "drive reset");
   expect(th_set_smoothing(a, 1.0, 30.0, 1.0), TH_OK, "smoothing back on");
+  /* Timestamps at the ends of int64, and two that a double cannot tell apart: finite output. */
+  const int64_t stamps[] = {INT64_MIN, INT64_MIN + 1, 0, ((int64_t)1 << 60), ((int64_t)1 << 60) + 1,
+                            INT64_MAX};
+  for (size_t k = 0; k < sizeof stamps / sizeof stamps[0]; ++k) {
+    for (int i = 0; i < TH_MESH_POINTS; ++i) mesh[3 * i] += 0.001f;
+    expect(th_drive(a, mesh, floats, 640, 480, stamps[k], out, TH_LANDMARK_FLOATS), TH_OK,
+           "drive at an extreme timestamp");
+    int finite = 1;
+    for (int i = 0; i < TH_LANDMARK_FLOATS; ++i) finite = finite && isfinite(out[i]);
+    check(finite, "extreme timestamps give finite landmarks");
+  }
+  expect(th_drive(a, mesh, floats, 640, 480, INT64_MAX, out, TH_LANDMARK_FLOATS), TH_ERR_TIMESTAMP,
+         "nothing comes after INT64_MAX");
+  expect(th_drive_reset(a), TH_OK, "drive reset again");
 }
 
 static void good_pack(const char* pack, const char* precision) {
