@@ -255,7 +255,9 @@ class NativeAvatar:
     ``render``: landmarks (68, 2) float px -> (S, S, 3) uint8 RGB, the same frame as the
     Python SDK's ExecuTorch path (rasterise, to_model_input, run, from_model_output), then
     watermarked as ``Avatar`` does (``pack_watermark(manifest).embed``) unless
-    ``set_watermark(False)`` turned marking off.
+    ``set_watermark(False)`` turned marking off. ``drive``: one MediaPipe mesh -> the
+    landmarks to render, as the phone runs it (th_drive). ``verify_files`` and
+    ``self_check``: the pack's hashes and bundled test cases, checked natively.
     """
 
     def __init__(
