@@ -44,7 +44,8 @@ bool Driver::step(const float* mesh, int n, int dims, int width, int height, int
   // Pixels, in float32 as the SDK converts MediaPipe's result; then the face size (the
   // larger side of the raw mesh's box), which makes speeds face sizes per second.
   const float fw = float(width), fh = float(height);
-  std::vector<float> px(size_t(n) * 2);
+  std::vector<float>& px = px_;  // reused: no allocation per frame
+  px.resize(size_t(n) * 2);
   float x0 = 0, x1 = 0, y0 = 0, y1 = 0;
   for (int i = 0; i < n; ++i) {
     const float x = mesh[size_t(i) * dims] * fw, y = mesh[size_t(i) * dims + 1] * fh;

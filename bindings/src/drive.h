@@ -54,6 +54,7 @@ class Driver {
   bool has_state_ = false;
   int64_t t_ms_ = 0;
   std::vector<double> x_, dx_;  // filtered x, y of every mesh point, and their speeds
+  std::vector<float> px_;       // this frame's points in px (scratch)
   bool has_neutral_ = false;
   double ref_[136] = {};        // the driver's neutral 68 points, px
   double scale_ = 0.0, rot_[4] = {};  // similarity taking ref_ onto the avatar's neutral

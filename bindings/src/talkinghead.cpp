@@ -55,6 +55,7 @@ struct Avatar {
   std::unique_ptr<talkinghead::Watermark> watermark;
   bool marking = true;  // th_set_watermark; read and written under `mu`
   talkinghead::Driver driver;  // th_drive; used under `mu`
+  float neutral[TH_LANDMARK_FLOATS] = {};  // info.neutral as float32, the SDK's dtype
 };
 
 std::mutex g_registry_mu;
@@ -270,6 +271,7 @@ th_status th_open(const char* pack_dir, const char* precision, th_avatar* out_av
     auto avatar = std::make_shared<Avatar>();
     const std::string dir(pack_dir);
     if (Failure f = talkinghead::read_manifest(dir, precision, &avatar->info)) return set_failure(f);
+    for (size_t i = 0; i < TH_LANDMARK_FLOATS; ++i) avatar->neutral[i] = float(avatar->info.neutral[i]);
     if (Failure f = talkinghead::read_model(avatar->info, &avatar->program)) return set_failure(f);
     if (Failure f = load_model(avatar.get())) return set_failure(f);
     avatar->payload = {talkinghead::pack_id(avatar->info), talkinghead::sdk_version_code(TALKINGHEAD_VERSION)};
@@ -301,7 +303,7 @@ th_status th_neutral_landmarks(th_avatar handle, float* out, size_t out_floats) 
     if (th_status s = check_landmark_arg(out, out_floats)) return s;
     auto a = find_avatar(handle);
     if (!a) return closed_status(handle);
-    for (size_t i = 0; i < TH_LANDMARK_FLOATS; ++i) out[i] = float(a->info.neutral[i]);
+    std::memcpy(out, a->neutral, sizeof a->neutral);
     return set_status(TH_OK, "");
   });
 }
@@ -484,11 +486,10 @@ th_status th_drive(th_avatar handle, const float* mesh, size_t mesh_floats, int3
                                               std::to_string(timestamp_ms) + " after " +
                                               std::to_string(driver.last_timestamp_ms()));
     }
-    float neutral[TH_LANDMARK_FLOATS];
-    for (size_t i = 0; i < TH_LANDMARK_FLOATS; ++i) neutral[i] = float(a->info.neutral[i]);
     float out[TH_LANDMARK_FLOATS];
     std::string error;
-    if (!driver.step(mesh, n, dims, image_width, image_height, timestamp_ms, neutral, out, &error)) {
+    if (!driver.step(mesh, n, dims, image_width, image_height, timestamp_ms, a->neutral, out,
+                     &error)) {
       return set_status(TH_ERR_INVALID_LANDMARKS, error);
     }
     std::memcpy(out_landmarks, out, sizeof out);
