@@ -30,6 +30,7 @@ import os
 import shutil
 import stat
 import tempfile
+import weakref
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,14 @@ from typing import Any
 from talkinghead import __version__ as SDK_VERSION
 from talkinghead.errors import InvalidInputError, PackError, PackIntegrityError
 from talkinghead.sdk.assets import sha256_file
+from talkinghead.sdk.files import (
+    MAX_MANIFEST_BYTES,
+    MAX_PACK_FILE_BYTES,
+    MAX_PARITY_BYTES,
+    output_folder,
+    read_regular,
+    sha256_regular,
+)
 
 SCHEMA_VERSION = 2
 SUPPORTED_SCHEMA_VERSIONS = (1, 2)
@@ -55,6 +64,7 @@ FORMATS = {".pte": "pte", ".tflite": "tflite", ".onnx": "onnx", ".ort": "ort"}
 # Zip extraction limits: a pack is a few small models and a photo, never gigabytes.
 MAX_ZIP_BYTES = 1 << 30
 MAX_ZIP_MEMBERS = 1000
+MAX_ZIP_NAME = 1024
 _CHUNK = 1 << 20
 
 
@@ -498,19 +508,31 @@ class AvatarManifest:
 def load_manifest(folder: str | os.PathLike[str]) -> AvatarManifest:
     """Read and validate ``folder/manifest.json``. Raises PackError with the reason."""
     path = Path(folder) / MANIFEST_NAME
+    if not path.exists() and not path.is_symlink():
+        raise PackError(f"not an avatar pack: {path} does not exist")
+    # A regular file (not a FIFO, device or link) of bounded size, checked before reading.
+    raw = read_regular(path, MAX_MANIFEST_BYTES, PackError)
+    return parse_manifest(raw, str(path))
+
+
+def parse_manifest(raw: bytes, where: str = MANIFEST_NAME) -> AvatarManifest:
+    """Decode and validate manifest bytes; PackError names what is wrong."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PackError(f"not an avatar pack: {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise PackError(f"cannot read {path}: {e}") from e
-    try:
-        data = json.loads(text)
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise PackError(f"{where} is not UTF-8: {e.reason} at byte {e.start}") from None
     except json.JSONDecodeError as e:
         raise PackError(
-            f"{path} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
-        ) from e
-    return AvatarManifest.from_json(data)
+            f"{where} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
+    except RecursionError:
+        raise PackError(f"{where} is nested too deeply") from None
+    except ValueError as e:  # e.g. an integer of more digits than Python converts
+        raise PackError(f"{where} holds a value out of range: {e}") from None
+    try:
+        return AvatarManifest.from_json(data)
+    except RecursionError:
+        raise PackError(f"{where} is nested too deeply") from None
 
 
 # ----------------------------------------------------------------------------- writing
@@ -567,15 +589,32 @@ def write_pack(
     if not models:
         raise InvalidInputError("a pack needs at least one model")
     landmarks = _landmarks_68x2(_tolist(neutral_landmarks), "neutral_landmarks", InvalidInputError)
-    root = Path(folder)
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise InvalidInputError(
-                f"{root} exists and is not empty (pass overwrite=True to replace it)"
-            )
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed into place: an existing folder is refused unless
+    # ``overwrite``, which replaces only the pack's own files (never the folder's others).
+    with output_folder(folder, force=overwrite) as tmp:
+        _write_pack_files(
+            tmp, name=name, resolution=resolution, models=models, landmarks=landmarks,
+            photo=photo, identity_params=identity_params, files=files, parity=parity,
+            parity_info=parity_info, provenance=provenance,
+        )  # fmt: skip
+    return Path(folder)
 
+
+def _write_pack_files(
+    root: Path,
+    *,
+    name: str,
+    resolution: int,
+    models: Sequence[ModelSource],
+    landmarks: tuple[tuple[float, float], ...],
+    photo: str | os.PathLike[str] | None,
+    identity_params: Mapping[str, Any] | None,
+    files: Mapping[str, str | os.PathLike[str] | bytes] | None,
+    parity: Mapping[str, Any] | None,
+    parity_info: Mapping[str, Any] | None,
+    provenance: Mapping[str, Any] | None,
+) -> None:
+    """write_pack's body, into the empty folder ``root``."""
     written: dict[str, str] = {}
 
     def put(rel: str, src: str | os.PathLike[str] | bytes) -> str:
@@ -648,7 +687,6 @@ def write_pack(
     text = json.dumps(manifest.to_json(), indent=2, allow_nan=False)
     AvatarManifest.from_json(json.loads(text))
     (root / MANIFEST_NAME).write_text(text + "\n", encoding="utf-8")
-    return root
 
 
 def _tolist(x: Any) -> Any:
@@ -761,7 +799,12 @@ def verify_pack(
         if _inside(root, rel) is None or not p.is_file():
             report.unsafe.append(rel)
             continue
-        if sha256_file(p) != expected:
+        try:
+            digest = sha256_regular(p, MAX_PACK_FILE_BYTES, PackError)
+        except PackError:  # a FIFO, a device, too large, or swapped for a link meanwhile
+            report.unsafe.append(rel)
+            continue
+        if digest != expected:
             report.mismatched.append(rel)
         else:
             report.checked.append(rel)
@@ -795,7 +838,7 @@ def extract_zip(
     dest = Path(dest)
     try:
         zf = zipfile.ZipFile(zip_path)
-    except (OSError, zipfile.BadZipFile) as e:
+    except (OSError, zipfile.BadZipFile, ValueError, NotImplementedError) as e:
         raise PackError(f"cannot open zipped pack {zip_path}: {e}") from e
     with zf:
         infos = zf.infolist()
@@ -820,13 +863,20 @@ def extract_zip(
             rel = safe_relpath(info.filename)
             if rel in seen:
                 raise PackError(f"zipped pack {zip_path}: member {rel!r} appears twice")
+            if info.flag_bits & 0x1:
+                raise PackError(f"zipped pack {zip_path}: member {rel!r} is encrypted")
+            if len(rel) > MAX_ZIP_NAME or any(len(p.encode()) > 255 for p in rel.split("/")):
+                raise PackError(f"zipped pack {zip_path}: member name too long: {rel[:60]!r}...")
             seen.add(rel)
             plan.append((info, rel))
+        dirs = {"/".join(r.split("/")[:i]) for r in seen for i in range(1, r.count("/") + 1)}
+        if clash := sorted(seen & dirs):  # 'x' and 'x/y': one name cannot be both
+            raise PackError(f"zipped pack {zip_path}: {clash[0]!r} is both a file and a folder")
         total = 0
         for info, rel in plan:  # everything checked before anything is written
             out = dest / rel
-            out.parent.mkdir(parents=True, exist_ok=True)
             try:
+                out.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(out, "wb") as dst:
                     while chunk := src.read(_CHUNK):
                         total += len(chunk)
@@ -835,7 +885,8 @@ def extract_zip(
                                 f"zipped pack {zip_path} expands beyond {max_bytes} bytes"
                             )
                         dst.write(chunk)
-            except (zipfile.BadZipFile, OSError, EOFError) as e:  # CRC errors, truncated archives
+            # CRC errors, truncated archives, unknown compression methods
+            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, NotImplementedError) as e:
                 raise PackError(f"zipped pack {zip_path}: cannot extract {rel!r}: {e}") from e
     if (dest / MANIFEST_NAME).is_file():
         return dest
@@ -844,6 +895,36 @@ def extract_zip(
     if len(subdirs) == 1 and (subdirs[0] / MANIFEST_NAME).is_file():
         return subdirs[0]
     raise PackError(f"zipped pack {zip_path} has no {MANIFEST_NAME} at its root")
+
+
+def _check_npz_size(data: bytes, max_bytes: int) -> None:
+    """PackError when the arrays of an .npz would decode to more than ``max_bytes`` in all.
+
+    A few compressed MB can hold a GB of zeros; each member's .npy header says its shape
+    and dtype, and is read without decoding the array.
+    """
+    import io
+
+    import numpy as np
+
+    total = 0
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        if len(zf.infolist()) > MAX_ZIP_MEMBERS:
+            raise PackError(f"parity file has {len(zf.infolist())} arrays")
+        for info in zf.infolist():
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            if dtype.hasobject:
+                raise PackError(f"parity array {info.filename!r} has dtype object")
+            total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if total > max_bytes:
+                raise PackError(
+                    f"parity arrays would decode to more than {max_bytes >> 20} MB"
+                )
 
 
 # ----------------------------------------------------------------------------- the pack
@@ -862,6 +943,10 @@ class AvatarPack:
         self.root = root
         self.manifest = manifest
         self._tempdir = tempdir
+        # An unclosed pack still removes its extraction folder when collected or at exit.
+        self._cleanup = (
+            weakref.finalize(self, shutil.rmtree, str(tempdir), True) if tempdir else None
+        )
 
     def path(self, rel: str) -> Path:
         """The filesystem path of a listed pack file."""
@@ -875,7 +960,7 @@ class AvatarPack:
 
     def read_verified(self, rel: str) -> bytes:
         """The bytes of a listed file, after checking them against the manifest's sha256."""
-        data = self.path(rel).read_bytes()
+        data = read_regular(self.path(rel), MAX_PACK_FILE_BYTES, PackError)
         if hashlib.sha256(data).hexdigest() != self.manifest.files[safe_relpath(rel)]:
             raise PackIntegrityError(
                 f"pack file {rel!r} does not match its sha256 (corrupt or modified)"
@@ -897,14 +982,15 @@ class AvatarPack:
             raise PackError(f"pack {self.manifest.name!r} has no parity vectors")
         data = self.read_verified(self.manifest.parity["file"])
         try:
+            _check_npz_size(data, MAX_PARITY_BYTES)
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 return {k: npz[k] for k in npz.files}
-        except (ValueError, OSError, zipfile.BadZipFile) as e:
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError, NotImplementedError) as e:
             raise PackError(f"parity file of pack {self.manifest.name!r} is unreadable: {e}") from e
 
     def close(self) -> None:
-        if self._tempdir is not None:
-            shutil.rmtree(self._tempdir, ignore_errors=True)
+        if self._cleanup is not None:
+            self._cleanup()  # removes the extraction folder, once
             self._tempdir = None
 
     def __enter__(self) -> AvatarPack:

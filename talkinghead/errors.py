@@ -53,3 +53,11 @@ class TimestampError(InvalidInputError):
 
 class CameraError(ImageReadError):
     """A camera is absent, cannot be opened, or stopped delivering frames."""
+
+
+class OutputExistsError(InvalidInputError):
+    """An output file or a non-empty output folder exists and ``force`` was not given."""
+
+
+class SignatureError(PackError):
+    """A pack is unsigned, or not signed by a trusted key, where a signature is required."""

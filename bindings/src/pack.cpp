@@ -27,9 +27,11 @@ constexpr int kMaxResolution = 4096;
 Failure fail(th_status status, std::string message) { return Failure{status, std::move(message)}; }
 
 // Read a regular file, refusing links (O_NOFOLLOW) and anything over `limit` bytes.
+// O_NONBLOCK: opening a FIFO for reading blocks until a writer appears, so the open must
+// not wait; fstat then refuses everything that is not a regular file before any read.
 Failure read_file(const std::string& path, size_t limit, std::vector<uint8_t>* out,
                   th_status missing_status) {
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
   if (fd < 0) {
     int e = errno;
     if (e == ELOOP) return fail(TH_ERR_PACK, path + " is a symbolic link");
