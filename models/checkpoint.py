@@ -15,10 +15,15 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from talkinghead.errors import CheckpointError
+from talkinghead.models.refiner import RefinerConfig, RefinerGenerator
 from talkinghead.models.student import StudentConfig, StudentGenerator
 from talkinghead.models.teacher import Teacher, TeacherConfig
 
-_KINDS = {"teacher": (TeacherConfig, Teacher), "student": (StudentConfig, StudentGenerator)}
+_KINDS = {
+    "teacher": (TeacherConfig, Teacher),
+    "student": (StudentConfig, StudentGenerator),
+    "refiner": (RefinerConfig, RefinerGenerator),
+}
 
 
 def save_checkpoint(
