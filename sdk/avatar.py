@@ -2,19 +2,23 @@
 
     options = AvatarOptions(pack="my_avatar/", backend="executorch", precision="int8")
     with Avatar.create_from_options(options) as avatar:
-        frame = avatar.render(landmarks68)          # IMAGE mode
+        frame = avatar.render(mesh)                 # IMAGE mode: a (478, 3) target mesh
         frames = avatar.animate(num_frames=100)     # built-in motion on the enrolled face
+        frames = avatar.drive(driver_meshes)        # a driver's tracked meshes, retargeted
 
-Per frame only the landmarks change: they are rasterised (68 points -> coloured polylines)
-and the pack's generator renders the face. Everything identity-dependent was folded into
-the model when the pack was made, so nothing is recomputed per frame.
+Warp and refine: per frame, the enrolled photo is warped to the target mesh
+(``sdk/warp.py``, plain geometry outside the model), the target's 68 landmarks are
+rasterised, and the pack's universal refiner turns warp + landmarks + validity into the
+finished frame. Everything identity-dependent is the pack's rig (photo, mesh, anchors,
+triangles), read once at open; no model is trained or folded per face.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,12 +27,13 @@ from tqdm.auto import tqdm
 from talkinghead.errors import BackendError, InvalidInputError
 from talkinghead.models.rasterize import rasterize_landmarks
 from talkinghead.sdk.backends import check_num_threads, choose_backend, create_backend
-from talkinghead.sdk.landmarks import validate_landmarks68
-from talkinghead.sdk.motion import builtin_motion
+from talkinghead.sdk.landmarks import NUM_MESH_POINTS
+from talkinghead.sdk.mesh_motion import builtin_mesh_motion, retarget_mesh, retarget_meshes
+from talkinghead.sdk.model_check import load_pack_model
 from talkinghead.sdk.pack import AvatarPack, open_pack
 from talkinghead.sdk.provenance import pack_label, pack_watermark
-from talkinghead.sdk.retarget import relative_motion
-from talkinghead.sdk.tensors import from_model_output, to_model_input
+from talkinghead.sdk.tensors import from_model_output
+from talkinghead.sdk.warp import check_mesh, landmarks68, refiner_input, warp_to
 from talkinghead.sdk.tracker import RunningMode, check_running_mode, next_timestamp
 
 FrameCallback = Callable[[np.ndarray, int], None]
@@ -52,6 +57,17 @@ class AvatarOptions:
     num_threads: CPU threads for the runtime (None: its default, every core for ExecuTorch
         and LiteRT's XNNPACK). ExecuTorch's pool is process-wide: a size other than the
         current one is refused while another ExecuTorch avatar is open.
+    trusted_keys: Ed25519 public keys (bytes, hex, or ``.pub`` files; ``sdk.signing``).
+        When given, a pack not signed by one of them is refused (SignatureError).
+
+    With ``verify``, each model is also loaded and run once in a child process before this
+    process parses it, and its real input and output shapes must be the manifest's
+    (``sdk.model_check``): a hostile program that aborts or crashes its runtime takes only
+    the child down.
+
+    Threads: one Avatar may be shared by threads. Its calls are serialised by a lock (the
+    runtimes' interpreters are not safe under concurrent calls); for parallel rendering,
+    open one Avatar per thread.
     """
 
     pack: str | os.PathLike[str]
@@ -62,6 +78,7 @@ class AvatarOptions:
     verify: bool = True
     watermark: bool = True
     num_threads: int | None = None
+    trusted_keys: Sequence[bytes | str | os.PathLike[str]] | None = None
 
 
 class Avatar:
@@ -72,9 +89,12 @@ class Avatar:
         self._pack = pack
         self._backend = backend
         self._last_ts: int | None = None
+        self._lock = threading.RLock()  # one call at a time into the runtime (see AvatarOptions)
         m = pack.manifest
         self.resolution: int = m.resolution
         self.neutral_landmarks: np.ndarray = np.asarray(m.identity.neutral_landmarks, np.float32)
+        self._rig = pack.load_rig()
+        self.neutral_mesh: np.ndarray = self._rig.mesh.copy()  # (478, 3) crop px
         self.name: str = m.name
         self.backend_name: str = backend.name  # the runtime chosen (resolves "auto")
         self.precision: str = options.precision
@@ -96,10 +116,22 @@ class Avatar:
             )
         if not isinstance(options.watermark, bool):
             raise InvalidInputError(f"watermark must be a bool, got {options.watermark!r}")
+        if not isinstance(options.verify, bool):
+            raise InvalidInputError(f"verify must be a bool, got {options.verify!r}")
+        if not isinstance(options.pack, (str, os.PathLike)):
+            raise InvalidInputError(
+                f"pack must be a folder or .zip path, got {type(options.pack).__name__}"
+            )
+        if not isinstance(options.backend, str) or not isinstance(options.precision, str):
+            raise InvalidInputError("backend and precision must be strings")
+        if options.result_callback is not None and not callable(options.result_callback):
+            raise InvalidInputError(
+                f"result_callback must be callable, got {type(options.result_callback).__name__}"
+            )
         if options.running_mode is RunningMode.LIVE_STREAM and options.result_callback is None:
             raise InvalidInputError("LIVE_STREAM mode needs a result_callback")
         check_num_threads(options.num_threads)
-        pack = open_pack(options.pack, verify=options.verify)
+        pack = open_pack(options.pack, verify=options.verify, trusted_keys=options.trusted_keys)
         try:
             name = options.backend
             if name == "auto":
@@ -107,7 +139,7 @@ class Avatar:
             entry = pack.model(options.precision, name)
             backend = create_backend(name, num_threads=options.num_threads)
             if hasattr(backend, "load_bytes"):
-                backend.load_bytes(pack.read_verified(entry.file), source=entry.file)
+                load_pack_model(pack, entry, backend, isolate=options.verify)
             else:
                 backend.load(pack.path(entry.file), sha256=entry.sha256)
         except BaseException:
@@ -129,37 +161,51 @@ class Avatar:
     def _check_timestamp(self, timestamp_ms: int) -> None:
         self._last_ts = next_timestamp(timestamp_ms, self._last_ts)
 
-    def _render(self, landmarks68: np.ndarray) -> np.ndarray:
-        lm = validate_landmarks68(landmarks68)
-        x = to_model_input(rasterize_landmarks(lm, self.resolution))[None]
-        frame = from_model_output(self._backend.run(x))[0]
+    def _render(self, mesh: np.ndarray) -> np.ndarray:
+        """Warp the photo to ``mesh``, refine, watermark: ``(S, S, 3) uint8``."""
+        warped = warp_to(self._rig, mesh)
+        lm_img = rasterize_landmarks(landmarks68(mesh), self.resolution)
+        frame = from_model_output(self._backend.run(refiner_input(warped, lm_img)))[0]
         return frame if self._watermark is None else self._watermark.embed(frame)
 
-    def render(self, landmarks68: np.ndarray) -> np.ndarray:
-        """IMAGE mode. landmarks68: (68, 2) float32, crop pixels -> (S, S, 3) uint8 RGB."""
-        self._require_mode(RunningMode.IMAGE)
-        return self._render(landmarks68)
+    def render(self, mesh: np.ndarray) -> np.ndarray:
+        """IMAGE mode. mesh: (478, 3) float, the target face in crop px -> (S, S, 3) uint8 RGB."""
+        with self._lock:
+            self._require_mode(RunningMode.IMAGE)
+            return self._render(check_mesh(mesh))
 
-    def render_for_video(self, landmarks68: np.ndarray, timestamp_ms: int) -> np.ndarray:
+    def render_for_video(self, mesh: np.ndarray, timestamp_ms: int) -> np.ndarray:
         """VIDEO mode: like ``render``, with strictly increasing timestamps."""
-        self._require_mode(RunningMode.VIDEO)
-        self._check_timestamp(timestamp_ms)
-        return self._render(landmarks68)
+        with self._lock:
+            self._require_mode(RunningMode.VIDEO)
+            m = check_mesh(mesh)  # a rejected frame keeps its timestamp unused
+            self._check_timestamp(timestamp_ms)
+            return self._render(m)
 
-    def render_async(self, landmarks68: np.ndarray, timestamp_ms: int) -> None:
+    def render_async(self, mesh: np.ndarray, timestamp_ms: int) -> None:
         """LIVE_STREAM mode: the frame goes to ``result_callback(frame, timestamp_ms)``."""
-        self._require_mode(RunningMode.LIVE_STREAM)
-        self._check_timestamp(timestamp_ms)
-        self._options.result_callback(self._render(landmarks68), int(timestamp_ms))
+        with self._lock:
+            self._require_mode(RunningMode.LIVE_STREAM)
+            m = check_mesh(mesh)  # a rejected frame keeps its timestamp unused
+            self._check_timestamp(timestamp_ms)
+            frame = self._render(m)
+        self._options.result_callback(frame, int(timestamp_ms))
 
-    def render_sequence(self, landmarks: np.ndarray, progress: bool = False) -> np.ndarray:
-        """(T, 68, 2) crop pixels -> (T, S, S, 3) uint8. Works in any running mode."""
+    def render_sequence(self, meshes: np.ndarray, progress: bool = False) -> np.ndarray:
+        """(T, 478, 3) target meshes, crop px -> (T, S, S, 3) uint8. Works in any running mode."""
         if self._backend is None:
             raise BackendError("the avatar is closed")
-        lms = np.asarray(landmarks, dtype=np.float32)
-        if lms.ndim != 3 or lms.shape[1:] != (68, 2) or len(lms) == 0:
-            raise InvalidInputError(f"landmarks must be (T, 68, 2) with T >= 1, got {lms.shape}")
-        return np.stack([self._render(lm) for lm in tqdm(lms, desc="render", disable=not progress)])
+        arr = np.asarray(meshes, dtype=np.float64) if isinstance(meshes, np.ndarray | list) else None
+        if arr is None or arr.ndim != 3 or arr.shape[1:] != (NUM_MESH_POINTS, 3) or len(arr) == 0:
+            shape = getattr(meshes, "shape", type(meshes).__name__)
+            raise InvalidInputError(f"meshes must be (T, {NUM_MESH_POINTS}, 3) with T >= 1, got {shape}")
+        checked = [check_mesh(m, f"meshes[{t}]") for t, m in enumerate(arr)]
+        with self._lock:
+            if self._backend is None:  # closed by another thread meanwhile
+                raise BackendError("the avatar is closed")
+            return np.stack(
+                [self._render(m) for m in tqdm(checked, desc="render", disable=not progress)]
+            )
 
     def animate(
         self, num_frames: int = 100, fps: float = 25, seed: int = 0, progress: bool = False
@@ -167,14 +213,19 @@ class Avatar:
         """Built-in motion (talking, blinks, smiles, head turns) on the enrolled face."""
         if not isinstance(num_frames, (int, np.integer)) or num_frames < 1:
             raise InvalidInputError(f"num_frames must be a positive int, got {num_frames!r}")
-        lms = builtin_motion(self.neutral_landmarks, int(num_frames), fps=fps, seed=seed)
-        return self.render_sequence(lms, progress=progress)
+        meshes = builtin_mesh_motion(self.neutral_mesh, int(num_frames), fps=fps, seed=seed)
+        return self.render_sequence(meshes, progress=progress)
 
-    def drive(self, driver_landmarks: np.ndarray, progress: bool = False) -> np.ndarray:
-        """Retarget a driver's (T, 68, 2) landmarks (relative motion) and render them."""
+    def drive(self, driver_meshes: np.ndarray, progress: bool = False) -> np.ndarray:
+        """Retarget a driver's tracked (T, 478, 3) meshes (its own px, motion relative to its
+        first frame) onto the avatar and render them."""
         return self.render_sequence(
-            relative_motion(driver_landmarks, self.neutral_landmarks), progress=progress
+            retarget_meshes(driver_meshes, self.neutral_mesh), progress=progress
         )
+
+    def target_mesh(self, driver_mesh: np.ndarray, reference_mesh: np.ndarray) -> np.ndarray:
+        """One driver frame's target mesh for this avatar (see ``retarget_mesh``)."""
+        return retarget_mesh(driver_mesh, reference_mesh, self.neutral_mesh)
 
     # ------------------------------------------------------------------ lifetime
 
@@ -188,11 +239,12 @@ class Avatar:
         return pack_label(self._pack.manifest, watermark=self._watermark is not None)
 
     def close(self) -> None:
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
-        if self._pack is not None:
-            self._pack.close()
+        with self._lock:  # never under a render on another thread
+            if self._backend is not None:
+                self._backend.close()
+                self._backend = None
+            if self._pack is not None:
+                self._pack.close()
 
     def __enter__(self) -> Avatar:
         return self
@@ -204,7 +256,7 @@ class Avatar:
 def track_video(
     path: str | os.PathLike[str], max_frames: int | None = None, progress: bool = False
 ) -> tuple[np.ndarray, float]:
-    """Track a driving video in VIDEO mode: ((T, 68, 2) px landmarks, fps).
+    """Track a driving video in VIDEO mode: ((T, 478, 3) px meshes, fps).
 
     One face is followed by track id, One Euro smoothed, and held where it is lost
     (frames before the first face take the first one); a video with no face at all raises
@@ -220,7 +272,7 @@ def track_video(
         results = track_frames(
             source, FaceTrackerOptions(on_face_lost="hold"), progress=progress, total=max_frames
         )
-    out = [None if face is None else face.landmarks68 for _, face in results]
+    out = [None if face is None else face.landmarks for _, face in results]
     found = [x for x in out if x is not None]
     if not found:
         raise NoFaceError(f"no face found in any frame of {path}")

@@ -70,7 +70,9 @@ def open_regular(
     return fd
 
 
-def _chunks(fd: int, max_bytes: int, path: object, error: type[TalkingHeadError]) -> Iterator[bytes]:
+def _chunks(
+    fd: int, max_bytes: int, path: object, error: type[TalkingHeadError]
+) -> Iterator[bytes]:
     total = 0
     while chunk := os.read(fd, _CHUNK):
         total += len(chunk)

@@ -49,9 +49,16 @@ from talkinghead.sdk.files import (
     read_regular,
     sha256_regular,
 )
+from talkinghead.sdk.signing import SIGNATURE_NAME, TrustedKey, check_signature, load_public_keys
 
-SCHEMA_VERSION = 2
-SUPPORTED_SCHEMA_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+# Schema 3 is the warp-and-refine generator: a universal refiner over the enrolled photo,
+# warped per frame by the rig (``rig.safetensors``). Schemas 1 and 2 held one face baked
+# into a direct-synthesis generator, which this SDK no longer runs.
+SUPPORTED_SCHEMA_VERSIONS = (3,)
+GENERATOR_KIND = "warp-refine"
+RIG_NAME = "rig.safetensors"
+INPUT_CHANNELS = 7
 PACK_FORMAT = "talkinghead.avatar-pack"
 MANIFEST_NAME = "manifest.json"
 PARITY_NAME = "parity.npz"
@@ -170,8 +177,10 @@ class TensorSpec:
             quantization=quant,
         )
 
-    def check_image(self, resolution: int, where: str, *, model_file: bool) -> None:
-        """PackError unless this is a [1, 3, S, S] NCHW / [1, S, S, 3] NHWC image spec.
+    def check_image(
+        self, resolution: int, where: str, *, model_file: bool, channels: int = 3
+    ) -> None:
+        """PackError unless this is a [1, C, S, S] NCHW / [1, S, S, C] NHWC image spec.
 
         The pack-level specs are float32 NCHW; a model file's own spec may be NHWC and,
         with ``quantization``, int8 or uint8.
@@ -184,7 +193,8 @@ class TensorSpec:
                 f"manifest: '{where}' must be {'/'.join(dtypes)} {'/'.join(layouts)}, "
                 f"got {self.dtype} {self.layout}"
             )
-        expected = (1, 3, s, s) if self.layout == "NCHW" else (1, s, s, 3)
+        c = channels
+        expected = (1, c, s, s) if self.layout == "NCHW" else (1, s, s, c)
         if self.shape != expected:
             raise PackError(
                 f"manifest: key '{where}.shape' is {list(self.shape)}, expected {list(expected)}"
@@ -195,9 +205,11 @@ class TensorSpec:
             )
 
 
-def image_spec(name: str, resolution: int, description: str) -> TensorSpec:
-    """The [1, 3, S, S] float32 NCHW [-1, 1] image every pack model takes and returns."""
-    return TensorSpec(name=name, shape=(1, 3, resolution, resolution), description=description)
+def image_spec(name: str, resolution: int, description: str, channels: int = 3) -> TensorSpec:
+    """A [1, C, S, S] float32 NCHW [-1, 1] image: the refiner's input (C = 7) or frame (C = 3)."""
+    return TensorSpec(
+        name=name, shape=(1, channels, resolution, resolution), description=description
+    )
 
 
 @dataclass(frozen=True)
@@ -326,6 +338,13 @@ class Identity:
         return cls(neutral_landmarks=landmarks, photo=photo, params=params)
 
 
+def _generator(d: Mapping[str, Any]) -> dict[str, Any]:
+    kind = _require(d, "kind", str, "generator")
+    if kind != GENERATOR_KIND:
+        raise PackError(f"manifest: generator.kind is {kind!r}, expected {GENERATOR_KIND!r}")
+    return {**d, "rig": safe_relpath(_require(d, "rig", str, "generator"))}
+
+
 def _landmarks_68x2(pts: Any, what: str, error: type[Exception]) -> tuple[tuple[float, float], ...]:
     try:
         rows = [tuple(float(v) for v in p) for p in pts]
@@ -357,6 +376,9 @@ class AvatarManifest:
     sdk_version: str = SDK_VERSION
     parity: Mapping[str, Any] | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    generator: Mapping[str, Any] = field(
+        default_factory=lambda: {"kind": GENERATOR_KIND, "rig": RIG_NAME}
+    )
     schema_version: int = SCHEMA_VERSION
     format: str = PACK_FORMAT
 
@@ -375,6 +397,7 @@ class AvatarManifest:
             "identity": self.identity.to_json(),
             "files": dict(sorted(self.files.items())),
             "provenance": dict(self.provenance),
+            "generator": dict(self.generator),
         }
         if self.parity is not None:
             out["parity"] = dict(self.parity)
@@ -390,6 +413,13 @@ class AvatarManifest:
             raise PackError(
                 f"pack schema_version {version} is newer than this SDK supports "
                 f"({SCHEMA_VERSION}); upgrade talkinghead (installed {SDK_VERSION}) to open it"
+            )
+        if version in (1, 2):
+            raise PackError(
+                f"pack schema_version {version} holds the old direct-synthesis generator, which "
+                f"this SDK ({SDK_VERSION}) no longer runs; enrol the face again "
+                "(talkinghead demo --photo, or talkinghead export) to make a schema "
+                f"{SCHEMA_VERSION} warp-and-refine pack"
             )
         if version not in SUPPORTED_SCHEMA_VERSIONS:
             raise PackError(
@@ -438,6 +468,7 @@ class AvatarManifest:
             sdk_version=_require(d, "sdk_version", str, ""),
             parity=parity,
             provenance=dict(_require(d, "provenance", dict, "")),
+            generator=_generator(_require(d, "generator", dict, "")),
             schema_version=version,
             format=fmt,
         )
@@ -450,7 +481,7 @@ class AvatarManifest:
         except ValueError as e:
             raise PackError(f"manifest: key 'created' is not an ISO time: {self.created!r}") from e
         s = self.resolution
-        self.input.check_image(s, "input", model_file=False)
+        self.input.check_image(s, "input", model_file=False, channels=INPUT_CHANNELS)
         self.output.check_image(s, "output", model_file=False)
         if self.landmark_convention.size != s:
             raise PackError(
@@ -466,9 +497,9 @@ class AvatarManifest:
                 raise PackError(
                     f"manifest: key 'models[{i}].format' must be one of {sorted(FORMATS.values())}, got {m.format!r}"
                 )
-            for spec, key in ((m.input, "input"), (m.output, "output")):
+            for spec, key, c in ((m.input, "input", INPUT_CHANNELS), (m.output, "output", 3)):
                 if spec is not None:
-                    spec.check_image(s, f"models[{i}].{key}", model_file=True)
+                    spec.check_image(s, f"models[{i}].{key}", model_file=True, channels=c)
             bundled = m.info.get("bundled")
             if bundled is not None:
                 rel = safe_relpath(_require(bundled, "file", str, f"models[{i}].info.bundled"))
@@ -476,6 +507,10 @@ class AvatarManifest:
                     raise PackError(
                         f"manifest: models[{i}].info.bundled.file {rel!r} is not listed in 'files'"
                     )
+        if self.generator["rig"] not in self.files:
+            raise PackError(
+                f"manifest: generator.rig {self.generator['rig']!r} is not listed in 'files'"
+            )
         if self.identity.photo is not None and self.identity.photo not in self.files:
             raise PackError(
                 f"manifest: identity.photo {self.identity.photo!r} is not listed in 'files'"
@@ -503,6 +538,20 @@ class AvatarManifest:
             if (precision is None or m.precision == precision) and m.runtime not in out:
                 out.append(m.runtime)
         return out
+
+
+def _load_signed_manifest(root: Path, trusted: list[bytes]) -> AvatarManifest:
+    """The manifest of ``root``, parsed from the very bytes whose signature was checked."""
+    path = root / MANIFEST_NAME
+    if not path.exists() and not path.is_symlink():
+        raise PackError(f"not an avatar pack: {path} does not exist")
+    raw = read_regular(path, MAX_MANIFEST_BYTES, PackError)
+    sig_path = root / SIGNATURE_NAME
+    sig = None
+    if sig_path.exists() or sig_path.is_symlink():
+        sig = read_regular(sig_path, MAX_MANIFEST_BYTES, PackError)
+    check_signature(raw, sig, trusted, str(root))
+    return parse_manifest(raw, str(path))
 
 
 def load_manifest(folder: str | os.PathLike[str]) -> AvatarManifest:
@@ -565,29 +614,40 @@ def write_pack(
     resolution: int,
     models: Sequence[ModelSource],
     neutral_landmarks: Any,
+    rig: bytes,
     photo: str | os.PathLike[str] | None = None,
     identity_params: Mapping[str, Any] | None = None,
     files: Mapping[str, str | os.PathLike[str] | bytes] | None = None,
     parity: Mapping[str, Any] | None = None,
     parity_info: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    generator: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    signing_key: bytes | None = None,
 ) -> Path:
     """Write a pack to ``folder``; hash every file; return ``folder``.
 
     models: model files, copied in under their own names.
     neutral_landmarks: (68, 2) float, crop pixels (array or nested lists).
+    rig: the warp rig (``sdk.warp.rig_to_bytes``), shipped as ``rig.safetensors``.
+    generator: extra facts for the manifest's ``generator`` entry (e.g. the refiner's name).
     photo: the enrolled crop as a PNG file; shipped as ``photo.png``.
     files: any extra files, pack-relative name -> source path or bytes.
     parity: arrays for the self-check, saved to ``parity.npz`` (suggested keys: ``inputs``
         (N, 1, 3, S, S) and ``outputs.<model file>``); ``parity_info`` adds free-form fields
         (e.g. tolerances) to the manifest's ``parity`` entry.
-    The manifest is written last, so a folder without one is an unfinished pack.
+    signing_key: a 32-byte Ed25519 seed (``sdk.signing``); signs the manifest into
+        ``manifest.sig``.
+    The manifest is written last, so a folder without one is an unfinished pack. The pack
+    is written beside ``folder`` and renamed into place; an existing non-empty folder is
+    refused unless ``overwrite``, which replaces only the pack's own files.
     """
     if not isinstance(resolution, int) or resolution <= 0:
         raise InvalidInputError(f"resolution must be a positive int, got {resolution!r}")
     if not models:
         raise InvalidInputError("a pack needs at least one model")
+    if not isinstance(rig, bytes):
+        raise InvalidInputError("rig must be the bytes of a warp rig (sdk.warp.rig_to_bytes)")
     landmarks = _landmarks_68x2(_tolist(neutral_landmarks), "neutral_landmarks", InvalidInputError)
     # Written beside the target and renamed into place: an existing folder is refused unless
     # ``overwrite``, which replaces only the pack's own files (never the folder's others).
@@ -595,8 +655,12 @@ def write_pack(
         _write_pack_files(
             tmp, name=name, resolution=resolution, models=models, landmarks=landmarks,
             photo=photo, identity_params=identity_params, files=files, parity=parity,
-            parity_info=parity_info, provenance=provenance,
+            parity_info=parity_info, provenance=provenance, rig=rig, generator=generator,
         )  # fmt: skip
+        if signing_key is not None:
+            from talkinghead.sdk.signing import sign_pack_folder
+
+            sign_pack_folder(tmp, signing_key)
     return Path(folder)
 
 
@@ -613,6 +677,8 @@ def _write_pack_files(
     parity: Mapping[str, Any] | None,
     parity_info: Mapping[str, Any] | None,
     provenance: Mapping[str, Any] | None,
+    rig: bytes,
+    generator: Mapping[str, Any] | None,
 ) -> None:
     """write_pack's body, into the empty folder ``root``."""
     written: dict[str, str] = {}
@@ -658,6 +724,7 @@ def _write_pack_files(
             )
         )
     photo_rel = put("photo.png", photo) if photo is not None else None
+    put(RIG_NAME, rig)
     for rel, src in (files or {}).items():
         put(rel, src)
     parity_entry = None
@@ -677,11 +744,17 @@ def _write_pack_files(
         ),
         files=written,
         landmark_convention=LandmarkConvention(size=resolution),
-        input=image_spec("landmark_image", resolution, "rasterised 68-point landmark image"),
-        output=image_spec("face_image", resolution, "generated RGB face image"),
+        input=image_spec(
+            "refiner_input",
+            resolution,
+            "warped photo RGB, rasterised target landmarks, warp validity",
+            channels=INPUT_CHANNELS,
+        ),
+        output=image_spec("frame", resolution, "the finished RGB frame"),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         parity=parity_entry,
         provenance=dict(provenance or {}),
+        generator={**dict(generator or {}), "kind": GENERATOR_KIND, "rig": RIG_NAME},
     )
     # Round-trip through the validator so that a pack we write is a pack we can read.
     text = json.dumps(manifest.to_json(), indent=2, allow_nan=False)
@@ -716,6 +789,8 @@ def zip_pack(folder: str | os.PathLike[str], zip_path: str | os.PathLike[str]) -
     zip_path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.write(root / MANIFEST_NAME, MANIFEST_NAME)
+        if (root / SIGNATURE_NAME).is_file():
+            zf.write(root / SIGNATURE_NAME, SIGNATURE_NAME)
         for rel in sorted(manifest.files):
             zf.write(root / rel, rel)
     return zip_path
@@ -808,7 +883,7 @@ def verify_pack(
             report.mismatched.append(rel)
         else:
             report.checked.append(rel)
-    listed = set(manifest.files) | {MANIFEST_NAME}
+    listed = set(manifest.files) | {MANIFEST_NAME, SIGNATURE_NAME}
     for dirpath, dirnames, filenames in os.walk(root):  # does not follow directory links
         for fn in filenames + [d for d in dirnames if (Path(dirpath) / d).is_symlink()]:
             rel = (Path(dirpath) / fn).relative_to(root).as_posix()
@@ -972,6 +1047,22 @@ class AvatarPack:
     ) -> ModelEntry:
         return self.manifest.model(precision, runtime, format)
 
+    def load_rig(self):
+        """The avatar's warp rig (``sdk.warp.WarpRig``), hash-checked; PackError when unreadable."""
+        from talkinghead.sdk.warp import rig_from_bytes
+
+        rel = self.manifest.generator["rig"]
+        try:
+            rig = rig_from_bytes(self.read_verified(rel), rel)
+        except InvalidInputError as e:
+            raise PackError(f"pack {self.manifest.name!r}: {e}") from e
+        if rig.size != self.manifest.resolution:
+            raise PackError(
+                f"pack {self.manifest.name!r}: rig is {rig.size} px, the manifest says "
+                f"{self.manifest.resolution}"
+            )
+        return rig
+
     def load_parity(self) -> dict[str, Any]:
         """The parity arrays (numpy), hash-checked and loaded without pickle."""
         import io
@@ -1004,12 +1095,21 @@ class AvatarPack:
         return f"AvatarPack({m.name!r}, {m.resolution}px, models={[x.file for x in m.models]}, root={str(self.root)!r})"
 
 
-def open_pack(path: str | os.PathLike[str], *, verify: bool = True) -> AvatarPack:
+def open_pack(
+    path: str | os.PathLike[str],
+    *,
+    verify: bool = True,
+    trusted_keys: Sequence[TrustedKey] | None = None,
+) -> AvatarPack:
     """Open a pack folder or a ``.zip`` of one; with ``verify`` check every file's sha256 first.
 
-    Raises PackError (bad manifest, missing or unsafe file, bad zip) or PackIntegrityError
-    (hash mismatch).
+    trusted_keys: Ed25519 public keys (``sdk.signing``). When given, the manifest's bytes
+        must carry a signature by one of them (``manifest.sig``) before they are parsed,
+        and every file is then hash-checked against that signed manifest.
+    Raises PackError (bad manifest, missing or unsafe file, bad zip), PackIntegrityError
+    (hash mismatch) or SignatureError (unsigned, or not signed by a trusted key).
     """
+    trusted = load_public_keys(trusted_keys) if trusted_keys is not None else None
     path = Path(path)
     tempdir = None
     if path.is_file() and zipfile.is_zipfile(path):
@@ -1024,8 +1124,11 @@ def open_pack(path: str | os.PathLike[str], *, verify: bool = True) -> AvatarPac
     else:
         raise PackError(f"not an avatar pack (folder or .zip): {path}")
     try:
-        manifest = load_manifest(root)
-        if verify:
+        if trusted is None:
+            manifest = load_manifest(root)
+        else:
+            manifest = _load_signed_manifest(root, trusted)
+        if verify or trusted is not None:
             verify_pack(root, manifest).raise_for_errors()
     except BaseException:
         if tempdir is not None:
@@ -1053,6 +1156,7 @@ __all__ = [
     "open_pack",
     "safe_relpath",
     "sha256_file",
+    "parse_manifest",
     "verify_pack",
     "write_pack",
     "zip_pack",

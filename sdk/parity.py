@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from talkinghead.errors import BackendError, InvalidInputError, ParityError
-from talkinghead.sdk.backends import create_backend, run_bundled_program, runtime_installed
+from talkinghead.errors import BackendError, InvalidInputError, PackError, ParityError
+from talkinghead.sdk.backends import create_backend, runtime_installed
+from talkinghead.sdk.model_check import check_model_isolated, load_pack_model
 from talkinghead.sdk.pack import AvatarPack, ModelEntry, open_pack
 
 EAGER_KEY = "outputs.eager"
@@ -61,10 +63,25 @@ class ParityResult:
 def _run_all(pack: AvatarPack, entry: ModelEntry, inputs: np.ndarray) -> np.ndarray:
     backend = create_backend(entry.runtime)
     try:
-        backend.load_bytes(pack.read_verified(entry.file), source=entry.file)
+        # Run once in a child process first, with its shapes checked (sdk.model_check).
+        load_pack_model(pack, entry, backend)
         return np.stack([backend.run(x) for x in inputs])
     finally:
         backend.close()
+
+
+def _threshold(info: Any, key: str, default: float, where: str) -> float:
+    """A finite number from the manifest; PackError for a string, null, bool or NaN."""
+    value = info.get(key, default) if isinstance(info, dict) else default
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise PackError(f"manifest: {where}.{key} must be a number, got {value!r}")
+    try:
+        value = float(value)
+    except OverflowError:
+        raise PackError(f"manifest: {where}.{key} is out of range") from None
+    if not math.isfinite(value):
+        raise PackError(f"manifest: {where}.{key} must be finite, got {value!r}")
+    return value
 
 
 def check_model_parity(pack: AvatarPack, entry: ModelEntry) -> ParityResult:
@@ -78,30 +95,39 @@ def check_model_parity(pack: AvatarPack, entry: ModelEntry) -> ParityResult:
         raise ParityError(
             f"pack {pack.manifest.name!r}: parity.npz lacks 'inputs' or '{EAGER_KEY}'"
         )
+    inputs, ref = arrays["inputs"], arrays[EAGER_KEY]
+    if inputs.dtype != np.float32 or inputs.ndim < 2 or ref.shape[:1] != inputs.shape[:1]:
+        raise ParityError(f"pack {pack.manifest.name!r}: parity arrays have the wrong shape or type")
     try:
-        out = _run_all(pack, entry, arrays["inputs"])
+        out = _run_all(pack, entry, inputs)
     except BackendError as e:
         if entry.backend in ("coreml", "qnn"):  # delegates this machine's runtime lacks
             return ParityResult(**common, status="skipped", message=f"cannot run here: {e}")
         raise
-    ref = arrays[EAGER_KEY]
+    if out.shape != ref.shape:
+        raise ParityError(
+            f"{entry.file}: outputs {list(out.shape)} do not match the reference {list(ref.shape)}"
+        )
     max_abs = float(np.abs(out - ref).max())
     psnr = psnr_db(out, ref)
     if entry.precision == "fp32":
-        limit = float(info.get("fp32_max_abs", 1e-4))
+        limit = _threshold(info, "fp32_max_abs", 1e-4, "parity")
         ok, threshold = max_abs <= limit, f"(max abs <= {limit:g})"
     else:
-        limit = float(info.get("int8_min_psnr_db", 25.0))
+        limit = _threshold(info, "int8_min_psnr_db", 25.0, "parity")
         ok, threshold = psnr >= limit, f"(PSNR >= {limit:g} dB)"
     message = ""
     bundled = entry.info.get("bundled")
     if ok and bundled is not None and runtime_installed("executorch"):
+        where = f"{entry.file}.info.bundled"
+        atol = _threshold(bundled, "atol", 1e-4, where)
+        rtol = _threshold(bundled, "rtol", 0.0, where)
         try:
-            n = run_bundled_program(
-                pack.read_verified(bundled["file"]),
-                atol=float(bundled.get("atol", 1e-4)),
-                rtol=float(bundled.get("rtol", 0.0)),
-            )
+            # In a child process: a hostile bundled program can crash its loader.
+            n = check_model_isolated(
+                "executorch", pack.read_verified(bundled["file"]), bundled["file"],
+                kind="bundled", atol=atol, rtol=rtol,
+            ).bundled_cases  # fmt: skip
             message = f"bundled program {bundled['file']}: {n} case(s) pass"
         except BackendError as e:
             ok, message = False, f"bundled program {bundled['file']}: {e}"

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -30,6 +31,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
             frames=args.frames,
             precision=args.precision,
             fast=args.fast,
+            force=args.force,
         )
     )
     print(json.dumps(result, indent=2))
@@ -187,20 +189,42 @@ def _csv_choices(text: str, choices: tuple[str, ...], what: str) -> list[str]:
 
 def _cmd_export(args: argparse.Namespace) -> None:
     from talkinghead.pipeline import RUNTIMES, export_pack
+    from talkinghead.sdk.files import check_output_file, check_output_folder, output_file
 
+    runtimes = _csv_choices(args.runtimes, RUNTIMES, "--runtimes")
+    # Every input and output is checked before the export's minutes, not after them.
+    check_output_folder(args.out, args.force)
+    if args.zip:
+        check_output_file(args.zip, args.force)
+    seed = None
+    if args.sign:
+        from talkinghead.sdk.signing import load_signing_key
+
+        seed = load_signing_key(args.sign)
     pack = export_pack(
         args.student,
         Path(args.out),
         precisions=args.precision,
-        runtimes=_csv_choices(args.runtimes, RUNTIMES, "--runtimes"),
+        runtimes=runtimes,
         bundled=not args.no_bundled,
         etrecord_dir=args.etrecord,
+        force=args.force,
+        signing_key=seed,
     )
-    print(f"avatar pack: {pack}")
+    print(f"avatar pack: {pack}" + (" (signed)" if seed is not None else ""))
     if args.zip:
         from talkinghead.sdk.pack import zip_pack
 
-        print(f"zipped pack: {zip_pack(pack, args.zip)}")
+        with output_file(args.zip, args.force) as tmp:
+            zip_pack(pack, tmp)
+        print(f"zipped pack: {args.zip}")
+
+
+def _cmd_keygen(args: argparse.Namespace) -> None:
+    from talkinghead.sdk.signing import generate_keypair
+
+    key, pub = generate_keypair(args.name, force=args.force)
+    print(f"private key (keep secret, never ship): {key}\npublic key (ship in apps): {pub}")
 
 
 def _cmd_verify(args: argparse.Namespace) -> None:
@@ -209,8 +233,12 @@ def _cmd_verify(args: argparse.Namespace) -> None:
     from talkinghead.sdk.parity import check_pack_parity, raise_for_parity
 
     runtimes = _csv_choices(args.runtimes, RUNTIMES, "--runtimes") if args.runtimes else None
-    with open_pack(args.pack, verify=False) as pack:  # a .zip is extracted safely first
+    # With --key the signature is checked first, over the manifest's exact bytes.
+    keys = args.key or None
+    with open_pack(args.pack, verify=False, trusted_keys=keys) as pack:  # a .zip is extracted safely first
         report = verify_pack(pack.root, pack.manifest)
+        if keys:
+            print(f"pack {pack.root}: signature OK (a trusted key signed the manifest)")
         print(report)
         report.raise_for_errors()  # a failed check must exit non-zero
         if args.no_parity:
@@ -233,6 +261,7 @@ def _cmd_render(args: argparse.Namespace) -> None:
         watermark=not args.no_watermark,
         backend=args.backend,
         num_threads=args.threads,
+        force=args.force,
     )
     print(json.dumps(result, indent=2))
 
@@ -265,7 +294,7 @@ def _cmd_track(args: argparse.Namespace) -> None:
     if is_image:
         from talkinghead.pipeline import track_photo_preview
 
-        print(track_photo_preview(src, Path(args.out or "out/track.png")))
+        print(track_photo_preview(src, Path(args.out or "out/track.png"), force=args.force))
         return
     from talkinghead.errors import InvalidInputError
     from talkinghead.sdk.smoothing import OneEuroParams
@@ -278,6 +307,9 @@ def _cmd_track(args: argparse.Namespace) -> None:
         raise InvalidInputError(f"--out for a video or camera must be a .npz file, got {out}")
     if args.frames is not None and args.frames < 1:
         raise InvalidInputError(f"--frames must be positive, got {args.frames}")
+    from talkinghead.sdk.files import check_output_file, output_file
+
+    check_output_file(out, args.force)  # before tracking, not after
     options = FaceTrackerOptions(
         num_faces=args.num_faces,
         smoothing=OneEuroParams() if args.smoothing == "on" else None,
@@ -285,10 +317,15 @@ def _cmd_track(args: argparse.Namespace) -> None:
     )
     with open_source(src, max_frames=args.frames) as frames:
         results = track_frames(frames, options, select=args.select, progress=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_track(out, results)
+    with output_file(out, args.force) as tmp:
+        save_track(tmp, results)
     found = sum(f is not None and f.tracked for _, f in results)
     print(f"{src}: {len(results)} frames, face tracked in {found} -> {out}")
+
+
+_FORCE_HELP = (
+    "replace existing outputs: only the files this command writes (other files are kept)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -309,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--fast", action="store_true", help="fewer enrolment steps for --photo (lower quality)"
     )
+    d.add_argument("--force", action="store_true", help=_FORCE_HELP)
     d.set_defaults(fn=_cmd_demo)
 
     m = sub.add_parser("make-data", help="pseudo-video training shard from face photos")
@@ -427,7 +465,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--no-bundled", action="store_true", help="no ExecuTorch BundledProgram files")
     e.add_argument("--etrecord", help="also write an ETRecord per .pte into this folder")
     e.add_argument("--zip", help="also write the pack as one .zip file (for shipping in an app)")
+    e.add_argument(
+        "--sign", metavar="KEY", help="sign the manifest with this private key (talkinghead keygen)"
+    )
+    e.add_argument("--force", action="store_true", help=_FORCE_HELP)
     e.set_defaults(fn=_cmd_export)
+
+    kg = sub.add_parser("keygen", help="make an Ed25519 key pair for signing packs")
+    kg.add_argument("name", help="writes NAME.key (private, mode 0600) and NAME.pub")
+    kg.add_argument("--force", action="store_true", help="replace existing key files")
+    kg.set_defaults(fn=_cmd_keygen)
 
     v = sub.add_parser(
         "verify", help="check an avatar pack: manifest, every sha256, parity on each runtime"
@@ -435,6 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("pack", help="pack folder or .zip")
     v.add_argument("--runtimes", help="only these runtimes' parity (comma-separated)")
     v.add_argument("--no-parity", action="store_true", help="hashes only, run no model")
+    v.add_argument(
+        "--key",
+        action="append",
+        metavar="PUB",
+        help="require a signature by this public key (.pub file or hex); repeatable",
+    )
     v.set_defaults(fn=_cmd_verify)
 
     r = sub.add_parser("render", help="render an avatar pack to MP4 + WebP")
@@ -456,6 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave frames unmarked (warned, and recorded as 'watermark': 'off' in the labels)",
     )
+    r.add_argument("--force", action="store_true", help=_FORCE_HELP)
     r.set_defaults(fn=_cmd_render)
 
     vm = sub.add_parser(
@@ -486,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--select", choices=["track", "largest"], default="track")
     k.add_argument("--smoothing", choices=["on", "off"], default="on")
     k.add_argument("--on-face-lost", choices=["hold", "neutral", "none"], default="hold")
+    k.add_argument("--force", action="store_true", help="replace an existing --out file")
     k.set_defaults(fn=_cmd_track)
     return p
 
@@ -501,12 +556,29 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     for noisy in ("torchao", "torch.utils._pytree"):  # optional-kernel notices (no GPU, no triton)
         logging.getLogger(noisy).setLevel(logging.ERROR)
+    # SIGTERM unwinds like Ctrl-C, so that every temporary folder is removed on the way out.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         code = args.fn(args)  # None for success; verify-media returns 0 or 1
     except TalkingHeadError as exc:
-        print(f"talkinghead {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(args.command, exc)
+    except OSError as exc:  # a read-only folder, /proc, a full disk: said in one line
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(args.command, f"{exc.strerror or exc}{where}")
+    except KeyboardInterrupt:
+        print(f"talkinghead {args.command}: interrupted", file=sys.stderr)
+        return 130
     return int(code or 0)
+
+
+def _fail(command: str, message: object) -> int:
+    text = " ".join(str(message).split())  # one line, whatever the message held
+    print(f"talkinghead {command}: error: {text}", file=sys.stderr)
+    return 2
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

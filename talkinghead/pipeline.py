@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from talkinghead.errors import InvalidInputError
+from talkinghead.sdk.files import check_output_file, check_output_folder, output_file
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +253,8 @@ def export_pack(
     runtimes: list[str] | tuple[str, ...] = RUNTIMES,
     bundled: bool = True,
     etrecord_dir: str | os.PathLike[str] | None = None,
+    force: bool = True,
+    signing_key: bytes | None = None,
 ) -> Path:
     """Student checkpoint -> avatar pack with models for ``runtimes`` x ``precisions`` and parity vectors.
 
@@ -260,19 +263,18 @@ def export_pack(
         and must meet the manifest's thresholds (ParityError otherwise).
     bundled: ship each .pte also as an ExecuTorch BundledProgram (.bpte) with one parity case.
     etrecord_dir: write an ETRecord per .pte there (developer files, not part of the pack).
+    force: accept a non-empty ``out_dir`` and replace the pack's own files there (other
+        files, the student checkpoint among them, are kept); False refuses it up front.
+    signing_key: a 32-byte Ed25519 seed: sign the manifest (``manifest.sig``).
+    The pack is written beside ``out_dir`` and renamed into place when complete.
     """
     import tempfile
 
     import torch
-    from tqdm.auto import tqdm
 
     from talkinghead.distill.distill import landmark_images
-    from talkinghead.errors import ParityError
     from talkinghead.models.checkpoint import load_checkpoint
-    from talkinghead.sdk.backends import create_backend
     from talkinghead.sdk.motion import builtin_motion
-    from talkinghead.sdk.pack import write_pack
-    from talkinghead.sdk.parity import psnr_db
 
     if not precisions or any(p not in ("fp32", "int8") for p in precisions):
         raise InvalidInputError(
@@ -282,6 +284,7 @@ def export_pack(
         raise InvalidInputError(
             f"runtimes must be a non-empty subset of {', '.join(RUNTIMES)}: {runtimes}"
         )
+    check_output_folder(out_dir, force)  # before minutes of export, not after
     student = load_checkpoint(student_path, "student").eval()
     notes = student.notes
     if "neutral_landmarks" not in notes:
@@ -301,9 +304,28 @@ def export_pack(
         "student": student,
         "example": student.get_example_inputs(),
         "calibration": [(x[None],) for x in calib],
-        "tmp": Path(tempfile.mkdtemp(prefix="talkinghead-export-")),
         "etrecord_dir": Path(etrecord_dir) if etrecord_dir is not None else None,
     }
+    with tempfile.TemporaryDirectory(prefix="talkinghead-export-") as tmp:  # removed on every path
+        ctx["tmp"] = Path(tmp)
+        return _export_models(
+            ctx, student_path=student_path, out_dir=out_dir, precisions=precisions,
+            progress=progress, runtimes=runtimes, bundled=bundled, force=force, signing_key=signing_key,
+            neutral=neutral, size=size, identity=identity, notes=notes, inputs=inputs,
+            eager=eager,
+        )  # fmt: skip
+
+
+def _export_models(ctx: dict, *, student_path, out_dir, precisions, progress, runtimes,
+                   bundled, force, signing_key, neutral, size, identity, notes, inputs, eager) -> Path:  # fmt: skip
+    """export_pack's body: export, check and pack each model; ctx["tmp"] is its scratch folder."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from talkinghead.errors import ParityError
+    from talkinghead.sdk.backends import create_backend
+    from talkinghead.sdk.pack import write_pack
+    from talkinghead.sdk.parity import psnr_db
     models, parity, seconds = [], {"inputs": inputs, "outputs.eager": eager}, {}
     steps = [(r, p) for r in runtimes for p in precisions]
     for runtime, precision in tqdm(steps, desc="export", disable=not progress):
@@ -359,16 +381,14 @@ def export_pack(
             "int8_min_psnr_db": INT8_MIN_PSNR_DB,
         },
         provenance={
-            "student": student.cfg.to_dict(),
+            "student": ctx["student"].cfg.to_dict(),
             "training": {k: v for k, v in notes.items() if k != "neutral_landmarks"},
             "synthetic": True,
             "export_s": seconds,
         },
-        overwrite=True,
+        overwrite=force,
+        signing_key=signing_key,
     )
-    import shutil
-
-    shutil.rmtree(ctx["tmp"], ignore_errors=True)
     return pack
 
 
@@ -383,8 +403,12 @@ def render_pack(
     watermark: bool = True,
     backend: str = "executorch",
     num_threads: int | None = None,
+    force: bool = True,
 ) -> dict:
     """Render a pack from built-in motion or a driving video; write MP4 + WebP.
+
+    ``out_dir/avatar.mp4`` and ``.webp`` are checked before rendering (an existing one is
+    refused unless ``force``) and each is written beside its target, then renamed.
 
     ``backend`` is a runtime name or "auto" (``AvatarOptions.backend``), or "native": the C
     library of ``bindings/`` (built with CMake on first use), driven as a phone app drives
@@ -395,6 +419,12 @@ def render_pack(
 
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
         raise InvalidInputError(f"num_frames must be a positive int, got {frames!r}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InvalidInputError(f"--out {out_dir} is not a folder")
+    outputs = [check_output_file(out_dir / f"avatar.{ext}", force) for ext in ("mp4", "webp")]
+    if driver is not None:
+        check_readable_input(driver, "driver")
     if backend == "native":
         if num_threads is not None:
             raise InvalidInputError(
@@ -408,9 +438,10 @@ def render_pack(
         video, fps, label, result = _render_python(
             pack, driver, frames, precision, fps, progress, watermark, backend, num_threads
         )
-    out_dir = Path(out_dir)
-    result["mp4"] = str(write_mp4(video, out_dir / "avatar.mp4", fps=fps, label=label))
-    result["webp"] = str(write_webp(video, out_dir / "avatar.webp", fps=fps, label=label))
+    for path, write in zip(outputs, (write_mp4, write_webp), strict=True):
+        with output_file(path, force) as tmp:
+            write(video, tmp, fps=fps, label=label)
+        result[path.suffix[1:]] = str(path)
     result["watermark"] = label["watermark"]
     result["frames"] = int(len(video))
     result["precision"] = precision
@@ -518,21 +549,39 @@ def _render_native(pack, driver, frames, precision, fps, progress, watermark):
     return video, fps, label, result
 
 
-def track_photo_preview(image: str | os.PathLike[str], out: Path) -> str:
+def check_readable_input(path: str | os.PathLike[str], what: str) -> None:
+    """ImageReadError unless ``path`` is a regular file (not a FIFO, device or folder)."""
+    from talkinghead.errors import ImageReadError
+    from talkinghead.sdk.files import check_regular
+
+    check_regular(path, 1 << 40, ImageReadError)
+
+
+def _check_video(path: str | os.PathLike[str]) -> None:
+    """ImageReadError unless ``path`` decodes to at least one video frame."""
+    from talkinghead.sdk.media import read_video
+
+    frames = read_video(path, max_frames=1)
+    next(frames)
+    frames.close()
+
+
+def track_photo_preview(image: str | os.PathLike[str], out: Path, force: bool = True) -> str:
     """Track a photo and save it with the 68 mapped points drawn over it."""
     from PIL import Image, ImageDraw
 
     from talkinghead.sdk.tracker import track_image
     from talkinghead.train.make_data import load_photo
 
+    check_output_file(out, force)
     name, img = load_photo(image)
     face = track_image(img)
     pil = Image.fromarray(img)
     draw = ImageDraw.Draw(pil)
     for x, y in face.landmarks68:
         draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=(0, 255, 0))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    pil.save(out)
+    with output_file(out, force) as tmp:
+        pil.save(tmp, format="PNG")
     return f"{name}: 478 landmarks, 68 mapped, {len(face.blendshapes)} blendshapes -> {out}"
 
 
@@ -544,6 +593,7 @@ class DemoOptions:
     frames: int = 100
     precision: str = "int8"
     fast: bool = False
+    force: bool = False
 
 
 def run_demo(opts: DemoOptions) -> dict:
@@ -557,6 +607,15 @@ def run_demo(opts: DemoOptions) -> dict:
     timings: dict = {}
     if opts.frames < 1:
         raise InvalidInputError(f"frames must be positive, got {opts.frames}")
+    # Every input and output is checked before minutes of enrolment and export.
+    for name, value in (("photo", opts.photo), ("driver", opts.driver)):
+        if value is not None and (Path(value).suffix or os.sep in str(value)):
+            check_readable_input(value, name)  # (bare names are built-in photos)
+    check_output_folder(out / "pack", opts.force)
+    for ext in ("mp4", "webp"):
+        check_output_file(out / f"avatar.{ext}", opts.force)
+    if opts.driver is not None:
+        _check_video(opts.driver)
     if opts.photo is not None:
         t0 = time.perf_counter()
         student, figures = distill_for_photo(
@@ -573,11 +632,12 @@ def run_demo(opts: DemoOptions) -> dict:
         student = weights_path(DEFAULT_STUDENT)
     t0 = time.perf_counter()
     # The demo renders on ExecuTorch; the other runtimes would only add export time.
-    pack = export_pack(student, out / "pack", runtimes=("executorch",))
+    pack = export_pack(student, out / "pack", runtimes=("executorch",), force=opts.force)
     timings["export_s"] = round(time.perf_counter() - t0, 1)
     result = render_pack(
-        pack, out, driver=opts.driver, frames=opts.frames, precision=opts.precision
-    )
+        pack, out, driver=opts.driver, frames=opts.frames, precision=opts.precision,
+        force=opts.force,
+    )  # fmt: skip
     result.update(timings)
     result["pack"] = str(pack)
     result["pack_files_bytes"] = {
