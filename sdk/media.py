@@ -23,6 +23,9 @@ from talkinghead.errors import ImageReadError, InvalidInputError
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 _XMP_NS = "urn:talkinghead:provenance:1"
+# Largest frame read from a user's image or video: 8K UHD (7680 x 4320, 33 MP). Bounds the
+# memory of one decoded frame (about 100 MB as RGB) whatever the file claims.
+MAX_FRAME_PIXELS = 7680 * 4320
 Label = Mapping[str, object]
 
 
@@ -235,9 +238,18 @@ def read_video(
         if not container.streams.video:
             raise ImageReadError(f"{path} has no video stream")
         stream = container.streams.video[0]
+        w, h = stream.codec_context.width or 0, stream.codec_context.height or 0
+        if w * h > MAX_FRAME_PIXELS:  # checked before a frame is decoded
+            raise ImageReadError(
+                f"{path} is {w}x{h} px, more than the {MAX_FRAME_PIXELS} px per frame read here"
+            )
         last_ms, count = -1, 0
         try:
             for frame in container.decode(stream):
+                if frame.width * frame.height > MAX_FRAME_PIXELS:  # a stream may change size
+                    raise ImageReadError(
+                        f"{path}: frame {count} is larger than {MAX_FRAME_PIXELS} px"
+                    )
                 t = frame.time
                 ms = int(round(t * 1000)) if t is not None else last_ms + 1
                 ms = max(ms, last_ms + 1)  # some containers repeat or omit timestamps

@@ -997,9 +997,7 @@ def _check_npz_size(data: bytes, max_bytes: int) -> None:
                 raise PackError(f"parity array {info.filename!r} has dtype object")
             total += int(np.prod(shape, dtype=object)) * dtype.itemsize
             if total > max_bytes:
-                raise PackError(
-                    f"parity arrays would decode to more than {max_bytes >> 20} MB"
-                )
+                raise PackError(f"parity arrays would decode to more than {max_bytes >> 20} MB")
 
 
 # ----------------------------------------------------------------------------- the pack

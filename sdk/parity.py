@@ -97,7 +97,9 @@ def check_model_parity(pack: AvatarPack, entry: ModelEntry) -> ParityResult:
         )
     inputs, ref = arrays["inputs"], arrays[EAGER_KEY]
     if inputs.dtype != np.float32 or inputs.ndim < 2 or ref.shape[:1] != inputs.shape[:1]:
-        raise ParityError(f"pack {pack.manifest.name!r}: parity arrays have the wrong shape or type")
+        raise ParityError(
+            f"pack {pack.manifest.name!r}: parity arrays have the wrong shape or type"
+        )
     try:
         out = _run_all(pack, entry, inputs)
     except BackendError as e:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ import numpy as np
 
 from talkinghead import __version__
 from talkinghead.errors import ImageReadError, InvalidInputError, TalkingHeadError
-from talkinghead.sdk.media import read_label, read_video, synthetic_label
+from talkinghead.sdk.files import check_regular
+from talkinghead.sdk.media import MAX_FRAME_PIXELS, read_label, read_video, synthetic_label
 from talkinghead.sdk.pack import AvatarManifest
 from talkinghead.sdk.watermark import (
     CODED_BITS,
@@ -33,6 +35,7 @@ from talkinghead.sdk.watermark import (
     soft_bits,
 )
 
+MAX_MEDIA_BYTES = 4 << 30
 DEFAULT_MAX_FRAMES = 250  # frames a video check reads: 10 s at 25 fps is plenty to decide
 
 
@@ -118,36 +121,61 @@ def _as_array(im) -> np.ndarray:
     return np.asarray(im.convert("L" if im.mode in ("1", "I", "I;16", "F", "LA") else "RGB"))
 
 
-def _image_frames(path: Path, max_frames: int, notes: list[str]) -> tuple[str, list] | None:
-    """(kind, frames) for an image file (animated WebP/GIF too); None when not an image."""
+def _image_frames(path: Path, max_frames: int, notes: list[str]) -> tuple[str, Iterator] | None:
+    """(kind, frames) for an image file (animated WebP/GIF too); None when not an image.
+
+    Frames are decoded one at a time as the iterator is consumed; an image of more than
+    MAX_FRAME_PIXELS (a decompression bomb among them) is refused before it is decoded.
+    """
     from PIL import Image, UnidentifiedImageError
 
-    frames: list[np.ndarray] = []
     try:
         with Image.open(path) as im:
             n = int(getattr(im, "n_frames", 1))
-            for i in range(min(n, max_frames)):
-                im.seek(i)
-                frames.append(_as_array(im))
+            _check_pixels(im.size, path)
     except UnidentifiedImageError:
         return None
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(f"{path} is too large to decode safely: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        if not frames:
-            raise ImageReadError(f"cannot read {path} as an image: {exc}") from exc
-        notes.append(f"stopped after frame {len(frames)}: {exc}")
-    return ("animation" if n > 1 else "image"), frames
+        raise ImageReadError(f"cannot read {path} as an image: {exc}") from exc
+
+    def frames() -> Iterator[np.ndarray]:
+        done = 0
+        try:
+            with Image.open(path) as im:
+                for i in range(min(n, max_frames)):
+                    im.seek(i)
+                    _check_pixels(im.size, path)
+                    yield _as_array(im)
+                    done += 1
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+            if not done:
+                raise ImageReadError(f"cannot read {path} as an image: {exc}") from exc
+            notes.append(f"stopped after frame {done}: {exc}")
+
+    return ("animation" if n > 1 else "image"), frames()
 
 
-def _video_frames(path: Path, max_frames: int, notes: list[str]) -> list[np.ndarray]:
-    frames: list[np.ndarray] = []
+def _check_pixels(size: tuple[int, int], path: Path) -> None:
+    if size[0] * size[1] > MAX_FRAME_PIXELS:
+        raise ImageReadError(
+            f"{path} is {size[0]}x{size[1]} px, more than the {MAX_FRAME_PIXELS} px this "
+            "check decodes (a decompression bomb?)"
+        )
+
+
+def _video_frames(path: Path, max_frames: int, notes: list[str]) -> Iterator[np.ndarray]:
+    """Decoded frames, one at a time: only the current frame is held in memory."""
+    done = 0
     try:
         for frame, _ in read_video(path, max_frames=max_frames):
-            frames.append(frame)
+            yield frame
+            done += 1
     except ImageReadError as exc:
-        if not frames:
+        if not done:
             raise
-        notes.append(f"stopped after frame {len(frames)}: {exc}")
-    return frames
+        notes.append(f"stopped after frame {done}: {exc}")
 
 
 def verify_media(
@@ -167,15 +195,19 @@ def verify_media(
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(f"media file not found: {path}")
+    check_regular(path, MAX_MEDIA_BYTES, ImageReadError)  # not a FIFO or device
     notes: list[str] = []
     found = _image_frames(path, max_frames, notes)
     kind, frames = found if found is not None else ("video", _video_frames(path, max_frames, notes))
+    # Streamed: one decoded frame and its soft bits at a time, whatever the length.
     total = np.zeros(CODED_BITS, np.float32)
-    marked_frames = 0
+    marked_frames = count = 0
     for frame in frames:
         soft = soft_bits(frame)
         marked_frames += decode_soft(soft).marked
         total += soft
+        count += 1
+        del frame
     result = decode_soft(total)
     try:
         label = read_label(path)
@@ -188,7 +220,7 @@ def verify_media(
     return MediaReport(
         path=str(path),
         kind=kind,
-        frames=len(frames),
+        frames=count,
         frames_marked=int(marked_frames),
         marked=result.marked,
         payload=result.payload if result.marked else None,

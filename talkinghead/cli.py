@@ -235,7 +235,8 @@ def _cmd_verify(args: argparse.Namespace) -> None:
     runtimes = _csv_choices(args.runtimes, RUNTIMES, "--runtimes") if args.runtimes else None
     # With --key the signature is checked first, over the manifest's exact bytes.
     keys = args.key or None
-    with open_pack(args.pack, verify=False, trusted_keys=keys) as pack:  # a .zip is extracted safely first
+    # A .zip is extracted safely first; the hashes are checked below, by verify_pack.
+    with open_pack(args.pack, verify=False, trusted_keys=keys) as pack:
         report = verify_pack(pack.root, pack.manifest)
         if keys:
             print(f"pack {pack.root}: signature OK (a trusted key signed the manifest)")
@@ -323,9 +324,7 @@ def _cmd_track(args: argparse.Namespace) -> None:
     print(f"{src}: {len(results)} frames, face tracked in {found} -> {out}")
 
 
-_FORCE_HELP = (
-    "replace existing outputs: only the files this command writes (other files are kept)"
-)
+_FORCE_HELP = "replace existing outputs: only the files this command writes (other files are kept)"
 
 
 def build_parser() -> argparse.ArgumentParser:
