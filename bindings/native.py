@@ -32,6 +32,7 @@ from talkinghead.errors import (
     PackError,
     PackIntegrityError,
     ParityError,
+    SignatureError,
     TalkingHeadError,
     TimestampError,
 )
@@ -56,6 +57,7 @@ STATUS_NAMES = (
     "TH_ERR_INTERNAL",
     "TH_ERR_SELF_CHECK",
     "TH_ERR_TIMESTAMP",
+    "TH_ERR_SIGNATURE",
 )
 _STATUS_ERRORS: dict[str, type[TalkingHeadError]] = {
     "TH_ERR_INVALID_ARGUMENT": InvalidInputError,
@@ -65,6 +67,7 @@ _STATUS_ERRORS: dict[str, type[TalkingHeadError]] = {
     "TH_ERR_UNSUPPORTED": PackError,
     "TH_ERR_SELF_CHECK": ParityError,
     "TH_ERR_TIMESTAMP": TimestampError,
+    "TH_ERR_SIGNATURE": SignatureError,
 }
 
 
@@ -176,6 +179,10 @@ def load_library(path: str | os.PathLike[str]) -> ctypes.CDLL:
         "th_status_name": (c.c_char_p, [c.c_int]),
         "th_last_error": (c.c_char_p, []),
         "th_open": (c.c_int, [c.c_char_p, c.c_char_p, c.POINTER(c.c_uint64)]),
+        "th_open_signed": (
+            c.c_int,
+            [c.c_char_p, c.c_char_p, u8p, c.c_size_t, c.POINTER(c.c_uint64)],
+        ),
         "th_resolution": (c.c_int, [c.c_uint64, c.POINTER(c.c_int32)]),
         "th_neutral_landmarks": (c.c_int, [c.c_uint64, f32p, c.c_size_t]),
         "th_render": (c.c_int, [c.c_uint64, f32p, c.c_size_t, u8p, c.c_size_t]),
@@ -265,13 +272,25 @@ class NativeAvatar:
         pack: str | os.PathLike[str],
         precision: str = "fp32",
         library: str | os.PathLike[str] | None = None,
+        trusted_keys: list | None = None,
     ) -> None:
+        """trusted_keys: public keys (``sdk.signing``): open with th_open_signed."""
         if not isinstance(precision, str):
             raise InvalidInputError(f"precision must be a str, got {type(precision).__name__}")
         self._lib = load_library(library if library is not None else build_native().library)
         handle = ctypes.c_uint64(0)
-        status = self._lib.th_open(os.fsencode(pack), precision.encode(), ctypes.byref(handle))
-        check_status(self._lib, status, f"th_open({pack}, {precision})")
+        if trusted_keys is None:
+            status = self._lib.th_open(os.fsencode(pack), precision.encode(), ctypes.byref(handle))
+            check_status(self._lib, status, f"th_open({pack}, {precision})")
+        else:
+            from talkinghead.sdk.signing import load_public_keys
+
+            keys = np.frombuffer(b"".join(load_public_keys(trusted_keys)), np.uint8).copy()
+            status = self._lib.th_open_signed(
+                os.fsencode(pack), precision.encode(), _u8(keys), len(keys) // 32,
+                ctypes.byref(handle),
+            )  # fmt: skip
+            check_status(self._lib, status, f"th_open_signed({pack}, {precision})")
         self._handle = handle.value
         size = ctypes.c_int32(0)
         check_status(

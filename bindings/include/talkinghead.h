@@ -73,7 +73,8 @@ typedef enum th_status {
   TH_ERR_NO_MEMORY = 9,      /* an allocation failed */
   TH_ERR_INTERNAL = 10,      /* a bug: please report the message */
   TH_ERR_SELF_CHECK = 11,    /* th_self_check: the model is off its bundled expected outputs */
-  TH_ERR_TIMESTAMP = 12      /* th_drive: the timestamp did not increase */
+  TH_ERR_TIMESTAMP = 12,     /* th_drive: the timestamp did not increase */
+  TH_ERR_SIGNATURE = 13      /* th_open_signed: unsigned, or not signed by a trusted key */
 } th_status;
 
 /* The library version, e.g. "0.1.0" (static string). */
@@ -95,6 +96,19 @@ TH_API const char* th_last_error(void);
  * failure it is set to 0.
  */
 TH_API th_status th_open(const char* pack_dir, const char* precision, th_avatar* out_avatar);
+
+/*
+ * th_open for packs that must be signed: manifest.sig must hold an Ed25519 signature
+ * (libsodium) of manifest.json's exact bytes by one of `num_keys` trusted public keys,
+ * 32 bytes each, concatenated at `public_keys` (`talkinghead keygen` writes them in hex).
+ * The manifest is parsed from the very bytes whose signature was checked, and the model's
+ * sha256 comes from it, so every byte loaded is covered by the signature.
+ * Errors: as th_open; NULL public_keys or num_keys == 0 -> TH_ERR_INVALID_ARGUMENT;
+ * no manifest.sig, a malformed one, or no trusted key's signature -> TH_ERR_SIGNATURE.
+ */
+TH_API th_status th_open_signed(const char* pack_dir, const char* precision,
+                                const uint8_t* public_keys, size_t num_keys,
+                                th_avatar* out_avatar);
 
 /* The model's side S in px: inputs and outputs are S x S. */
 TH_API th_status th_resolution(th_avatar avatar, int32_t* out_size);

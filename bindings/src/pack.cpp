@@ -191,13 +191,27 @@ Failure read_verified(const std::string& dir, const std::string& name, const std
 
 }  // namespace
 
-Failure read_manifest(const std::string& dir, const std::string& precision, PackInfo* out) {
-  const std::string path = dir + "/manifest.json";
-  std::vector<uint8_t> raw;
-  if (Failure f = read_file(path, kMaxManifestBytes, &raw, TH_ERR_PACK)) {
+Failure read_pack_file(const std::string& path, size_t limit, std::vector<uint8_t>* out) {
+  return read_file(path, limit, out, TH_ERR_PACK);
+}
+
+Failure read_manifest_bytes(const std::string& dir, std::vector<uint8_t>* raw) {
+  if (Failure f = read_file(dir + "/manifest.json", kMaxManifestBytes, raw, TH_ERR_PACK)) {
     f.message = "not an avatar pack: " + f.message;
     return f;
   }
+  return {};
+}
+
+Failure read_manifest(const std::string& dir, const std::string& precision, PackInfo* out) {
+  std::vector<uint8_t> raw;
+  if (Failure f = read_manifest_bytes(dir, &raw)) return f;
+  return parse_manifest(dir, raw, precision, out);
+}
+
+Failure parse_manifest(const std::string& dir, const std::vector<uint8_t>& raw,
+                       const std::string& precision, PackInfo* out) {
+  const std::string path = dir + "/manifest.json";
   JsonValue m;
   std::string err;
   if (!parse_json(std::string(raw.begin(), raw.end()), &m, &err)) {

@@ -55,6 +55,16 @@ struct PackInfo {
 // Parse and validate dir/manifest.json, pick the executorch model of `precision`.
 Failure read_manifest(const std::string& dir, const std::string& precision, PackInfo* out);
 
+// The bytes of dir/manifest.json (a regular file, no link, at most 16 MB).
+Failure read_manifest_bytes(const std::string& dir, std::vector<uint8_t>* raw);
+
+// read_manifest over bytes already read (and, for th_open_signed, signature-checked).
+Failure parse_manifest(const std::string& dir, const std::vector<uint8_t>& raw,
+                       const std::string& precision, PackInfo* out);
+
+// Read a regular file (O_NONBLOCK, fstat; no link) of at most `limit` bytes.
+Failure read_pack_file(const std::string& path, size_t limit, std::vector<uint8_t>* out);
+
 // Read the model file of `info` (inside `info.dir`, no links) and check its sha256.
 Failure read_model(const PackInfo& info, std::vector<uint8_t>* bytes);
 

@@ -22,6 +22,7 @@
 #include "pack.h"
 #include "provenance.h"
 #include "rasterize.h"
+#include "signature.h"
 #include "watermark.h"
 
 #ifndef TALKINGHEAD_VERSION
@@ -250,13 +251,20 @@ const char* th_status_name(th_status status) {
     case TH_ERR_INTERNAL: return "TH_ERR_INTERNAL";
     case TH_ERR_SELF_CHECK: return "TH_ERR_SELF_CHECK";
     case TH_ERR_TIMESTAMP: return "TH_ERR_TIMESTAMP";
+    case TH_ERR_SIGNATURE: return "TH_ERR_SIGNATURE";
   }
   return "TH_ERR_UNKNOWN";
 }
 
 const char* th_last_error(void) { return g_last_error.c_str(); }
 
-th_status th_open(const char* pack_dir, const char* precision, th_avatar* out_avatar) {
+namespace {
+
+// th_open and th_open_signed: with `require_signature`, manifest.sig must verify against
+// one of `keys` before the manifest's bytes are parsed.
+th_status open_avatar(const char* pack_dir, const char* precision, bool require_signature,
+                      const uint8_t* keys, size_t num_keys, th_avatar* out_avatar) {
+  const bool signed_open = require_signature;
   return guarded([&]() -> th_status {
     if (!out_avatar) return set_status(TH_ERR_INVALID_ARGUMENT, "out_avatar is NULL");
     *out_avatar = 0;
@@ -270,7 +278,17 @@ th_status th_open(const char* pack_dir, const char* precision, th_avatar* out_av
 
     auto avatar = std::make_shared<Avatar>();
     const std::string dir(pack_dir);
-    if (Failure f = talkinghead::read_manifest(dir, precision, &avatar->info)) return set_failure(f);
+    std::vector<uint8_t> manifest;
+    if (Failure f = talkinghead::read_manifest_bytes(dir, &manifest)) return set_failure(f);
+    if (signed_open) {
+      if (!keys || num_keys == 0) {
+        return set_status(TH_ERR_INVALID_ARGUMENT, "th_open_signed needs at least one public key");
+      }
+      if (Failure f = talkinghead::check_signature(dir, manifest, keys, num_keys)) return set_failure(f);
+    }
+    if (Failure f = talkinghead::parse_manifest(dir, manifest, precision, &avatar->info)) {
+      return set_failure(f);
+    }
     for (size_t i = 0; i < TH_LANDMARK_FLOATS; ++i) avatar->neutral[i] = float(avatar->info.neutral[i]);
     if (Failure f = talkinghead::read_model(avatar->info, &avatar->program)) return set_failure(f);
     if (Failure f = load_model(avatar.get())) return set_failure(f);
@@ -286,6 +304,17 @@ th_status th_open(const char* pack_dir, const char* precision, th_avatar* out_av
     *out_avatar = handle;
     return set_status(TH_OK, "");
   });
+}
+
+}  // namespace
+
+th_status th_open(const char* pack_dir, const char* precision, th_avatar* out_avatar) {
+  return open_avatar(pack_dir, precision, false, nullptr, 0, out_avatar);
+}
+
+th_status th_open_signed(const char* pack_dir, const char* precision, const uint8_t* public_keys,
+                         size_t num_keys, th_avatar* out_avatar) {
+  return open_avatar(pack_dir, precision, true, public_keys, num_keys, out_avatar);
 }
 
 th_status th_resolution(th_avatar handle, int32_t* out_size) {
