@@ -129,13 +129,13 @@ def create_backend(name: str, **options: Any) -> Backend:
 
 
 def check_image(x: Any, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    """Validate a model input: (1, 3, S, S) float32 numpy array (``shape`` when the model fixes S)."""
+    """Validate a model input: (1, C, S, S) float32 numpy array (``shape`` when the model fixes it)."""
     if not isinstance(x, np.ndarray):
         raise InvalidInputError(f"input must be a numpy array, got {type(x).__name__}")
     if x.dtype != np.float32:
         raise InvalidInputError(f"input must be float32, got {x.dtype}")
-    if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3 or x.shape[2] != x.shape[3]:
-        raise InvalidInputError(f"input must be (1, 3, S, S), got {x.shape}")
+    if x.ndim != 4 or x.shape[0] != 1 or not 1 <= x.shape[1] <= 16 or x.shape[2] != x.shape[3]:
+        raise InvalidInputError(f"input must be (1, C, S, S), got {x.shape}")
     if shape is not None and tuple(x.shape) != tuple(shape):
         raise InvalidInputError(f"input must be {tuple(shape)} for this model, got {x.shape}")
     return np.ascontiguousarray(x)
@@ -368,24 +368,24 @@ def run_bundled_program(data: bytes, *, atol: float, rtol: float = 0.0) -> int:
 
 
 def _to_layout(x: np.ndarray, layout: str) -> np.ndarray:
-    """(1, 3, S, S) -> the model's layout."""
+    """(1, C, S, S) -> the model's layout."""
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
 
 
 def _from_layout(y: np.ndarray, layout: str) -> np.ndarray:
-    """The model's layout -> (1, 3, S, S)."""
+    """The model's layout -> (1, C, S, S)."""
     return np.ascontiguousarray(y.transpose(0, 3, 1, 2)) if layout == "NHWC" else y
 
 
 def _layout_of(shape: tuple[int, ...], source: str) -> str:
-    """NCHW for (1, 3, S, S), NHWC for (1, S, S, 3); BackendError for anything else."""
+    """NCHW for (1, C, S, S), NHWC for (1, S, S, C) (C <= 16 < S); BackendError otherwise."""
     if len(shape) == 4 and shape[0] == 1:
-        if shape[1] == 3 and shape[2] == shape[3]:
+        if shape[1] <= 16 and shape[2] == shape[3] and shape[2] > 16:
             return "NCHW"
-        if shape[3] == 3 and shape[1] == shape[2]:
+        if shape[3] <= 16 and shape[1] == shape[2] and shape[1] > 16:
             return "NHWC"
     raise BackendError(
-        f"{source}: input shape {list(shape)} is not a (1, 3, S, S) or (1, S, S, 3) image"
+        f"{source}: input shape {list(shape)} is not a (1, C, S, S) or (1, S, S, C) image"
     )
 
 

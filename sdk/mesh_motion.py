@@ -117,6 +117,37 @@ def builtin_mesh_motion(
     return np.stack([apply_mesh_motion(mesh, p) for p in params]).astype(np.float32)
 
 
+def _check_driver_mesh(mesh: object, name: str) -> np.ndarray:
+    return check_mesh(mesh, name)
+
+
+def retarget_mesh(frame: np.ndarray, reference: np.ndarray, avatar_mesh: np.ndarray) -> np.ndarray:
+    """One driver frame onto the avatar: ``(478, 3) float64`` avatar crop px.
+
+    Args:
+        frame: ``(478, 3)`` the driver's mesh now, its own px.
+        reference: ``(478, 3)`` the driver's mesh in its reference pose (its first frame).
+        avatar_mesh: ``(478, 3)`` the avatar's neutral mesh, crop px.
+
+    The driver's head motion from ``reference`` to ``frame`` (a 3D similarity on
+    :data:`STABLE_MESH_POINTS`) turns and moves the avatar's head about its centre; what is
+    left once that motion is undone is the expression, added to the avatar's mesh after
+    scaling and turning it from the driver's face into the avatar's.
+    """
+    frame = _check_driver_mesh(frame, "frame")
+    ref = _check_driver_mesh(reference, "reference")
+    avatar = check_mesh(avatar_mesh, "avatar_mesh")
+    idx = list(STABLE_MESH_POINTS)
+    s_a, r_a, _ = rigid_fit(ref[idx], avatar[idx])
+    c_ref, c_av = ref[idx].mean(axis=0), avatar[idx].mean(axis=0)
+    s, r, _ = rigid_fit(ref[idx], frame[idx])
+    c_t = frame[idx].mean(axis=0)
+    canon = (frame - c_t) @ r / s + c_ref  # the driver's expression in its reference pose
+    expr = (canon - ref) * s_a @ r_a.T
+    r_av = r_a @ r @ r_a.T
+    return s * (avatar + expr - c_av) @ r_av.T + c_av + s_a * (c_t - c_ref) @ r_a.T
+
+
 def retarget_meshes(driver: np.ndarray, avatar_mesh: np.ndarray) -> np.ndarray:
     """Carry a driver's motion, relative to its first frame, onto the avatar's mesh.
 
@@ -130,32 +161,19 @@ def retarget_meshes(driver: np.ndarray, avatar_mesh: np.ndarray) -> np.ndarray:
     """
     arr = np.asarray(driver, np.float64)
     if arr.ndim != 3 or arr.shape[1:] != (NUM_MESH_POINTS, 3) or len(arr) == 0:
-        raise InvalidInputError(f"driver must be (T, {NUM_MESH_POINTS}, 3) with T >= 1, got {arr.shape}")
+        raise InvalidInputError(
+            f"driver must be (T, {NUM_MESH_POINTS}, 3) with T >= 1, got {arr.shape}"
+        )
     if not np.all(np.isfinite(arr)):
         raise InvalidInputError("driver contains NaN or infinite values")
-    avatar = check_mesh(avatar_mesh, "avatar_mesh")
-    idx = list(STABLE_MESH_POINTS)
-    ref = arr[0]
-    # Driver frame -> avatar frame: scale, orientation and position of the two faces.
-    s_a, r_a, _ = rigid_fit(ref[idx], avatar[idx])
-    c_ref, c_av = ref[idx].mean(axis=0), avatar[idx].mean(axis=0)
-    out = np.empty_like(arr)
-    for t, frame in enumerate(arr):
-        s, r, _ = rigid_fit(ref[idx], frame[idx])
-        c_t = frame[idx].mean(axis=0)
-        # The driver's expression in its reference pose: undo its head motion.
-        canon = (frame - c_t) @ r / s + c_ref
-        expr = (canon - ref) * s_a @ r_a.T
-        r_av = r_a @ r @ r_a.T
-        shaped = avatar + expr
-        out[t] = s * (shaped - c_av) @ r_av.T + c_av + s_a * (c_t - c_ref) @ r_a.T
-    return out.astype(np.float32)
+    return np.stack([retarget_mesh(f, arr[0], avatar_mesh) for f in arr]).astype(np.float32)
 
 
 __all__ = [
     "apply_mesh_motion",
     "builtin_mesh_motion",
     "propagate",
+    "retarget_mesh",
     "retarget_meshes",
     "rotate_head",
 ]

@@ -427,6 +427,66 @@ def warp_to(rig: WarpRig, target_mesh: np.ndarray) -> WarpResult:
     return warp_image(rig.source, rig.points, dst, rig.triangles, rig.interior)
 
 
+RIG_FORMAT = "talkinghead.warp-rig"
+RIG_VERSION = "1"
+_RIG_DTYPES = {
+    "source": np.uint8,
+    "points": np.float32,
+    "kinds": np.uint8,
+    "triangles": np.int32,
+    "interior": np.uint8,
+}
+
+
+def rig_to_bytes(rig: WarpRig) -> bytes:
+    """The rig as a safetensors file (``rig.safetensors`` in a pack; the C library reads it)."""
+    from safetensors.numpy import save
+
+    arrays = {k: np.ascontiguousarray(getattr(rig, k), dtype=d) for k, d in _RIG_DTYPES.items()}
+    return save(arrays, metadata={"format": RIG_FORMAT, "version": RIG_VERSION})
+
+
+def rig_from_bytes(data: bytes, where: str = "rig.safetensors") -> WarpRig:
+    """Parse and validate a rig file; InvalidInputError naming what is wrong."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    try:
+        arrays = load(data)
+    except (SafetensorError, ValueError, OSError) as exc:
+        raise InvalidInputError(f"{where}: not a readable safetensors file: {exc}") from exc
+    for key, dtype in _RIG_DTYPES.items():
+        if key not in arrays or arrays[key].dtype != dtype:
+            raise InvalidInputError(f"{where}: needs a {np.dtype(dtype).name} tensor {key!r}")
+    src, pts, kinds, tris, interior = (arrays[k] for k in _RIG_DTYPES)
+    n = len(pts)
+    if src.ndim != 3 or src.shape[0] != src.shape[1] or src.shape[2] != 3 or src.shape[0] < 32:
+        raise InvalidInputError(f"{where}: source must be (S, S, 3), got {src.shape}")
+    if pts.ndim != 2 or pts.shape[1] != 3 or n < NUM_MESH_POINTS or not np.all(np.isfinite(pts)):
+        raise InvalidInputError(f"{where}: points must be finite (N >= {NUM_MESH_POINTS}, 3)")
+    if kinds.shape != (n,) or kinds.max(initial=0) > FIXED:
+        raise InvalidInputError(f"{where}: kinds must be (N,) values 0..{FIXED}")
+    if tris.ndim != 2 or tris.shape[1] != 3 or len(tris) == 0 or tris.min() < 0 or tris.max() >= n:
+        raise InvalidInputError(f"{where}: triangles must be (M, 3) indices below {n}")
+    if len(tris) >= 1 << _TRI_BITS:
+        raise InvalidInputError(f"{where}: more than {1 << _TRI_BITS} triangles")
+    if interior.shape != (len(tris),):
+        raise InvalidInputError(f"{where}: interior must be (M,)")
+    return WarpRig(src, pts, kinds, tris, interior)
+
+
+def refiner_input(warped: WarpResult, landmark_image: np.ndarray) -> np.ndarray:
+    """The refiner's input ``(1, 7, S, S) float32`` in [-1, 1].
+
+    Channels: warped RGB, the rasterised target landmarks, validity; each uint8 value v
+    becomes ``v / 127.5 - 1``.
+    """
+    stacked = np.concatenate(
+        [warped.image, landmark_image, warped.validity[..., None]], axis=-1
+    ).astype(np.float32)
+    return np.ascontiguousarray(np.moveaxis(stacked / 127.5 - 1.0, -1, 0)[None])
+
+
 def landmarks68(mesh: np.ndarray) -> np.ndarray:
     """The 68 iBUG points of a ``(478, 3)`` mesh: ``(68, 2) float32``."""
     return np.asarray(mesh)[MEDIAPIPE_TO_68, :2].astype(np.float32)
@@ -442,6 +502,9 @@ __all__ = [
     "build_rig",
     "check_mesh",
     "landmarks68",
+    "refiner_input",
+    "rig_from_bytes",
+    "rig_to_bytes",
     "rigid_fit",
     "target_points",
     "warp_image",

@@ -30,7 +30,8 @@ def _cmd_demo(args: argparse.Namespace) -> None:
             out_dir=Path(args.out),
             frames=args.frames,
             precision=args.precision,
-            fast=args.fast,
+            finetune_steps=args.finetune,
+            face_index=args.face,
             force=args.force,
         )
     )
@@ -202,12 +203,13 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
         seed = load_signing_key(args.sign)
     pack = export_pack(
-        args.student,
+        args.photo,
         Path(args.out),
         precisions=args.precision,
         runtimes=runtimes,
-        bundled=not args.no_bundled,
-        etrecord_dir=args.etrecord,
+        refiner=args.refiner,
+        face_index=args.face,
+        finetune_steps=args.finetune,
         force=args.force,
         signing_key=seed,
     )
@@ -333,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("demo", help="photo + motion -> avatar MP4 and animated WebP")
-    d.add_argument("--photo", help="your face photo (default: the built-in astronaut avatar)")
+    d.add_argument("--photo", help="your face photo (default: the built-in astronaut photo)")
     d.add_argument(
         "--driver", help="a video of a face to drive the avatar (default: built-in motion)"
     )
@@ -343,8 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--precision", choices=["fp32", "int8"], default="int8")
     d.add_argument(
-        "--fast", action="store_true", help="fewer enrolment steps for --photo (lower quality)"
+        "--finetune",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="opt-in: fine-tune the refiner on this face for STEPS steps first (minutes)",
     )
+    d.add_argument("--face", type=int, help="which face of a group photo, left to right")
     d.add_argument("--force", action="store_true", help=_FORCE_HELP)
     d.set_defaults(fn=_cmd_demo)
 
@@ -451,9 +458,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=_cmd_distill)
 
     e = sub.add_parser(
-        "export", help="student checkpoint -> avatar pack (ExecuTorch, LiteRT, ONNX; fp32 + int8)"
+        "export", help="photo -> avatar pack (ExecuTorch, LiteRT, ONNX; fp32 + int8)"
     )
-    e.add_argument("--student", required=True)
+    e.add_argument("--photo", required=True, help="face photo, or a built-in name (astronaut)")
+    e.add_argument("--refiner", help="refiner checkpoint (default: the shipped refiner-s)")
+    e.add_argument("--face", type=int, help="which face of a group photo, left to right")
+    e.add_argument(
+        "--finetune", type=int, default=0, metavar="STEPS",
+        help="opt-in: fine-tune the refiner on this face first",
+    )  # fmt: skip
     e.add_argument("--out", required=True, help="pack folder")
     e.add_argument("--precision", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
     e.add_argument(
@@ -461,8 +474,6 @@ def build_parser() -> argparse.ArgumentParser:
         default="executorch,litert,onnxruntime",
         help="comma-separated runtimes to export for (default: all three)",
     )
-    e.add_argument("--no-bundled", action="store_true", help="no ExecuTorch BundledProgram files")
-    e.add_argument("--etrecord", help="also write an ETRecord per .pte into this folder")
     e.add_argument("--zip", help="also write the pack as one .zip file (for shipping in an app)")
     e.add_argument(
         "--sign", metavar="KEY", help="sign the manifest with this private key (talkinghead keygen)"

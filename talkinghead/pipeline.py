@@ -246,149 +246,32 @@ def _export_one(runtime: str, precision: str, ctx: dict) -> list:
 
 
 def export_pack(
-    student_path: str | os.PathLike[str],
+    photo: str | os.PathLike[str] | np.ndarray,
     out_dir: Path,
     precisions: list[str] | tuple[str, ...] = ("fp32", "int8"),
     progress: bool = True,
     runtimes: list[str] | tuple[str, ...] = RUNTIMES,
-    bundled: bool = True,
-    etrecord_dir: str | os.PathLike[str] | None = None,
+    refiner: str | os.PathLike[str] | None = None,
+    face_index: int | None = None,
+    finetune_steps: int = 0,
     force: bool = True,
     signing_key: bytes | None = None,
 ) -> Path:
-    """Student checkpoint -> avatar pack with models for ``runtimes`` x ``precisions`` and parity vectors.
+    """Enrol a photo and write its warp-and-refine avatar pack (``talkinghead.packs``).
 
-    runtimes: any of "executorch" (XNNPACK .pte), "litert" (NHWC .tflite), "onnxruntime"
-        (.onnx and its .ort twin). Every model is run on the parity inputs right after export
-        and must meet the manifest's thresholds (ParityError otherwise).
-    bundled: ship each .pte also as an ExecuTorch BundledProgram (.bpte) with one parity case.
-    etrecord_dir: write an ETRecord per .pte there (developer files, not part of the pack).
-    force: accept a non-empty ``out_dir`` and replace the pack's own files there (other
-        files, the student checkpoint among them, are kept); False refuses it up front.
-    signing_key: a 32-byte Ed25519 seed: sign the manifest (``manifest.sig``).
-    The pack is written beside ``out_dir`` and renamed into place when complete.
+    runtimes: any of "executorch" (XNNPACK .pte + BundledProgram), "litert" (NHWC .tflite),
+        "onnxruntime" (.onnx and its .ort twin). Every model is run on this face's parity
+        inputs and must meet the manifest's thresholds (ParityError otherwise).
+    force: accept a non-empty ``out_dir`` and replace the pack's own files there; False
+        refuses it up front. signing_key: a 32-byte Ed25519 seed: sign the manifest.
     """
-    import tempfile
+    from talkinghead.packs import export_avatar_pack
 
-    import torch
-
-    from talkinghead.distill.distill import landmark_images
-    from talkinghead.models.checkpoint import load_checkpoint
-    from talkinghead.sdk.motion import builtin_motion
-
-    if not precisions or any(p not in ("fp32", "int8") for p in precisions):
-        raise InvalidInputError(
-            f"precisions must be a non-empty subset of fp32, int8: {precisions}"
-        )
-    if not runtimes or any(r not in RUNTIMES for r in runtimes):
-        raise InvalidInputError(
-            f"runtimes must be a non-empty subset of {', '.join(RUNTIMES)}: {runtimes}"
-        )
-    check_output_folder(out_dir, force)  # before minutes of export, not after
-    student = load_checkpoint(student_path, "student").eval()
-    notes = student.notes
-    if "neutral_landmarks" not in notes:
-        raise InvalidInputError(
-            f"{student_path} carries no neutral landmarks: not an enrolled student"
-        )
-    neutral = np.asarray(notes["neutral_landmarks"], np.float32)
-    size = student.cfg.resolution
-    identity = notes.get("identity", "avatar")
-    calib = landmark_images(builtin_motion(neutral, CALIBRATION_FRAMES, seed=101), size)
-    parity_in = landmark_images(builtin_motion(neutral, PARITY_FRAMES, seed=202), size)
-    with torch.no_grad():
-        eager = student(parity_in).numpy()[:, None]
-    inputs = parity_in.numpy()[:, None]
-    ctx = {
-        "stem": f"{identity}_{student.cfg.name}",
-        "student": student,
-        "example": student.get_example_inputs(),
-        "calibration": [(x[None],) for x in calib],
-        "etrecord_dir": Path(etrecord_dir) if etrecord_dir is not None else None,
-    }
-    with tempfile.TemporaryDirectory(prefix="talkinghead-export-") as tmp:  # removed on every path
-        ctx["tmp"] = Path(tmp)
-        return _export_models(
-            ctx, student_path=student_path, out_dir=out_dir, precisions=precisions,
-            progress=progress, runtimes=runtimes, bundled=bundled, force=force, signing_key=signing_key,
-            neutral=neutral, size=size, identity=identity, notes=notes, inputs=inputs,
-            eager=eager,
-        )  # fmt: skip
-
-
-def _export_models(ctx: dict, *, student_path, out_dir, precisions, progress, runtimes,
-                   bundled, force, signing_key, neutral, size, identity, notes, inputs, eager) -> Path:  # fmt: skip
-    """export_pack's body: export, check and pack each model; ctx["tmp"] is its scratch folder."""
-    import torch
-    from tqdm.auto import tqdm
-
-    from talkinghead.errors import ParityError
-    from talkinghead.sdk.backends import create_backend
-    from talkinghead.sdk.pack import write_pack
-    from talkinghead.sdk.parity import psnr_db
-    models, parity, seconds = [], {"inputs": inputs, "outputs.eager": eager}, {}
-    steps = [(r, p) for r in runtimes for p in precisions]
-    for runtime, precision in tqdm(steps, desc="export", disable=not progress):
-        t0 = time.perf_counter()
-        for source in _export_one(runtime, precision, ctx):
-            path = Path(source.path)
-            with create_backend(runtime) as backend:
-                backend.load(path)
-                out = np.stack([backend.run(x) for x in inputs])
-            if runtime == "executorch":  # what a phone's C++ self-check compares to; the
-                parity[f"outputs.{path.name}"] = out  # others' figures are in the manifest
-            measured = {
-                "max_abs_vs_eager": float(np.abs(out - eager).max()),
-                "psnr_db_vs_eager": round(psnr_db(out, eager), 2),
-            }
-            fails = (
-                measured["max_abs_vs_eager"] > FP32_MAX_ABS
-                if precision == "fp32"
-                else measured["psnr_db_vs_eager"] < INT8_MIN_PSNR_DB
-            )
-            if fails:
-                raise ParityError(f"{path.name} misses its parity threshold: {measured}")
-            extra = {}
-            if runtime == "executorch" and bundled:
-                from talkinghead.export.executorch import bundle_pte
-
-                # Copies: a numpy view's size-1 axes have 0 strides, which ExecuTorch refuses.
-                bpte = bundle_pte(
-                    path,
-                    [torch.tensor(inputs[0].copy())],
-                    [torch.tensor(out[0].copy())],
-                    path.with_suffix(".bpte"),
-                )
-                extra = {
-                    "bundled": bpte,
-                    "bundled_info": {"test_cases": 1, "atol": BUNDLED_ATOL[precision], "rtol": 0.0},
-                }
-            models.append(replace(source, info={**source.info, "parity": measured}, **extra))
-        seconds[f"{runtime}/{precision}"] = round(time.perf_counter() - t0, 1)
-    photo = Path(student_path).with_suffix(".png")
-    pack = write_pack(
-        out_dir,
-        name=identity,
-        resolution=size,
-        models=models,
-        neutral_landmarks=neutral,
-        photo=photo if photo.exists() else None,
-        parity=parity,
-        parity_info={
-            "reference": "outputs.eager",
-            "frames": PARITY_FRAMES,
-            "fp32_max_abs": FP32_MAX_ABS,
-            "int8_min_psnr_db": INT8_MIN_PSNR_DB,
-        },
-        provenance={
-            "student": ctx["student"].cfg.to_dict(),
-            "training": {k: v for k, v in notes.items() if k != "neutral_landmarks"},
-            "synthetic": True,
-            "export_s": seconds,
-        },
-        overwrite=force,
-        signing_key=signing_key,
-    )
+    pack, _ = export_avatar_pack(
+        photo, out_dir, refiner=refiner, runtimes=tuple(runtimes), precisions=tuple(precisions),
+        face_index=face_index, finetune_steps=finetune_steps, force=force,
+        signing_key=signing_key, progress=progress,
+    )  # fmt: skip
     return pack
 
 
@@ -467,10 +350,10 @@ def _render_python(pack, driver, frames, precision, fps, progress, watermark, ba
         result["load_s"] = round(time.perf_counter() - t0, 3)
         t0 = time.perf_counter()
         if driver is not None:
-            driver_lms, fps = track_video(driver, max_frames=frames, progress=progress)
+            driver_meshes, fps = track_video(driver, max_frames=frames, progress=progress)
             result["track_s"] = round(time.perf_counter() - t0, 2)
             t0 = time.perf_counter()
-            video = avatar.drive(driver_lms, progress=progress)
+            video = avatar.drive(driver_meshes, progress=progress)
         else:
             video = avatar.animate(frames, fps=fps, progress=progress)
         secs = time.perf_counter() - t0
@@ -592,22 +475,26 @@ class DemoOptions:
     out_dir: Path = Path("out/demo")
     frames: int = 100
     precision: str = "int8"
-    fast: bool = False
+    finetune_steps: int = 0
+    face_index: int | None = None
     force: bool = False
 
 
 def run_demo(opts: DemoOptions) -> dict:
-    """The whole pipeline with a built-in default: enrol (if --photo), export, render.
+    """The whole pipeline with a built-in default: enrol a photo, pack it, render.
 
-    With no photo, the committed student for the built-in astronaut photo is exported to
-    ExecuTorch and rendered. With a photo, the committed teacher enrols it (FT mode) and a
-    student is distilled first (minutes on a CPU; ``fast`` trades quality for time).
+    With no photo, the built-in astronaut photo is enrolled. Enrolment is tracking,
+    cropping and writing the pack (seconds): the shipped universal refiner serves every
+    face, its ExecuTorch models prebuilt. ``finetune_steps`` opts into fine-tuning the
+    refiner on this face first (minutes).
     """
+    from talkinghead.packs import export_avatar_pack
+
     out = Path(opts.out_dir)
     timings: dict = {}
     if opts.frames < 1:
         raise InvalidInputError(f"frames must be positive, got {opts.frames}")
-    # Every input and output is checked before minutes of enrolment and export.
+    # Every input and output is checked before any work.
     for name, value in (("photo", opts.photo), ("driver", opts.driver)):
         if value is not None and (Path(value).suffix or os.sep in str(value)):
             check_readable_input(value, name)  # (bare names are built-in photos)
@@ -616,24 +503,13 @@ def run_demo(opts: DemoOptions) -> dict:
         check_output_file(out / f"avatar.{ext}", opts.force)
     if opts.driver is not None:
         _check_video(opts.driver)
-    if opts.photo is not None:
-        t0 = time.perf_counter()
-        student, figures = distill_for_photo(
-            weights_path(DEFAULT_TEACHER),
-            opts.photo,
-            out / "work" / "student.safetensors",
-            steps=300 if opts.fast else 1500,
-            finetune_steps=30 if opts.fast else 100,
-            sequences=8 if opts.fast else 24,
-        )
-        timings["enrol_and_distill_s"] = round(time.perf_counter() - t0, 1)
-        timings.update({f"enrol.{k}": v for k, v in figures.items()})
-    else:
-        student = weights_path(DEFAULT_STUDENT)
     t0 = time.perf_counter()
-    # The demo renders on ExecuTorch; the other runtimes would only add export time.
-    pack = export_pack(student, out / "pack", runtimes=("executorch",), force=opts.force)
-    timings["export_s"] = round(time.perf_counter() - t0, 1)
+    pack, figures = export_avatar_pack(
+        opts.photo or "astronaut", out / "pack", runtimes=("executorch",),
+        face_index=opts.face_index, finetune_steps=opts.finetune_steps, force=opts.force,
+    )  # fmt: skip
+    timings["enrol_and_pack_s"] = round(time.perf_counter() - t0, 1)
+    timings.update({f"enrol.{k}": v for k, v in figures.items()})
     result = render_pack(
         pack, out, driver=opts.driver, frames=opts.frames, precision=opts.precision,
         force=opts.force,
