@@ -43,6 +43,7 @@ def make_tiny_pack(
     runtimes: tuple[str, ...] = ("executorch", "onnxruntime", "litert"),
     out_size: int | None = None,
     signing_key: bytes | None = None,
+    force: bool = True,
 ) -> Path:
     """Write a fp32 pack of the tiny refiner for ``runtimes`` into ``folder``; return it."""
     import torch
@@ -58,7 +59,7 @@ def make_tiny_pack(
     example = (torch.from_numpy(inputs[0].copy()),)
     with torch.no_grad():
         eager = np.stack([model(torch.from_numpy(x)).numpy() for x in inputs])
-    work = folder.parent / f"{folder.name}-work"
+    work = folder.parent / f"{folder.name}-work"  # beside it: never inside the target
     work.mkdir(parents=True, exist_ok=True)
     models = []
     if "executorch" in runtimes:
@@ -66,9 +67,7 @@ def make_tiny_pack(
         bpte = bundle_pte(
             pte, [example[0]], [torch.from_numpy(eager[0].copy())], pte.with_suffix(".bpte")
         )
-        models.append(
-            ModelSource(pte, bundled=bpte, bundled_info={"test_cases": 1, "atol": 1e-4})
-        )
+        models.append(ModelSource(pte, bundled=bpte, bundled_info={"test_cases": 1, "atol": 1e-4}))
     if "onnxruntime" in runtimes:
         from talkinghead.export.onnx import convert_to_ort, export_onnx
 
@@ -83,8 +82,12 @@ def make_tiny_pack(
         io = describe_tflite(path.read_bytes())
         specs = {
             k: TensorSpec(
-                name=k, shape=tuple(io[k]["shape"]), description=k, dtype=io[k]["dtype"],
-                layout="NHWC", quantization=io[k]["quantization"],
+                name=k,
+                shape=tuple(io[k]["shape"]),
+                description=k,
+                dtype=io[k]["dtype"],
+                layout="NHWC",
+                quantization=io[k]["quantization"],
             )  # fmt: skip
             for k in ("input", "output")
         }
@@ -100,6 +103,6 @@ def make_tiny_pack(
         rig=rig_to_bytes(face.rig),
         parity={"inputs": inputs, "outputs.eager": eager},
         parity_info={"reference": "outputs.eager", "fp32_max_abs": 1e-4, "int8_min_psnr_db": 25},
-        overwrite=True,
+        overwrite=force,
         signing_key=signing_key,
     )
