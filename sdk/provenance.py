@@ -26,14 +26,7 @@ from talkinghead.errors import ImageReadError, InvalidInputError, TalkingHeadErr
 from talkinghead.sdk.files import check_regular
 from talkinghead.sdk.media import MAX_FRAME_PIXELS, read_label, read_video, synthetic_label
 from talkinghead.sdk.pack import AvatarManifest
-from talkinghead.sdk.watermark import (
-    CODED_BITS,
-    Payload,
-    Watermark,
-    decode_soft,
-    sdk_version_code,
-    soft_bits,
-)
+from talkinghead.sdk.watermark import MarkSearch, Payload, Watermark, sdk_version_code
 
 MAX_MEDIA_BYTES = 4 << 30
 DEFAULT_MAX_FRAMES = 250  # frames a video check reads: 10 s at 25 fps is plenty to decide
@@ -199,16 +192,15 @@ def verify_media(
     notes: list[str] = []
     found = _image_frames(path, max_frames, notes)
     kind, frames = found if found is not None else ("video", _video_frames(path, max_frames, notes))
-    # Streamed: one decoded frame and its soft bits at a time, whatever the length.
-    total = np.zeros(CODED_BITS, np.float32)
+    # Streamed: one decoded frame at a time, whatever the length; the frames' folded
+    # residuals are summed and aligned together (they share one crop, rotation and scale).
+    search = MarkSearch()
     marked_frames = count = 0
     for frame in frames:
-        soft = soft_bits(frame)
-        marked_frames += decode_soft(soft).marked
-        total += soft
+        marked_frames += search.add(frame).marked
         count += 1
         del frame
-    result = decode_soft(total)
+    result = search.result()
     try:
         label = read_label(path)
     except TalkingHeadError as exc:

@@ -7,15 +7,19 @@
 Design (docs/provenance.md has the measured figures):
 - Payload: 32 bits (24-bit pack id, 8-bit SDK version) + CRC-16 = 48 bits, convolutionally
   encoded (rate 1/2, constraint length 7, 6 tail bits) into 108 coded bits.
-- Each coded bit is spread over ~9 chips of a 32 x 32 chip grid laid over the whole frame in
+- Each coded bit is spread over 8-12 chips of a 32 x 32 chip grid laid over the whole frame in
   normalised coordinates, so the mark scales with the frame: a 256 px frame has 8 px chips, a
-  128 px frame 4 px chips, and after a 0.5x resize they are still 2 px. Chips are flat squares
-  added to the luma only, with per-bit amplitudes chosen against the frame (informed embedding).
-- Detection resamples any frame to 64 x 64, keeps the image's detail (luma minus its blur)
-  weighted by 1 / local energy, correlates with the 108 chip templates (one matrix product),
-  Viterbi-decodes, and checks the CRC. The score is the normalised correlation of the soft
-  bits with the re-encoded codeword; a frame counts as marked only when the CRC holds and the
-  score clears ``SCORE_MIN``.
+  128 px frame 4 px chips, and after a 0.5x resize they are still 2 px. The grid is one
+  16 x 16 chip tile repeated 2 x 2, so any crop of at least half the frame holds every chip.
+  Chips are flat squares added to the luma only, with per-bit amplitudes chosen against the
+  frame (informed embedding).
+- Detection is blind to geometry: for each hypothesis of the frame's size and rotation (crops,
+  +-10 degrees, rescaling) it resamples the image into frame coordinates at 64 px per frame
+  side, keeps the detail (luma minus its blur) weighted by 1 / local energy, folds it onto one
+  tile, and finds the shift by circular correlation (FFT) with the 108 tile templates. The
+  likeliest alignments are Viterbi-decoded and their CRC checked. The score is the normalised
+  correlation of the soft bits with the re-encoded codeword; a frame counts as marked only
+  when the CRC holds and the score clears ``SCORE_MIN``.
 
 The key (chip assignment and signs) is public by design: anyone can verify a frame. That also
 means the mark can be removed or forged by someone who reads this file; it tells honest
@@ -34,6 +38,7 @@ from PIL import Image
 from talkinghead.errors import InvalidInputError
 
 GRID = 32  # chips per side, in normalised frame coordinates
+TILE = 16  # chips per side of the tile that repeats 2 x 2 over the frame
 CANON = 64  # the detector's working resolution (px per side)
 PAYLOAD_BITS = 32
 CRC_BITS = 16
@@ -184,11 +189,17 @@ def _key_stream(n: int, purpose: bytes) -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def _layout() -> tuple[np.ndarray, np.ndarray]:
-    """Which coded bit each chip carries, and the chip's sign: two (GRID, GRID) arrays."""
-    order = np.argsort(_key_stream(GRID * GRID, b"owner"), kind="stable")
-    owner = (order % CODED_BITS).reshape(GRID, GRID)
-    sign = np.where(_key_stream(GRID * GRID, b"sign") & 1, 1.0, -1.0).astype(np.float32)
-    return owner, sign.reshape(GRID, GRID)
+    """Which coded bit each chip carries, and the chip's sign: two (GRID, GRID) arrays.
+
+    The layout is one TILE x TILE tile repeated 2 x 2 over the frame. A crop or a shift of
+    the frame is then a cyclic shift of the tile, which the detector finds by circular
+    correlation; each coded bit owns 2 or 3 chips of a tile, 8 to 12 in a frame.
+    """
+    order = np.argsort(_key_stream(TILE * TILE, b"tile-owner"), kind="stable")
+    owner = (order % CODED_BITS).reshape(TILE, TILE)
+    sign = np.where(_key_stream(TILE * TILE, b"tile-sign") & 1, 1.0, -1.0).astype(np.float32)
+    reps = (GRID // TILE, GRID // TILE)
+    return np.tile(owner, reps), np.tile(sign.reshape(TILE, TILE), reps)
 
 
 @lru_cache(maxsize=32)
@@ -222,10 +233,15 @@ def _templates() -> tuple[np.ndarray, np.ndarray]:
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
+def _luma(frame: np.ndarray) -> np.ndarray:
+    """(H, W[, C]) uint8 -> (H, W) float32 luma."""
+    f = frame[..., :3] @ _LUMA if frame.ndim == 3 else frame.astype(np.float32)
+    return f.astype(np.float32, copy=False)
+
+
 def _luma_canon(frame: np.ndarray) -> np.ndarray:
     """(H, W[, C]) uint8 -> (CANON, CANON) float32 luma: area-averaged down, bicubic up."""
-    f = frame[..., :3] @ _LUMA if frame.ndim == 3 else frame.astype(np.float32)
-    f = f.astype(np.float32, copy=False)
+    f = _luma(frame)
     if f.shape == (CANON, CANON):
         return f
     down = min(f.shape) >= CANON
@@ -343,16 +359,245 @@ class WatermarkResult:
     crc_ok: bool
 
 
-def soft_bits(frame: np.ndarray) -> np.ndarray:
-    """(H, W[, C]) uint8 -> (CODED_BITS,) float32 soft coded bits, unit norm (zeros if flat).
+# ----------------------------------------------------------------------------- the search
 
-    Soft bits of several frames of one video can be summed and given to ``decode_soft``.
+# The detector does not know how the frame was cropped, rotated or rescaled. It tries each
+# hypothesis of the frame's size and rotation, resamples the image into the frame's own
+# coordinates at CANON px per frame side, folds the weighted residual onto one tile (the
+# pattern repeats every PERIOD px), and finds the translation by circular correlation with
+# each coded bit's tile template. The whitened energy of the soft bits ranks hypotheses and
+# shifts; the untouched frame and the best few alignments are Viterbi-decoded, and the CRC
+# with the score floor decides (each decode passes both by chance with p ~ 1e-7).
+PERIOD = CANON * TILE // GRID  # px of the canonical frame per tile: 32
+SEARCH_ANGLES = tuple(float(a) for a in range(-10, 11))  # degrees; 1 degree steps
+CROP_SCALES = (1 / 0.95, 1 / 0.9, 1 / 0.85, 1 / 0.8)  # frame side over the image's longer side
+SUBPIXEL = ((0.0, 0.0), (0.0, 0.5), (0.5, 0.0), (0.5, 0.5))  # PERIOD-grid phases tried
+
+
+def _circular_blur(a: np.ndarray) -> np.ndarray:
+    """The [1, 2, 1] / 4 blur of ``_blur`` on a tile that wraps around (last two axes)."""
+    a = (np.roll(a, 1, -2) + 2 * a + np.roll(a, -1, -2)) / 4
+    return (np.roll(a, 1, -1) + 2 * a + np.roll(a, -1, -1)) / 4
+
+
+@lru_cache(maxsize=1)
+def _tile_spectra() -> tuple[np.ndarray, np.ndarray]:
+    """Conjugate spectra of each coded bit's tile template at each sub-pixel phase,
+    (len(SUBPIXEL), CODED_BITS, PERIOD, PERIOD // 2 + 1) complex64, and the templates' norms."""
+    owner, sign = _layout()
+    up = PERIOD // TILE
+    chips = np.where(
+        owner[:TILE, :TILE][None] == np.arange(CODED_BITS)[:, None, None],
+        sign[:TILE, :TILE][None],
+        0.0,
+    ).astype(np.float32)
+    t = np.repeat(np.repeat(chips, up, axis=1), up, axis=2)
+    t = t - _circular_blur(t)
+    spec = np.conj(np.fft.rfft2(t))
+    ky, kx = np.fft.fftfreq(PERIOD)[:, None], np.fft.rfftfreq(PERIOD)[None, :]
+    spectra = np.stack(
+        [spec * np.exp(2j * np.pi * (ky * dy + kx * dx)) for dy, dx in SUBPIXEL]
+    ).astype(np.complex64)
+    return spectra, np.sqrt(np.sum(t.astype(np.float64) ** 2, axis=(1, 2))).astype(np.float32)
+
+
+def _shrunk(luma: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """The luma area-averaged to at most 2 * CANON px along each axis (each axis on its own:
+    a long thin frame keeps its short side), and the factors from image px to shrunk px
+    along x and y."""
+    h, w = luma.shape
+    size = (min(w, 2 * CANON), min(h, 2 * CANON))
+    if size == (w, h):
+        return luma, 1.0, 1.0
+    small = Image.fromarray(luma, mode="F").resize(size, Image.Resampling.BOX)
+    return np.asarray(small), size[0] / w, size[1] / h
+
+
+def _sample(img: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear samples of ``img`` at pixel-index coordinates, and which fell inside it."""
+    h, w = img.shape
+    inside = (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+    x, y = np.clip(x, 0, w - 1), np.clip(y, 0, h - 1)
+    x0 = np.minimum(np.floor(x).astype(np.intp), w - 2)
+    y0 = np.minimum(np.floor(y).astype(np.intp), h - 2)
+    fx, fy = (x - x0).astype(np.float32), (y - y0).astype(np.float32)
+    top = img[y0, x0] * (1 - fx) + img[y0, x0 + 1] * fx
+    bottom = img[y0 + 1, x0] * (1 - fx) + img[y0 + 1, x0 + 1] * fx
+    return top * (1 - fy) + bottom * fy, inside
+
+
+def _hypotheses(h: int, w: int) -> list[tuple[float, float, float]]:
+    """(frame width, frame height in image px, rotation in degrees) to try, the untouched
+    frame first. Frames are square unless the image is the whole frame."""
+    side = float(max(h, w))
+    out = [(float(w), float(h), 0.0)] + ([(side, side, 0.0)] if h != w else [])
+    out += [(side * s, side * s, 0.0) for s in CROP_SCALES]
+    for a in SEARCH_ANGLES:
+        if a == 0.0:
+            continue
+        rad = np.deg2rad(a)
+        # Rotated within the same canvas, or rotated onto a canvas grown to hold it.
+        grown = side / (abs(np.cos(rad)) + abs(np.sin(rad)))
+        out += [(side, side, a), (grown, grown, a)]
+    return out
+
+
+def _folded(
+    small: np.ndarray,
+    g: tuple[float, float],
+    shape: tuple[int, int],
+    hypothesis: tuple[float, float, float],
+) -> np.ndarray | None:
+    """The weighted residual of the image seen as a frame of ``hypothesis`` (width, height
+    in image px, rotation in degrees), resampled to CANON x CANON about the image's centre
+    and folded onto one tile: (PERIOD, PERIOD) float32, or None if nothing is inside."""
+    h, w = shape
+    side_x, side_y, angle = hypothesis
+    half = np.arange(2 * CANON, dtype=np.float64) + 0.5 - CANON  # sample at 2x, then average
+    ux, uy = half[None, :] * side_x / (2 * CANON), half[:, None] * side_y / (2 * CANON)
+    c, s = np.cos(np.deg2rad(angle)), np.sin(np.deg2rad(angle))
+    x = (w / 2 + c * ux - s * uy) * g[0] - 0.5
+    y = (h / 2 + s * ux + c * uy) * g[1] - 0.5
+    v, inside = _sample(small, x, y)
+    v = v.reshape(CANON, 2, CANON, 2).mean((1, 3))
+    inside = inside.reshape(CANON, 2, CANON, 2).all((1, 3))
+    if not inside.any():
+        return None
+    v = np.where(inside, v, v[inside].mean()).astype(np.float32)
+    r = v - _blur(v)
+    iw = 1.0 / (_blur(r * r) + 1.0)
+    keep = inside.copy()  # drop the seam next to the image's edge
+    keep[1:] &= inside[:-1]
+    keep[:-1] &= inside[1:]
+    keep[:, 1:] &= inside[:, :-1]
+    keep[:, :-1] &= inside[:, 1:]
+    rw = r * iw * keep
+    return rw.reshape(CANON // PERIOD, PERIOD, CANON // PERIOD, PERIOD).sum((0, 2))
+
+
+def _folds(frame: np.ndarray) -> dict[tuple[float, float, float], np.ndarray]:
+    """The folded weighted residual of the image under every hypothesis: {(width, height,
+    angle): (PERIOD, PERIOD) float32}. Linear in the image, so frames of one video can be summed."""
+    luma = _luma(frame)
+    small, gx, gy = _shrunk(luma)
+    out = {}
+    for hyp in _hypotheses(*luma.shape):
+        folded = _folded(small, (gx, gy), luma.shape, hyp)
+        if folded is not None:
+            out[hyp] = folded.astype(np.float32)
+    return out
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    peak: float  # whitened soft-bit energy at this shift over its mean over all shifts
+    soft: np.ndarray  # (CODED_BITS,) float32, unit norm
+    hypothesis: tuple[float, float, float]  # frame width, height (image px), rotation (deg)
+
+
+def _correlations(folded: np.ndarray, phases: slice) -> np.ndarray:
+    """Each coded bit's circular correlation with the folded residual, per sub-pixel phase
+    and shift, over the template's norm: (phases, CODED_BITS, PERIOD, PERIOD)."""
+    spectra, norms = _tile_spectra()
+    spec = np.fft.rfft2(folded).astype(np.complex64)
+    corr = np.fft.irfft2(spectra[phases] * spec, s=(PERIOD, PERIOD))
+    return corr / norms[None, :, None, None]
+
+
+def _energy(corr: np.ndarray) -> np.ndarray:
+    """Soft-bit energy per phase and shift, each bit whitened by its spread over all
+    shifts (a bit that the image's texture loads heavily counts no more than a quiet one),
+    over its mean: (phases, PERIOD, PERIOD), about 1 where nothing is aligned."""
+    spread = np.sqrt(np.mean(corr**2, axis=(0, 2, 3), keepdims=True)) + 1e-12
+    energy = np.einsum("pkyx,pkyx->pyx", corr / spread, corr / spread)
+    return energy / max(float(energy.mean()), 1e-12)
+
+
+REFINED = 6  # hypotheses whose sub-pixel phases are all tried
+SHIFTS = 4  # best shifts decoded per refined hypothesis
+CANDIDATES = 1 + REFINED * SHIFTS  # alignments decoded at most per image
+
+
+def _soft_at(corr: np.ndarray, at: tuple[int, int, int]) -> np.ndarray:
+    soft = corr[at[0], :, at[1], at[2]].astype(np.float32)
+    return soft / max(float(np.linalg.norm(soft)), 1e-12)
+
+
+def _align(folds: dict[tuple[float, float, float], np.ndarray]) -> list[_Candidate]:
+    """Alignments to decode, likeliest first: the untouched frame (the first hypothesis,
+    no shift); then, for the REFINED hypotheses whose energy peaks highest at phase (0, 0),
+    the SHIFTS best shifts over every sub-pixel phase."""
+    if not folds:
+        return []
+    first = next(iter(folds))
+    out = [_Candidate(np.inf, _soft_at(_correlations(folds[first], slice(0, 1)), (0, 0, 0)), first)]
+    coarse = sorted(
+        ((float(_energy(_correlations(f, slice(0, 1))).max()), key) for key, f in folds.items()),
+        key=lambda x: -x[0],
+    )
+    for _, key in coarse[:REFINED]:
+        corr = _correlations(folds[key], slice(None))
+        energy = _energy(corr)
+        for flat in np.argsort(energy, axis=None)[::-1][:SHIFTS]:
+            at = tuple(int(i) for i in np.unravel_index(int(flat), energy.shape))
+            out.append(_Candidate(float(energy[at]), _soft_at(corr, at), key))
+    out[1:] = sorted(out[1:], key=lambda c: -c.peak)
+    return out
+
+
+def _best(
+    folds: dict[tuple[float, float, float], np.ndarray],
+) -> tuple[np.ndarray, WatermarkResult]:
+    """The soft bits and the decision of the first candidate alignment that is marked (else
+    of the untouched frame's)."""
+    first = None
+    for cand in _align(folds)[:CANDIDATES]:
+        res = decode_soft(cand.soft)
+        if res.marked:
+            return cand.soft, res
+        first = first or (cand.soft, res)
+    return first or (np.zeros(CODED_BITS, np.float32), WatermarkResult(False, None, 0.0, False))
+
+
+def soft_bits(frame: np.ndarray) -> np.ndarray:
+    """(H, W[, C]) uint8 -> (CODED_BITS,) float32 soft coded bits at the frame's best
+    alignment, unit norm (zeros if flat). ``decode_soft`` decodes them."""
+    return _best(_folds(_check_frame(frame, "image")))[0]
+
+
+class MarkSearch:
+    """Looks for the mark in the frames of one video together.
+
+    The frames of a video share one geometry (crop, rotation, scale), so their folded
+    residuals are summed under each hypothesis and aligned once: a mark too faint to
+    decode in any single frame still decodes from a clip. ``add`` also decides each frame
+    on its own.
     """
-    frame = _check_frame(frame, "image")
-    rw, _ = _weighted_residual(_luma_canon(frame))
-    soft = _templates()[0] @ rw
-    n = float(np.linalg.norm(soft))
-    return (soft / n).astype(np.float32) if n > 1e-9 else np.zeros(CODED_BITS, np.float32)
+
+    def __init__(self) -> None:
+        self._sum: dict[tuple[float, float, float], np.ndarray] | None = None
+        self._shape: tuple[int, int] | None = None
+        self.frames = 0
+
+    def add(self, frame: np.ndarray) -> WatermarkResult:
+        """Accumulate one frame; returns that frame's own result."""
+        frame = _check_frame(frame, "image")
+        folds = _folds(frame)
+        if self._sum is None or frame.shape[:2] != self._shape:
+            # A change of size mid-stream: hypotheses differ, so start over from this frame.
+            self._sum, self._shape = {k: v.copy() for k, v in folds.items()}, frame.shape[:2]
+        else:
+            for k, v in folds.items():
+                if k in self._sum:
+                    self._sum[k] += v
+        self.frames += 1
+        return _best(folds)[1]
+
+    def result(self) -> WatermarkResult:
+        """The decision on every frame added so far, taken together."""
+        if not self._sum:
+            return WatermarkResult(False, None, 0.0, False)
+        return _best(self._sum)[1]
 
 
 def decode_soft(soft: np.ndarray) -> WatermarkResult:
@@ -372,14 +617,16 @@ def decode_soft(soft: np.ndarray) -> WatermarkResult:
 
 
 def detect(frame: np.ndarray) -> WatermarkResult:
-    """Look for the mark in one image: (H, W), (H, W, 3) or (H, W, 4) uint8, any size >= 32 px."""
-    return decode_soft(soft_bits(frame))
+    """Look for the mark in one image: (H, W), (H, W, 3) or (H, W, 4) uint8, any size >= 32 px,
+    cropped, rotated or rescaled (see ``_hypotheses``)."""
+    return _best(_folds(_check_frame(frame, "image")))[1]
 
 
 __all__ = [
     "CODED_BITS",
     "MIN_SIDE",
     "SCORE_MIN",
+    "MarkSearch",
     "Payload",
     "Watermark",
     "WatermarkResult",

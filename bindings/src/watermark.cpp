@@ -25,6 +25,8 @@ namespace {
 
 constexpr int kGrid = kWatermarkGrid;
 constexpr int kChips = kGrid * kGrid;
+constexpr int kTile = kWatermarkTile;
+constexpr int kTileChips = kTile * kTile;
 constexpr int kCanon = kWatermarkCanon;
 constexpr int kCoded = kWatermarkCodedBits;
 constexpr int kPayloadBits = 32;
@@ -156,15 +158,19 @@ Watermark::Watermark(WatermarkPayload payload, int height, int width)
   const std::vector<uint8_t> coded = conv_encode(info);
   for (int k = 0; k < kCoded; ++k) code_[k] = 1.0f - 2.0f * float(coded[k]);
 
-  // _layout: a stable argsort of the "owner" stream, and the "sign" stream's low bits.
-  const std::vector<uint32_t> stream = key_stream(kChips, "owner");
-  std::vector<int> order(kChips);
+  // _layout: one kTile x kTile tile, a stable argsort of the "tile-owner" stream and the
+  // "tile-sign" stream's low bits, repeated over the kGrid x kGrid chips.
+  const std::vector<uint32_t> stream = key_stream(kTileChips, "tile-owner");
+  std::vector<int> order(kTileChips);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return stream[a] < stream[b]; });
-  const std::vector<uint32_t> signs = key_stream(kChips, "sign");
-  for (int j = 0; j < kChips; ++j) {
-    owner_[j] = order[j] % kCoded;
-    sign_[j] = (signs[j] & 1) ? 1.0f : -1.0f;
+  const std::vector<uint32_t> signs = key_stream(kTileChips, "tile-sign");
+  for (int r = 0; r < kGrid; ++r) {
+    for (int c = 0; c < kGrid; ++c) {
+      const int t = (r % kTile) * kTile + c % kTile;
+      owner_[r * kGrid + c] = order[t] % kCoded;
+      sign_[r * kGrid + c] = (signs[t] & 1) ? 1.0f : -1.0f;
+    }
   }
 
   // _templates: each coded bit's chips seen at kCanon px, minus their blur; kept sparse.

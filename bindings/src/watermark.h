@@ -8,6 +8,7 @@
 namespace talkinghead {
 
 constexpr int kWatermarkGrid = 32;    // chips per side (GRID)
+constexpr int kWatermarkTile = 16;    // chips per side of the repeating tile (TILE)
 constexpr int kWatermarkCanon = 64;   // the detector's working resolution, px (CANON)
 constexpr int kWatermarkCodedBits = 108;
 constexpr int kWatermarkMinSide = 32;  // px (MIN_SIDE)

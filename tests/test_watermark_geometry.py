@@ -1,0 +1,218 @@
+"""The watermark against geometry: crops, rotations and rescaling that move the chip grid,
+the search that finds it again, and the native embedder against the Python one on any frame.
+
+The full figures (avatar frames, H.264, false positives on 3000 images) are
+benchmarks/provenance.py's; these are the properties on a few real photos.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from talkinghead.errors import InvalidInputError
+from talkinghead.sdk.watermark import (
+    CODED_BITS,
+    GRID,
+    TILE,
+    MarkSearch,
+    Payload,
+    Watermark,
+    _layout,
+    detect,
+    soft_bits,
+)
+
+PAYLOAD = Payload(pack_id=0x3C9E51, version=8)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def face(size: int = 256) -> np.ndarray:
+    """The astronaut's head and shoulders, (size, size, 3) uint8: a real face, as rendered."""
+    from skimage import data
+
+    return np.asarray(Image.fromarray(data.astronaut()[0:300, 100:400]).resize((size, size)))
+
+
+def jpeg(frame: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf))
+
+
+def crop_side(frame: np.ndarray, side: str, share: float) -> np.ndarray:
+    h, w = frame.shape[:2]
+    k = round(share * (h if side in ("top", "bottom") else w))
+    return {
+        "top": frame[k:],
+        "bottom": frame[: h - k],
+        "left": frame[:, k:],
+        "right": frame[:, : w - k],
+    }[side]
+
+
+def rotate(frame: np.ndarray, degrees: float, expand: bool) -> np.ndarray:
+    im = Image.fromarray(frame).rotate(degrees, Image.Resampling.BICUBIC, expand=expand)
+    return np.asarray(im)
+
+
+def resize(frame: np.ndarray, scale: float) -> np.ndarray:
+    h, w = frame.shape[:2]
+    size = (round(w * scale), round(h * scale))
+    return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.BILINEAR))
+
+
+@pytest.fixture(scope="module")
+def marked() -> np.ndarray:
+    return Watermark(PAYLOAD).embed(face())
+
+
+def assert_found(image: np.ndarray) -> None:
+    r = detect(image)
+    assert r.marked and r.payload == PAYLOAD, r
+
+
+def test_layout_is_one_tile_repeated_and_every_bit_in_every_tile():
+    owner, sign = _layout()
+    assert owner.shape == sign.shape == (GRID, GRID)
+    for dy in (0, TILE):
+        for dx in (0, TILE):
+            np.testing.assert_array_equal(
+                owner[dy : dy + TILE, dx : dx + TILE], owner[:TILE, :TILE]
+            )
+            np.testing.assert_array_equal(sign[dy : dy + TILE, dx : dx + TILE], sign[:TILE, :TILE])
+    per_tile = np.bincount(owner[:TILE, :TILE].ravel(), minlength=CODED_BITS)
+    assert per_tile.min() >= 2 and per_tile.max() <= 3  # a crop keeping half the frame keeps all
+    assert set(np.unique(sign)) == {-1.0, 1.0}
+
+
+@pytest.mark.parametrize("side", ["left", "right", "top", "bottom"])
+def test_mark_survives_a_crop_of_20_percent_off_any_side(marked, side):
+    assert_found(crop_side(marked, side, 0.2))
+
+
+def test_mark_survives_crops_off_every_side_at_once(marked):
+    h, w = marked.shape[:2]
+    assert_found(
+        marked[round(0.1 * h) : h - round(0.08 * h), round(0.12 * w) : w - round(0.05 * w)]
+    )
+
+
+@pytest.mark.parametrize("degrees", [-10.0, -4.5, 2.0, 7.3, 10.0])
+@pytest.mark.parametrize("expand", [False, True])
+def test_mark_survives_rotation_up_to_10_degrees(marked, degrees, expand):
+    assert_found(rotate(marked, degrees, expand))
+
+
+def test_mark_survives_half_size_then_jpeg_q50(marked):
+    assert_found(jpeg(resize(marked, 0.5), 50))
+
+
+def test_mark_survives_crop_rotation_and_rescale_together(marked):
+    image = resize(rotate(crop_side(marked, "left", 0.15), -6.0, False), 0.7)
+    assert_found(jpeg(image, 75))
+
+
+def test_search_finds_no_mark_in_unmarked_photos_however_they_are_cut():
+    from skimage import data
+
+    rng = np.random.default_rng(3)
+    photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(), data.camera()]
+    for i in range(20):
+        im = photos[i % len(photos)]
+        h, w = im.shape[:2]
+        side = int(rng.integers(min(h, w) // 3, min(h, w)))
+        y, x = int(rng.integers(0, h - side)), int(rng.integers(0, w - side))
+        image = np.asarray(Image.fromarray(im[y : y + side, x : x + side]).resize((200, 200)))
+        image = rotate(image, float(rng.uniform(-10, 10)), False)
+        r = detect(image)
+        assert not r.marked, (i, r)
+
+
+def test_untouched_frames_of_any_size_still_decode():
+    for h, w in [(130, 97), (97, 130), (129, 129), (64, 64), (37, 300), (512, 512)]:
+        frame = np.asarray(Image.fromarray(face()).resize((w, h)))
+        assert_found(Watermark(PAYLOAD).embed(frame))
+
+
+def test_mark_search_decides_the_frames_of_a_clip_together():
+    # A mark too faint for any single frame (0.8 grey levels RMS, about 50 dB) still decodes
+    # from eight frames of one clip, cropped alike, as the face moves: the image's content,
+    # which hides the mark, differs from frame to frame while the mark stays put.
+    from skimage import data
+
+    im = data.astronaut()
+    mark = Watermark(PAYLOAD, strength=0.8)
+    search = MarkSearch()
+    alone = []
+    for i in range(8):
+        y, x = 10 * i, 60 + 8 * i
+        frame = np.asarray(Image.fromarray(im[y : y + 300, x : x + 300]).resize((256, 256)))
+        alone.append(search.add(crop_side(jpeg(mark.embed(frame), 80), "right", 0.1)))
+    together = search.result()
+    assert sum(r.marked for r in alone) <= 2
+    assert together.marked and together.payload == PAYLOAD
+    assert search.frames == 8
+    assert not MarkSearch().result().marked  # nothing added: not marked
+    unmarked = MarkSearch()
+    for i in range(4):
+        unmarked.add(np.asarray(Image.fromarray(data.coffee()[i * 20 :]).resize((256, 256))))
+    assert not unmarked.result().marked
+
+
+def test_soft_bits_and_detect_reject_bad_input():
+    assert soft_bits(np.full((64, 64), 128, np.uint8)).shape == (CODED_BITS,)
+    assert not detect(np.zeros((100, 100, 3), np.uint8)).marked  # flat: no crash, no mark
+    with pytest.raises(InvalidInputError):
+        detect(np.zeros((20, 300, 3), np.uint8))
+    with pytest.raises(InvalidInputError):
+        MarkSearch().add(np.zeros((64, 64, 3), np.float32))
+
+
+# ----------------------------------------------------------------------------- native port
+
+
+@pytest.fixture(scope="module")
+def native_embed(tmp_path_factory) -> Path:
+    """bindings/tools/watermark_embed.cpp with the library's watermark.cpp, built with the
+    library's floating-point flags (no fused multiply-add)."""
+    cxx = shutil.which("c++") or shutil.which("g++") or shutil.which("clang++")
+    assert cxx, "a C++ compiler is needed to build the native embedder"
+    out = tmp_path_factory.mktemp("native") / "watermark_embed"
+    src = ROOT / "bindings"
+    cmd = [cxx, "-std=c++17", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror"]
+    cmd += ["-I", str(src / "src"), str(src / "tools" / "watermark_embed.cpp")]
+    cmd += [str(src / "src" / "watermark.cpp"), str(src / "src" / "sha256.cpp"), "-o", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return out
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (128, 128), (200, 150), (64, 64), (37, 300)])
+def test_native_embed_matches_python_on_any_frame(native_embed, shape):
+    from skimage import data
+
+    h, w = shape
+    frames = np.stack(
+        [np.asarray(Image.fromarray(im).resize((w, h))) for im in (face(), data.coffee())]
+    )
+    proc = subprocess.run(
+        [str(native_embed), str(PAYLOAD.pack_id), str(PAYLOAD.version), str(h), str(w)],
+        input=frames.tobytes(),
+        capture_output=True,
+        check=True,
+    )
+    native = np.frombuffer(proc.stdout, np.uint8).reshape(frames.shape)
+    python = np.stack([Watermark(PAYLOAD).embed(f) for f in frames])
+    diff = np.abs(native.astype(np.int16) - python)
+    # numpy sums the template correlations in BLAS order, the port in its own: a chip may
+    # round differently when it lies within ~1e-7 of a half grey level (none do in practice).
+    assert diff.max() <= 1 and np.mean(diff > 0) <= 0.005
+    for f in native:
+        square = shape[0] == shape[1] >= 128  # the search assumes square frames (the SDK's)
+        assert_found(rotate(crop_side(f, "top", 0.2), 5.0, False) if square else f)
