@@ -465,3 +465,32 @@ def test_verify_media_memory_is_bounded_on_a_4k_clip(tmp_path):
     result = measure(clip, max_frames=250)
     assert result["frames"] == 30
     assert result["peak_bytes"] < 400 * 2**20, result
+
+
+def test_signed_round_trip_through_the_jni_glue(tiny_pack, keys, tmp_path):
+    """Sign, open, tamper, refuse from a JVM, through the glue Avatar.openSigned calls."""
+    from test_bindings import _build_jni_glue, _jdk, _run
+
+    from talkinghead.bindings import native
+    from talkinghead.sdk.signing import load_signing_key, sign_pack_folder
+
+    if _jdk() is None:
+        pytest.skip("no JDK (jni.h, javac, java) on this machine")
+    _, javac, java = _jdk()
+    build = native.build_native()
+    _build_jni_glue(build, tmp_path)
+    sources = sorted((native.BINDINGS_DIR / "android/jvm-check/com/talkinghead").glob("*.java"))
+    _run([javac, "-d", tmp_path / "classes", *sources])
+    key, pub = keys
+    pack = copy_pack(tiny_pack, tmp_path / "p")
+
+    def status() -> int:
+        proc = _run([java, f"-Djava.library.path={tmp_path}", "-cp", tmp_path / "classes",
+                     "com.talkinghead.SignedCheck", pack, pub.read_text().strip()])  # fmt: skip
+        return int(proc.stdout.split("status ")[1])
+
+    assert status() == 13  # unsigned: TH_ERR_SIGNATURE
+    sign_pack_folder(pack, load_signing_key(key))
+    assert status() != 13  # signed: past the signature (opened, or refused for another reason)
+    edit_manifest(pack, lambda m: m.update(name="evil"))
+    assert status() == 13

@@ -6,6 +6,7 @@ package com.talkinghead;
 final class NativeBridge {
   static native String version();
   static native long open(String packDir, String precision);
+  static native long openSigned(String packDir, String precision, byte[] publicKeys);
   static native int resolution(long avatar);
   static native void neutralLandmarks(long avatar, float[] out);
   static native void render(long avatar, float[] landmarks, byte[] out);

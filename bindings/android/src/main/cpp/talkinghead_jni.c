@@ -45,6 +45,32 @@ JNIEXPORT jlong JNICALL Java_com_talkinghead_NativeBridge_open(JNIEnv* env, jcla
   return (jlong)avatar;
 }
 
+/* public_keys: the trusted Ed25519 keys, 32 bytes each, concatenated. */
+JNIEXPORT jlong JNICALL Java_com_talkinghead_NativeBridge_openSigned(JNIEnv* env, jclass cls,
+                                                                     jstring pack_dir,
+                                                                     jstring precision,
+                                                                     jbyteArray public_keys) {
+  (void)cls;
+  jsize key_bytes = public_keys ? (*env)->GetArrayLength(env, public_keys) : 0;
+  if (key_bytes == 0 || key_bytes % 32 != 0) {
+    th_avatar none = 0;
+    /* th_open_signed names the problem: no key. */
+    failed(env, th_open_signed(NULL, NULL, NULL, 0, &none));
+    return 0;
+  }
+  jbyte* keys = (*env)->GetByteArrayElements(env, public_keys, NULL);
+  if (keys == NULL) return 0; /* OutOfMemoryError is pending */
+  const char* dir = pack_dir ? (*env)->GetStringUTFChars(env, pack_dir, NULL) : NULL;
+  const char* prec = precision ? (*env)->GetStringUTFChars(env, precision, NULL) : NULL;
+  th_avatar avatar = 0;
+  th_status status = th_open_signed(dir, prec, (const uint8_t*)keys, (size_t)key_bytes / 32, &avatar);
+  if (dir) (*env)->ReleaseStringUTFChars(env, pack_dir, dir);
+  if (prec) (*env)->ReleaseStringUTFChars(env, precision, prec);
+  (*env)->ReleaseByteArrayElements(env, public_keys, keys, JNI_ABORT);
+  if (failed(env, status)) return 0;
+  return (jlong)avatar;
+}
+
 JNIEXPORT jint JNICALL Java_com_talkinghead_NativeBridge_resolution(JNIEnv* env, jclass cls,
                                                                     jlong avatar) {
   (void)cls;

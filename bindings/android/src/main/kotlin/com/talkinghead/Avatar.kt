@@ -125,6 +125,20 @@ class Avatar private constructor(private var handle: Long) : AutoCloseable {
         fun open(packDir: String, precision: String = "int8"): Avatar =
             Avatar(NativeBridge.open(packDir, precision))
 
+        /**
+         * Open [packDir] only if its manifest is signed (Ed25519, manifest.sig) by one of
+         * [trustedKeys], each the 32 bytes of a public key (`talkinghead keygen` writes them
+         * in hex). Throws TalkingHeadException with status 13 (TH_ERR_SIGNATURE) otherwise.
+         */
+        fun openSigned(packDir: String, trustedKeys: List<ByteArray>, precision: String = "int8"): Avatar {
+            require(trustedKeys.isNotEmpty() && trustedKeys.all { it.size == 32 }) {
+                "trustedKeys must hold 32-byte Ed25519 public keys"
+            }
+            val keys = ByteArray(32 * trustedKeys.size)
+            trustedKeys.forEachIndexed { i, k -> k.copyInto(keys, 32 * i) }
+            return Avatar(NativeBridge.openSigned(packDir, precision, keys))
+        }
+
         val version: String
             get() = NativeBridge.version()
     }
@@ -133,6 +147,7 @@ class Avatar private constructor(private var handle: Long) : AutoCloseable {
 internal object NativeBridge {
     @JvmStatic external fun version(): String
     @JvmStatic external fun open(packDir: String, precision: String): Long
+    @JvmStatic external fun openSigned(packDir: String, precision: String, publicKeys: ByteArray): Long
     @JvmStatic external fun resolution(avatar: Long): Int
     @JvmStatic external fun neutralLandmarks(avatar: Long, out: FloatArray)
     @JvmStatic external fun render(avatar: Long, landmarks: FloatArray, out: ByteArray)
