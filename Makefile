@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/talkinghead demo $(ARGS)
+	$(VENV)/bin/talkinghead demo --force $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
