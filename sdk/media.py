@@ -15,11 +15,15 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from talkinghead import __version__
 from talkinghead.errors import ImageReadError, InvalidInputError
+
+if TYPE_CHECKING:
+    from talkinghead.sdk.credentials import C2paCredentials
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 _XMP_NS = "urn:talkinghead:provenance:1"
@@ -115,12 +119,15 @@ def write_mp4(
     fps: float = 25,
     crf: int = 18,
     label: Label | bool = True,
+    credentials: C2paCredentials | None = None,
 ) -> Path:
     """Encode frames as H.264 (yuv420p, playable everywhere) in an MP4 container.
 
     H.264 in yuv420p needs even sides; odd-sized frames are padded by one edge pixel.
     label: True writes the synthetic-media label, a mapping adds fields to it, False writes
     none (for footage that is not generated, e.g. a recorded driving video).
+    credentials: also embed a signed C2PA manifest (``sdk/credentials.py``) made from the
+    label; needs a label.
     """
     import av
 
@@ -146,7 +153,7 @@ def write_mp4(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    return path
+    return _sign(path, meta, credentials)
 
 
 def write_webp(
@@ -156,9 +163,10 @@ def write_webp(
     quality: int = 80,
     loop: int = 0,
     label: Label | bool = True,
+    credentials: C2paCredentials | None = None,
 ) -> Path:
     """Write an animated WebP sticker (``loop=0`` repeats forever) with an XMP label (see
-    ``write_mp4`` for ``label``)."""
+    ``write_mp4`` for ``label`` and ``credentials``)."""
     from PIL import Image
 
     frames = list(frames)
@@ -178,7 +186,38 @@ def write_webp(
         method=4,
         **({"xmp": label_to_xmp(meta)} if meta is not None else {}),
     )
-    return path
+    return _sign(path, meta, credentials)
+
+
+def write_png(
+    frame: np.ndarray,
+    path: str | os.PathLike[str],
+    label: Label | bool = True,
+    credentials: C2paCredentials | None = None,
+) -> Path:
+    """Write one frame as PNG (a still sticker) with the label as XMP (see ``write_mp4``)."""
+    from PIL import Image, PngImagePlugin
+
+    _check_frames([frame])
+    meta = _resolve_label(label)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = PngImagePlugin.PngInfo()
+    if meta is not None:
+        info.add_itxt("XML:com.adobe.xmp", label_to_xmp(meta).decode("utf-8"))
+    Image.fromarray(frame).save(path, format="PNG", pnginfo=info)
+    return _sign(path, meta, credentials)
+
+
+def _sign(path: Path, meta: dict[str, object] | None, credentials: C2paCredentials | None) -> Path:
+    """Embed a signed C2PA manifest when credentials are given."""
+    if credentials is None:
+        return path
+    if meta is None:
+        raise InvalidInputError("a C2PA manifest states what the media is: it needs a label")
+    from talkinghead.sdk.credentials import sign_media
+
+    return sign_media(path, credentials, meta)
 
 
 def read_label(path: str | os.PathLike[str]) -> dict[str, object] | None:

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from talkinghead import __version__
-from talkinghead.errors import ImageReadError, InvalidInputError, TalkingHeadError
+from talkinghead.errors import (
+    ContentCredentialsError,
+    ImageReadError,
+    InvalidInputError,
+    TalkingHeadError,
+)
+from talkinghead.sdk.credentials import CredentialsReport, read_credentials
 from talkinghead.sdk.files import check_regular
 from talkinghead.sdk.media import MAX_FRAME_PIXELS, read_label, read_video, synthetic_label
 from talkinghead.sdk.pack import AvatarManifest
@@ -77,6 +83,9 @@ class MediaReport:
     score: the combined frames' correlation with the decoded codeword when a payload decodes
         (its CRC holds), else 0. Marked files score about 0.8-0.9; see docs/provenance.md.
     label: the container's provenance label, or None.
+    credentials: the C2PA manifest's report (``sdk/credentials.py``), or None when it was not
+        checked (c2pa-python not installed).
+    verdict: one sentence weighing the watermark and the manifest together.
     """
 
     path: str
@@ -89,6 +98,8 @@ class MediaReport:
     label: dict[str, object] | None
     matches_pack: bool | None = None
     notes: list[str] = field(default_factory=list)
+    credentials: CredentialsReport | None = None
+    verdict: str = ""
 
     def to_json(self) -> dict[str, Any]:
         p = self.payload
@@ -103,8 +114,49 @@ class MediaReport:
             "frames_marked": self.frames_marked,
             "label": self.label,
             **({"matches_pack": self.matches_pack} if self.matches_pack is not None else {}),
+            "manifest": self.credentials.to_json() if self.credentials else None,
+            "verdict": self.verdict,
             **({"notes": self.notes} if self.notes else {}),
         }
+
+    @property
+    def synthetic(self) -> bool:
+        """The watermark, or a manifest whose signature and hashes check, says synthetic."""
+        return self.marked or bool(self.credentials and self.credentials.valid)
+
+
+def provenance_verdict(
+    marked: bool, payload: Payload | None, credentials: CredentialsReport | None
+) -> str:
+    """One sentence on the watermark and the C2PA manifest taken together."""
+    state = credentials.state if credentials else "unchecked"
+    if marked:
+        head = "synthetic (talkinghead watermark)"
+        tail = {
+            "trusted": "and a trusted C2PA manifest agrees",
+            "untrusted": "and a valid C2PA manifest agrees, signed by a signer not in the "
+            "trust list",
+            "invalid": "but the C2PA manifest fails validation: the file was altered after "
+            "signing, or the manifest is forged",
+            "unreadable": "but the C2PA manifest is truncated or corrupt",
+            "absent": "; no C2PA manifest (stripped, or never signed)",
+            "unchecked": "; the C2PA manifest was not checked (c2pa-python not installed)",
+        }[state]
+        sb = credentials.soft_binding if credentials else None
+        if sb is not None and payload is not None and sb != (payload.pack_id, payload.version):
+            tail += "; the manifest's soft binding names another payload than the mark"
+        return f"{head} {tail}".replace(" ;", ";")
+    return {
+        "trusted": "synthetic per a trusted C2PA manifest; no watermark found (unmarked "
+        "frames, or the mark was lost)",
+        "untrusted": "a valid C2PA manifest from a signer not in the trust list says "
+        "synthetic; no watermark found",
+        "invalid": "no watermark, and the C2PA manifest fails validation (altered or forged): "
+        "nothing vouches for this file",
+        "unreadable": "no watermark, and the C2PA manifest is truncated or corrupt",
+        "absent": "no watermark and no C2PA manifest: no sign that talkinghead made this file",
+        "unchecked": "no watermark; the C2PA manifest was not checked (c2pa-python not installed)",
+    }[state]
 
 
 def _as_array(im) -> np.ndarray:
@@ -175,20 +227,20 @@ def verify_media(
     path: str | os.PathLike[str],
     max_frames: int = DEFAULT_MAX_FRAMES,
     pack: AvatarManifest | None = None,
+    trust_anchors: bytes | None = None,
 ) -> MediaReport:
-    """Look for the watermark and the provenance label in an image (PNG, JPEG, WebP), an
-    animated WebP, or a video (MP4 and whatever else FFmpeg decodes).
+    """Look for the watermark, the provenance label and the C2PA manifest in an image (PNG,
+    JPEG, WebP), an animated WebP, or a video (MP4 and whatever else FFmpeg decodes).
 
     pack: when given, also report whether the decoded pack id and version are this pack's.
+    trust_anchors: PEM roots whose C2PA signers are trusted (``read_credentials``).
     Raises ImageReadError (missing, unreadable or truncated before any frame) and
     InvalidInputError (frames under 32 px per side, a bad max_frames).
     """
     if isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1:
         raise InvalidInputError(f"max_frames must be a positive int, got {max_frames!r}")
     path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"media file not found: {path}")
-    check_regular(path, MAX_MEDIA_BYTES, ImageReadError)  # not a FIFO or device
+    check_regular(path, MAX_MEDIA_BYTES, ImageReadError)  # exists; not a FIFO, device or folder
     notes: list[str] = []
     found = _image_frames(path, max_frames, notes)
     kind, frames = found if found is not None else ("video", _video_frames(path, max_frames, notes))
@@ -209,6 +261,11 @@ def verify_media(
     matches = None
     if pack is not None:
         matches = result.payload == pack_payload(pack)
+    try:
+        credentials = read_credentials(path, trust_anchors)
+    except ContentCredentialsError as exc:
+        credentials = None
+        notes.append(f"C2PA manifest not checked: {exc}")
     return MediaReport(
         path=str(path),
         kind=kind,
@@ -220,6 +277,8 @@ def verify_media(
         label=label,
         matches_pack=matches,
         notes=notes,
+        credentials=credentials,
+        verdict=provenance_verdict(result.marked, result.payload, credentials),
     )
 
 
@@ -229,5 +288,6 @@ __all__ = [
     "pack_label",
     "pack_payload",
     "pack_watermark",
+    "provenance_verdict",
     "verify_media",
 ]

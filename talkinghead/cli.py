@@ -223,6 +223,17 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def _cmd_keygen(args: argparse.Namespace) -> None:
+    if args.c2pa:
+        from talkinghead.sdk.credentials import generate_dev_chain
+
+        paths = generate_dev_chain(args.name, force=args.force)
+        print(
+            "C2PA certificate chain for DEVELOPMENT ONLY (self-signed; no validator trusts it):\n"
+            f"  sign with: {paths['chain']} + {paths['signer']} (render --c2pa {args.name})\n"
+            f"  trust it in your own tests: verify-media FILE --c2pa-trust {paths['root']}\n"
+            "  ship media signed by a certificate from a CA on the C2PA trust list instead"
+        )
+        return
     from talkinghead.sdk.signing import generate_keypair
 
     key, pub = generate_keypair(args.name, force=args.force)
@@ -265,19 +276,36 @@ def _cmd_render(args: argparse.Namespace) -> None:
         backend=args.backend,
         num_threads=args.threads,
         force=args.force,
+        credentials=_c2pa_credentials(args),
     )
     print(json.dumps(result, indent=2))
 
 
+def _c2pa_credentials(args: argparse.Namespace):
+    """--c2pa DIR (or --c2pa-cert + --c2pa-key): what signs the C2PA manifests, or None."""
+    if not (args.c2pa or args.c2pa_cert or args.c2pa_key):
+        return None
+    from talkinghead.sdk.credentials import C2paCredentials
+
+    return C2paCredentials.load(
+        args.c2pa, cert_chain=args.c2pa_cert, private_key=args.c2pa_key, alg=args.c2pa_alg
+    )
+
+
 def _cmd_verify_media(args: argparse.Namespace) -> int:
-    """Exit 0 when the file carries the mark, 1 when it does not (2 on errors, from main)."""
+    """Exit 0 when the file carries the mark or a valid C2PA manifest, 1 when it has neither
+    (2 on errors, from main)."""
+    from talkinghead.sdk.files import read_regular
     from talkinghead.sdk.pack import load_manifest
     from talkinghead.sdk.provenance import verify_media
 
     manifest = load_manifest(args.pack) if args.pack else None
-    report = verify_media(args.file, max_frames=args.max_frames, pack=manifest)
+    anchors = b"".join(read_regular(Path(p), 1 << 20, InvalidInputError) for p in args.c2pa_trust)
+    report = verify_media(
+        args.file, max_frames=args.max_frames, pack=manifest, trust_anchors=anchors or None
+    )
     print(json.dumps(report.to_json(), indent=2))
-    return 0 if report.marked else 1
+    return 0 if report.synthetic else 1
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
@@ -484,6 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
     kg = sub.add_parser("keygen", help="make an Ed25519 key pair for signing packs")
     kg.add_argument("name", help="writes NAME.key (private, mode 0600) and NAME.pub")
     kg.add_argument("--force", action="store_true", help="replace existing key files")
+    kg.add_argument(
+        "--c2pa",
+        action="store_true",
+        help="instead, make a self-signed C2PA certificate chain for DEVELOPMENT ONLY in "
+        "folder NAME: root.pem, chain.pem, signer.key (mode 0600)",
+    )
     kg.set_defaults(fn=_cmd_keygen)
 
     v = sub.add_parser(
@@ -520,15 +554,32 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave frames unmarked (warned, and recorded as 'watermark': 'off' in the labels)",
     )
     r.add_argument("--force", action="store_true", help=_FORCE_HELP)
+    r.add_argument(
+        "--c2pa",
+        metavar="DIR",
+        help="sign both files with C2PA Content Credentials: chain.pem + signer.key in DIR "
+        "(talkinghead keygen --c2pa DIR makes a development chain)",
+    )
+    r.add_argument("--c2pa-cert", metavar="PEM", help="C2PA certificate chain, signer first")
+    r.add_argument("--c2pa-key", metavar="PEM", help="C2PA signer's private key")
+    r.add_argument("--c2pa-alg", default="es256", help="C2PA signing algorithm (default es256)")
     r.set_defaults(fn=_cmd_render)
 
     vm = sub.add_parser(
         "verify-media",
-        help="is an image or video marked as made by talkinghead? exit 0 marked, 1 not, 2 error",
+        help="is an image or video marked as made by talkinghead (watermark, C2PA manifest)? "
+        "exit 0 yes, 1 no, 2 error",
     )
     vm.add_argument("file", help="PNG, JPEG, WebP (animated too) or MP4")
     vm.add_argument("--pack", help="also check the mark names this pack folder")
     vm.add_argument("--max-frames", type=int, default=250, help="frames to read (default 250)")
+    vm.add_argument(
+        "--c2pa-trust",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="trust C2PA signers under these root certificates; repeatable",
+    )
     vm.set_defaults(fn=_cmd_verify_media)
 
     pr = sub.add_parser(

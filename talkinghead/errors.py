@@ -61,3 +61,7 @@ class OutputExistsError(InvalidInputError):
 
 class SignatureError(PackError):
     """A pack is unsigned, or not signed by a trusted key, where a signature is required."""
+
+
+class ContentCredentialsError(TalkingHeadError):
+    """A C2PA manifest could not be made (c2pa-python missing, or it refused the credentials)."""

@@ -12,11 +12,15 @@ import time
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from talkinghead.errors import InvalidInputError
 from talkinghead.sdk.files import check_output_file, check_output_folder, output_file
+
+if TYPE_CHECKING:
+    from talkinghead.sdk.credentials import C2paCredentials
 
 log = logging.getLogger(__name__)
 
@@ -287,8 +291,11 @@ def render_pack(
     backend: str = "executorch",
     num_threads: int | None = None,
     force: bool = True,
+    credentials: C2paCredentials | None = None,
 ) -> dict:
     """Render a pack from built-in motion or a driving video; write MP4 + WebP.
+
+    ``credentials`` signs both files with a C2PA manifest (``talkinghead.sdk.credentials``).
 
     ``out_dir/avatar.mp4`` and ``.webp`` are checked before rendering (an existing one is
     refused unless ``force``) and each is written beside its target, then renamed.
@@ -323,8 +330,10 @@ def render_pack(
         )
     for path, write in zip(outputs, (write_mp4, write_webp), strict=True):
         with output_file(path, force) as tmp:
-            write(video, tmp, fps=fps, label=label)
+            write(video, tmp, fps=fps, label=label, credentials=credentials)
         result[path.suffix[1:]] = str(path)
+    if credentials is not None:
+        result["c2pa"] = "signed"
     result["watermark"] = label["watermark"]
     result["frames"] = int(len(video))
     result["precision"] = precision
