@@ -1,10 +1,15 @@
 /*
  * talkinghead.h: the C ABI of the talkinghead avatar runtime.
  *
- * Open an avatar pack (a folder holding manifest.json and ExecuTorch .pte models),
- * then render one RGB frame per set of 68 landmarks. th_self_check verifies the loaded
- * model on the device against the pack's bundled test cases (.bpte). Every call returns a
- * th_status; on failure th_last_error() names what was wrong. No call aborts on bad input.
+ * Open an avatar pack (a folder holding manifest.json, the warp rig rig.safetensors and
+ * ExecuTorch .pte refiners), then render one RGB frame per target face mesh: warp and
+ * refine. Per frame the enrolled photo is warped to the target mesh (478 points, the same
+ * triangles, anchors and z-test as talkinghead.sdk.warp, matching it within 1 level), the
+ * mesh's 68 iBUG points are rasterised, and the refiner turns warped photo + landmarks +
+ * validity into the frame. th_drive does the whole live path from a raw MediaPipe mesh.
+ * th_self_check verifies the loaded model on the device against the pack's bundled test
+ * cases (.bpte). Every call returns a th_status; on failure th_last_error() names what was
+ * wrong. No call aborts on bad input.
  *
  * Provenance: like the Python SDK's Avatar, th_render marks every frame as synthetic
  * with an invisible watermark (about 2.45 grey levels RMS, PSNR >= 40 dB) carrying the
@@ -12,8 +17,10 @@
  * `talkinghead verify-media` read it. th_set_watermark(avatar, 0) is the explicit opt-out.
  *
  * Ownership:
- *   - The caller owns every buffer it passes in (landmarks, output pixels, paths). The
- *     library reads or writes them only during the call and keeps no pointer to them.
+ *   - The caller owns every buffer it passes in (meshes, landmarks, output pixels, paths).
+ *     The library reads or writes them only during the call and keeps no pointer to them.
+ *     Each buffer comes with its size in elements, which must be exactly the size the
+ *     function documents (TH_ERR_INVALID_ARGUMENT otherwise).
  *   - The library owns an avatar from th_open until th_close. A handle is a number, not
  *     a pointer, and is never reused within a process: after th_close every call with it
  *     returns TH_ERR_CLOSED instead of touching freed memory.
@@ -27,9 +34,13 @@
  * renders on it is safe: the render finishes, then the avatar is freed.
  *
  * Conventions (same as the Python SDK):
- *   landmarks: 68 points x (x, y) float32, interleaved [x0, y0, x1, y1, ...], in pixels
- *              of the model's S x S input (pixel (row r, col c) has its centre at x=c, y=r).
- *   frames:    S x S x 3 uint8 RGB, row-major, no padding (S = th_resolution).
+ *   S:         the pack's resolution (th_resolution; 256 for packs made with the defaults).
+ *   meshes:    478 points x (x, y, z) float32, interleaved [x0, y0, z0, x1, ...]
+ *              (TH_MESH_FLOATS), in crop px of the avatar: pixel (row r, col c) covers
+ *              [c, c+1) x [r, r+1), so its centre is at (c + 0.5, r + 0.5); z is in x's
+ *              scale, smaller is nearer (MediaPipe's z times the image width).
+ *   landmarks: 68 points x (x, y) float32, interleaved, the same px (th_rasterize only).
+ *   frames:    S x S x 3 uint8 RGB, row-major, no padding.
  */
 #ifndef TALKINGHEAD_H_
 #define TALKINGHEAD_H_
@@ -48,13 +59,15 @@ extern "C" {
 #endif
 
 /* Bumped when a signature or a documented behaviour changes incompatibly. */
-#define TH_ABI_VERSION 1
+#define TH_ABI_VERSION 2
 #define TH_NUM_LANDMARKS 68
-/* Number of floats th_render and th_rasterize read: 68 points x (x, y). */
+/* Number of floats th_rasterize reads: 68 points x (x, y). */
 #define TH_LANDMARK_FLOATS 136
 /* MediaPipe FaceLandmarker's mesh: 478 points (468 without the irises). */
 #define TH_MESH_POINTS 478
 #define TH_MESH_POINTS_NO_IRIS 468
+/* Number of floats of a target mesh (th_render, th_warp, th_neutral_mesh): 478 x (x, y, z). */
+#define TH_MESH_FLOATS 1434
 
 /* An opened avatar. 0 is never a valid handle. */
 typedef uint64_t th_avatar;
@@ -62,11 +75,13 @@ typedef uint64_t th_avatar;
 typedef enum th_status {
   TH_OK = 0,
   TH_ERR_INVALID_ARGUMENT = 1, /* null pointer, bad precision name, wrong buffer size */
-  TH_ERR_INVALID_LANDMARKS = 2, /* NaN or infinite landmark coordinates */
-  TH_ERR_PACK = 3,           /* missing or malformed manifest, missing or unsafe file */
+  TH_ERR_INVALID_LANDMARKS = 2, /* NaN or infinite mesh or landmark coordinates, or a
+                                   degenerate driver face */
+  TH_ERR_PACK = 3,           /* missing or malformed manifest or rig, missing or unsafe file */
   TH_ERR_INTEGRITY = 4,      /* a file does not match the sha256 in the manifest */
-  TH_ERR_UNSUPPORTED = 5,    /* pack schema newer than this library, no such model, or
-                                frames too small (< 32 px) to watermark */
+  TH_ERR_UNSUPPORTED = 5,    /* pack schema newer than this library or older than 3 (the
+                                old generator), no such model, or frames too small
+                                (< 32 px) to watermark */
   TH_ERR_MODEL = 6,          /* not an ExecuTorch program, truncated, or wrong shapes */
   TH_ERR_RUNTIME = 7,        /* the ExecuTorch runtime failed to load or run the model */
   TH_ERR_CLOSED = 8,         /* the handle was closed (or never opened) */
@@ -91,9 +106,10 @@ TH_API const char* th_last_error(void);
 
 /*
  * Open the pack in folder `pack_dir` and load its ExecuTorch model of `precision`
- * ("fp32" or "int8"). The manifest is validated and the model's sha256 is checked
- * against the very bytes that are then loaded. On success *out_avatar is set; on
- * failure it is set to 0.
+ * ("fp32" or "int8") and its warp rig (generator.rig). The manifest is validated; the
+ * model's and the rig's sha256 are checked against the very bytes that are then parsed.
+ * The model must take float32 [1, 7, S, S] and return float32 [1, 3, S, S]; the rig's
+ * source crop must be S x S. On success *out_avatar is set; on failure it is set to 0.
  */
 TH_API th_status th_open(const char* pack_dir, const char* precision, th_avatar* out_avatar);
 
@@ -113,19 +129,33 @@ TH_API th_status th_open_signed(const char* pack_dir, const char* precision,
 /* The model's side S in px: inputs and outputs are S x S. */
 TH_API th_status th_resolution(th_avatar avatar, int32_t* out_size);
 
-/* The enrolled face at rest: writes TH_LANDMARK_FLOATS floats (crop px) to `out`. */
-TH_API th_status th_neutral_landmarks(th_avatar avatar, float* out, size_t out_floats);
+/* The enrolled face at rest (the rig's mesh): writes TH_MESH_FLOATS floats (crop px) to
+ * `out`; `out_floats` must be TH_MESH_FLOATS. */
+TH_API th_status th_neutral_mesh(th_avatar avatar, float* out, size_t out_floats);
 
 /*
- * Render one frame: rasterise `landmarks` (TH_LANDMARK_FLOATS floats, px), run the
- * model, watermark the frame (unless th_set_watermark turned that off), write S*S*3
- * bytes of RGB to `out_rgb`. `landmark_floats` and `out_bytes` are the sizes of the
- * caller's buffers and must be exactly TH_LANDMARK_FLOATS and S*S*3. Landmarks may lie
- * outside the image (they are clipped) but must be finite. A pack of S < 32 px cannot
- * carry the mark: with marking on, its renders return TH_ERR_UNSUPPORTED.
+ * Render one frame at the pose of `mesh` (TH_MESH_FLOATS floats, crop px): warp the
+ * enrolled photo to it, rasterise its 68 iBUG points, run the refiner, watermark the
+ * frame (unless th_set_watermark turned that off), write S*S*3 bytes of RGB to `out_rgb`.
+ * `mesh_floats` and `out_bytes` are the sizes of the caller's buffers and must be exactly
+ * TH_MESH_FLOATS and S*S*3. Points may lie outside the image but must be finite
+ * (TH_ERR_INVALID_LANDMARKS otherwise). Equals talkinghead.sdk.avatar.Avatar.render of the
+ * same mesh within 1 level. A pack of S < 32 px cannot carry the mark: with marking on,
+ * its renders return TH_ERR_UNSUPPORTED.
  */
-TH_API th_status th_render(th_avatar avatar, const float* landmarks, size_t landmark_floats,
+TH_API th_status th_render(th_avatar avatar, const float* mesh, size_t mesh_floats,
                            uint8_t* out_rgb, size_t out_bytes);
+
+/*
+ * Only the warp: the enrolled photo moved to `mesh` (as th_render, TH_MESH_FLOATS floats),
+ * S*S*3 bytes of RGB to `out_rgb` and S*S bytes of validity to `out_validity` (255 where
+ * the warp had source pixels, 0 where it had none, lower inside the mouth and eyes as far
+ * as they were stretched): talkinghead.sdk.warp.warp_to within 1 level. Not a model
+ * frame, so never watermarked. Serialised with th_render on the same handle.
+ */
+TH_API th_status th_warp(th_avatar avatar, const float* mesh, size_t mesh_floats,
+                         uint8_t* out_rgb, size_t out_bytes, uint8_t* out_validity,
+                         size_t validity_bytes);
 
 /*
  * Mark frames (enabled = 1, the default after th_open) or stop marking them
@@ -186,37 +216,44 @@ TH_API th_status th_verify_files(th_avatar avatar, int32_t* out_files);
 TH_API th_status th_self_check(th_avatar avatar, int32_t* out_cases, double* out_max_abs_error);
 
 /*
- * Drive the avatar from MediaPipe face tracking: turn one tracked face of the driver (the
- * FaceLandmarker's mesh for one video frame) into the 68 landmarks to pass to th_render.
- * This is what the Python SDK does between its FaceTracker and Avatar.render:
- *   1. mesh to pixels: x * image_width, y * image_height (MediaPipe's NormalizedLandmark);
- *   2. One Euro smoothing of every point, speeds in face sizes per second (default
- *      min_cutoff 1 Hz, beta 30, d_cutoff 1 Hz, as OneEuroParams(); see th_set_smoothing);
- *   3. the 68 iBUG points of the mesh (talkinghead.sdk.landmarks.MEDIAPIPE_TO_68);
- *   4. relative retargeting (talkinghead.sdk.retarget.relative_motion): the driver's
- *      motion since its neutral frame, rotated and scaled by the similarity that aligns the
- *      driver's neutral face onto the avatar's (fitted on eye corners and nose), is added
- *      to the avatar's neutral landmarks. The avatar keeps its own face shape.
- * The driver's neutral frame is the first frame after th_open, th_drive_reset or
- * th_set_smoothing; that frame gives exactly th_neutral_landmarks.
+ * Drive the avatar from MediaPipe face tracking: one tracked face of the driver (the
+ * FaceLandmarker's mesh for one video frame) in, one finished frame out. This is what the
+ * Python SDK's talkinghead.sdk.driver.MeshDriver does per frame, and equals it within 1
+ * level:
+ *   1. mesh to pixels: x * image_width, y * image_height, z * image_width (MediaPipe's
+ *      NormalizedLandmark; z = 0 for a mesh of (x, y)); a 468-point mesh gets its 10 iris
+ *      points as the mean of each eye's contour;
+ *   2. One Euro smoothing of every coordinate, z included, speeds in face sizes per
+ *      second (default min_cutoff 1 Hz, beta 30, d_cutoff 1 Hz, as OneEuroParams(); see
+ *      th_set_smoothing), as the SDK's FaceTracker smooths its meshes;
+ *   3. retargeting (talkinghead.sdk.mesh_motion.retarget_mesh): the driver's head motion
+ *      and expression relative to its reference frame carried onto the avatar's neutral
+ *      mesh (th_neutral_mesh), rounded to float32;
+ *   4. th_render of that target mesh: warp, landmarks, refiner, watermark.
+ * The driver's reference frame is the first frame after th_open, th_drive_reset or
+ * th_set_smoothing; that frame's target is th_neutral_mesh (within float rounding).
  *
  * mesh: `mesh_floats` floats, the mesh's points in order, each as (x, y, z) or (x, y), x
- * and y normalised by the image width and height (z is not used). mesh_floats must be
- * 478*3, 468*3, 478*2 or 468*2. image_width, image_height: the tracked image, px, in
- * [1, 65536]. timestamp_ms: the frame's time, strictly greater than the previous
- * th_drive's on this avatar (until a reset). out_landmarks: TH_LANDMARK_FLOATS floats,
- * crop px of the avatar, owned by the caller; written only on success.
- * When the tracker loses the face, keep rendering the last landmarks (or the neutral
- * ones), and call th_drive_reset before a different person drives.
- * Errors: a NULL pointer or a size not listed -> TH_ERR_INVALID_ARGUMENT (checked first,
- * in that order, then the image size); closed handle -> TH_ERR_CLOSED; a NaN or infinite
- * x or y -> TH_ERR_INVALID_LANDMARKS; a timestamp not after the previous one ->
- * TH_ERR_TIMESTAMP; a neutral frame whose eye and nose points coincide ->
- * TH_ERR_INVALID_LANDMARKS. A failed call leaves the driver's state as it was.
+ * and y normalised by the image width and height. mesh_floats must be 478*3, 468*3, 478*2
+ * or 468*2. image_width, image_height: the tracked image, px, in [1, 65536].
+ * timestamp_ms: the frame's time, strictly greater than the previous th_drive's on this
+ * avatar (until a reset). out_rgb: S*S*3 bytes (out_bytes), as th_render.
+ * out_target_mesh: NULL, or TH_MESH_FLOATS floats (out_mesh_floats) that receive the target
+ * mesh the frame was rendered at. Outputs are owned by the caller and written only on
+ * success. When the tracker loses the face, keep showing the last frame (or render
+ * th_neutral_mesh), and call th_drive_reset before a different person drives.
+ * Errors: a NULL mesh or out_rgb, a size not listed, or out_mesh_floats not TH_MESH_FLOATS
+ * with a non-NULL out_target_mesh -> TH_ERR_INVALID_ARGUMENT (checked first, then the
+ * image size); closed handle -> TH_ERR_CLOSED; a NaN or infinite coordinate ->
+ * TH_ERR_INVALID_LANDMARKS; a timestamp not after the previous one -> TH_ERR_TIMESTAMP; a
+ * reference or current frame whose stable points (forehead, nose, temples, eye corners)
+ * coincide -> TH_ERR_INVALID_LANDMARKS; then th_render's errors. A call that fails before
+ * rendering leaves the driver's state as it was.
  */
 TH_API th_status th_drive(th_avatar avatar, const float* mesh, size_t mesh_floats,
                           int32_t image_width, int32_t image_height, int64_t timestamp_ms,
-                          float* out_landmarks, size_t out_floats);
+                          uint8_t* out_rgb, size_t out_bytes, float* out_target_mesh,
+                          size_t out_mesh_floats);
 
 /* Forget the driver: the next th_drive frame is the new neutral, timestamps start over. */
 TH_API th_status th_drive_reset(th_avatar avatar);

@@ -131,10 +131,10 @@ std::string shape_text(const FlatBuffer& fb, const FlatBuffer::Vector& sizes) {
   return "[" + s + (sizes.length > 8 ? ", ...]" : "]");
 }
 
-// The one float32 [1, 3, S, S] contiguous tensor in field `index` ([Value]) of a test case;
+// The one float32 [1, C, S, S] contiguous tensor in field `index` ([Value]) of a test case;
 // returns where its data starts.
 const uint8_t* image_tensor(const FlatBuffer& fb, const FlatBuffer::Table& test_case, int index,
-                            int size, const std::string& what) {
+                            int channels, int size, const std::string& what) {
   const size_t values_at = fb.field(test_case, index, 4, what);
   if (!values_at) throw Malformed{what + " is missing"};
   const FlatBuffer::Vector values = fb.vector(values_at, 4, 4, what);
@@ -154,12 +154,12 @@ const uint8_t* image_tensor(const FlatBuffer& fb, const FlatBuffer::Table& test_
   const size_t sizes_at = fb.field(tensor, 1, 4, what + "'s sizes");
   const FlatBuffer::Vector sizes = sizes_at ? fb.vector(sizes_at, 4, 4, what + "'s sizes")
                                             : FlatBuffer::Vector{0, 0};
-  const int32_t want[4] = {1, 3, size, size};
+  const int32_t want[4] = {1, channels, size, size};
   bool shape_ok = sizes.length == 4;
   for (size_t i = 0; shape_ok && i < 4; ++i) shape_ok = int32_t(fb.u32(sizes.start + 4 * i)) == want[i];
   if (dtype != kScalarFloat || !shape_ok) {
     throw Malformed{what + " is " + shape_text(fb, sizes) + " of scalar type " + std::to_string(dtype) +
-                    ", expected float32 (6) [1, 3, " + std::to_string(size) + ", " +
+                    ", expected float32 (6) [1, " + std::to_string(channels) + ", " + std::to_string(size) + ", " +
                     std::to_string(size) + "] (the manifest's resolution)"};
   }
   // dim_order, when given, must be the contiguous NCHW order the model is fed in.
@@ -172,7 +172,7 @@ const uint8_t* image_tensor(const FlatBuffer& fb, const FlatBuffer::Table& test_
   const size_t data_at = fb.field(tensor, 2, 4, what + "'s data");
   if (!data_at) throw Malformed{what + " has no data"};
   const FlatBuffer::Vector data = fb.vector(data_at, 1, 4, what + "'s data");
-  const size_t bytes = size_t(3) * size * size * sizeof(float);
+  const size_t bytes = size_t(channels) * size * size * sizeof(float);
   if (data.length != bytes) {
     throw Malformed{what + " holds " + std::to_string(data.length) + " data bytes, expected " +
                     std::to_string(bytes)};
@@ -208,8 +208,8 @@ void collect_cases(const FlatBuffer& fb, int size, std::vector<BundledCase>* out
       const std::string name = "test case " + std::to_string(c);
       const FlatBuffer::Table test_case = fb.table_in(cases, c, name);
       BundledCase bc;
-      bc.input = image_tensor(fb, test_case, 0, size, name + " input");
-      bc.expected = image_tensor(fb, test_case, 1, size, name + " expected output");
+      bc.input = image_tensor(fb, test_case, 0, kInputChannels, size, name + " input");
+      bc.expected = image_tensor(fb, test_case, 1, 3, size, name + " expected output");
       out->push_back(bc);
     }
     return;

@@ -17,15 +17,16 @@ namespace talkinghead {
 // point thousands of entries at the same case.
 constexpr size_t kMaxBundledCases = 1024;
 
-// One test case of method "forward": float32 [1, 3, S, S] input and expected output, as
-// little-endian float32 bytes (3 * S * S floats each). Both point into the parsed buffer.
+// One test case of method "forward": the refiner's float32 [1, 7, S, S] input
+// (kInputChannels) and its [1, 3, S, S] expected output, as little-endian float32 bytes.
+// Both point into the parsed buffer.
 struct BundledCase {
   const uint8_t* input = nullptr;
   const uint8_t* expected = nullptr;
 };
 
 // Parse `data` and collect the test cases of method "forward", each checked to be one
-// float32 [1, 3, size, size] contiguous input and one such expected output. Malformed bytes
+// float32 [1, 7, size, size] contiguous input and one [1, 3, size, size] expected output. Malformed bytes
 // or other shapes -> TH_ERR_MODEL; a bundle format newer than BP08 -> TH_ERR_UNSUPPORTED.
 // `source` names the file in messages.
 Failure read_bundled_cases(const std::vector<uint8_t>& data, int size, const std::string& source,

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "warp.h"
+
 namespace talkinghead {
 
 // clang-format off
@@ -19,9 +21,10 @@ namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-// sdk/retarget.py STABLE_POINTS: eye corners, nose bridge, tip and base.
-constexpr int kStable[] = {36, 39, 42, 45, 27, 28, 29, 30, 31, 33, 35};
-constexpr int kNumStable = sizeof(kStable) / sizeof(kStable[0]);
+// sdk/warp.py RIGHT_EYE and LEFT_EYE: the contours whose means stand in for the irises
+// of a 468-point mesh (points 468-472 and 473-477).
+constexpr int kRightEye[16] = {33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7};
+constexpr int kLeftEye[16] = {362, 398, 384, 385, 386, 387, 388, 466, 263, 249, 390, 373, 374, 380, 381, 382};
 
 // Smoothing factor of an exponential low-pass with this cutoff at this sample spacing.
 double alpha(double cutoff_hz, double dt_s) {
@@ -33,105 +36,87 @@ double alpha(double cutoff_hz, double dt_s) {
 
 void Driver::reset() {
   has_state_ = false;
-  has_neutral_ = false;
+  has_reference_ = false;
   t_ms_ = 0;
   x_.clear();
   dx_.clear();
 }
 
 bool Driver::step(const float* mesh, int n, int dims, int width, int height, int64_t t_ms,
-                  const float* avatar_neutral, float* out, std::string* error) {
-  // Pixels, in float32 as the SDK converts MediaPipe's result; then the face size (the
-  // larger side of the raw mesh's box), which makes speeds face sizes per second.
+                  const double* avatar_mesh, float* out, std::string* error) {
+  // Pixels, in float32 as the SDK's tracker converts MediaPipe's result.
   const float fw = float(width), fh = float(height);
+  constexpr size_t kFloats = size_t(kMeshPoints) * 3;
   std::vector<float>& px = px_;  // reused: no allocation per frame
-  px.resize(size_t(n) * 2);
-  float x0 = 0, x1 = 0, y0 = 0, y1 = 0;
+  px.assign(kFloats, 0.0f);
   for (int i = 0; i < n; ++i) {
-    const float x = mesh[size_t(i) * dims] * fw, y = mesh[size_t(i) * dims + 1] * fh;
-    px[2 * i] = x;
-    px[2 * i + 1] = y;
-    if (i == 0 || x < x0) x0 = x;
-    if (i == 0 || x > x1) x1 = x;
-    if (i == 0 || y < y0) y0 = y;
-    if (i == 0 || y > y1) y1 = y;
+    const float* p = &mesh[size_t(i) * dims];
+    px[3 * i] = p[0] * fw;
+    px[3 * i + 1] = p[1] * fh;
+    px[3 * i + 2] = dims == 3 ? p[2] * fw : 0.0f;
+  }
+  if (n == kMeshPointsNoIris) {
+    for (int eye = 0; eye < 2; ++eye) {
+      const int* contour = eye == 0 ? kRightEye : kLeftEye;
+      double acc[3] = {0.0, 0.0, 0.0};
+      for (int k = 0; k < 16; ++k) {
+        for (int c = 0; c < 3; ++c) acc[c] = acc[c] + double(px[3 * contour[k] + c]);
+      }
+      for (int k = 0; k < 5; ++k) {
+        for (int c = 0; c < 3; ++c) px[3 * (kMeshPointsNoIris + 5 * eye + k) + c] = float(acc[c] / 16.0);
+      }
+    }
+  }
+  // The face size (the larger side of the raw mesh's box) makes speeds face sizes per second.
+  float x0 = px[0], x1 = px[0], y0 = px[1], y1 = px[1];
+  for (int i = 1; i < kMeshPoints; ++i) {
+    x0 = std::min(x0, px[3 * i]);
+    x1 = std::max(x1, px[3 * i]);
+    y0 = std::min(y0, px[3 * i + 1]);
+    y1 = std::max(y1, px[3 * i + 1]);
   }
   const double size = std::max({double(x1) - double(x0), double(y1) - double(y0), 1.0});
 
+  // The filter's next state, committed only when the frame succeeds.
   const bool smooth = params_.min_cutoff > 0.0;
+  frame_.resize(kFloats);
   if (smooth) {
-    if (!has_state_ || x_.size() != px.size()) {
-      x_.assign(px.begin(), px.end());
-      dx_.assign(px.size(), 0.0);
+    if (!has_state_ || x_.size() != kFloats) {
+      nx_.assign(px.begin(), px.end());
+      ndx_.assign(kFloats, 0.0);
     } else {
+      nx_ = x_;
+      ndx_ = dx_;
       // t_ms > t_ms_ (the caller checked), so the unsigned difference is exact and >= 1 even
       // for timestamps whose int64 difference would overflow.
       const double dt = double(uint64_t(t_ms) - uint64_t(t_ms_)) / 1000.0;
       const double a_d = alpha(params_.d_cutoff, dt);
-      for (size_t k = 0; k < px.size(); ++k) {
+      for (size_t k = 0; k < kFloats; ++k) {
         const double v = double(px[k]);
-        dx_[k] = dx_[k] + a_d * ((v - x_[k]) / dt - dx_[k]);
-        const double cutoff = params_.min_cutoff + params_.beta * std::fabs(dx_[k]) / size;
-        x_[k] = x_[k] + alpha(cutoff, dt) * (v - x_[k]);
+        ndx_[k] = ndx_[k] + a_d * ((v - nx_[k]) / dt - ndx_[k]);
+        const double cutoff = params_.min_cutoff + params_.beta * std::fabs(ndx_[k]) / size;
+        nx_[k] = nx_[k] + alpha(cutoff, dt) * (v - nx_[k]);
       }
     }
-    for (size_t k = 0; k < px.size(); ++k) px[k] = float(x_[k]);
+    for (size_t k = 0; k < kFloats; ++k) frame_[k] = double(float(nx_[k]));
+  } else {
+    for (size_t k = 0; k < kFloats; ++k) frame_[k] = double(px[k]);
+  }
+  const bool new_reference = !has_reference_;
+  if (new_reference) reference_ = frame_;
+  target_.resize(kFloats);
+  if (!retarget_mesh(frame_.data(), reference_.data(), avatar_mesh, target_.data(), error)) {
+    if (new_reference) reference_.clear();
+    return false;
+  }
+  for (size_t k = 0; k < kFloats; ++k) out[k] = float(target_[k]);
+  if (smooth) {
+    x_.swap(nx_);
+    dx_.swap(ndx_);
   }
   has_state_ = true;
+  has_reference_ = true;
   t_ms_ = t_ms;
-
-  double frame[136], avatar[136];
-  for (int j = 0; j < 68; ++j) {
-    frame[2 * j] = double(px[2 * kMeshTo68[j]]);
-    frame[2 * j + 1] = double(px[2 * kMeshTo68[j] + 1]);
-  }
-  for (int k = 0; k < 136; ++k) avatar[k] = double(avatar_neutral[k]);
-
-  if (!has_neutral_) {
-    // Least-squares similarity of the stable points, driver neutral -> avatar neutral.
-    // The 2-D case of the SVD solution: the best rotation angle is atan2 of the summed
-    // cross and dot products, and the scale is the resulting trace over the variance.
-    double ma[2] = {0, 0}, mb[2] = {0, 0};
-    for (int p : kStable) {
-      for (int c = 0; c < 2; ++c) {
-        ma[c] += frame[2 * p + c];
-        mb[c] += avatar[2 * p + c];
-      }
-    }
-    for (int c = 0; c < 2; ++c) {
-      ma[c] /= kNumStable;
-      mb[c] /= kNumStable;
-    }
-    double var = 0, dot = 0, cross = 0;
-    for (int p : kStable) {
-      const double ax = frame[2 * p] - ma[0], ay = frame[2 * p + 1] - ma[1];
-      const double bx = avatar[2 * p] - mb[0], by = avatar[2 * p + 1] - mb[1];
-      var += ax * ax + ay * ay;
-      dot += ax * bx + ay * by;
-      cross += ax * by - ay * bx;
-    }
-    if (var < 1e-12) {
-      *error = "the driver's neutral face is degenerate (its eye and nose points coincide)";
-      has_state_ = false;
-      return false;
-    }
-    const double theta = std::atan2(cross, dot);
-    const double c = std::cos(theta), s = std::sin(theta);
-    rot_[0] = c;
-    rot_[1] = -s;
-    rot_[2] = s;
-    rot_[3] = c;
-    scale_ = std::sqrt(dot * dot + cross * cross) / var;
-    std::copy(frame, frame + 136, ref_);
-    has_neutral_ = true;
-  }
-  // avatar + s * (frame - ref) @ R.T
-  for (int j = 0; j < 68; ++j) {
-    const double dx = scale_ * (frame[2 * j] - ref_[2 * j]);
-    const double dy = scale_ * (frame[2 * j + 1] - ref_[2 * j + 1]);
-    out[2 * j] = float(avatar[2 * j] + (dx * rot_[0] + dy * rot_[1]));
-    out[2 * j + 1] = float(avatar[2 * j + 1] + (dx * rot_[2] + dy * rot_[3]));
-  }
   return true;
 }
 

@@ -229,6 +229,13 @@ Failure parse_manifest(const std::string& dir, const std::vector<uint8_t>& raw,
                     " is newer than this library supports (" + std::to_string(kMaxSchemaVersion) +
                     "); upgrade the talkinghead runtime to open it");
   }
+  if (version->integer == 1 || version->integer == 2) {
+    return fail(TH_ERR_UNSUPPORTED,
+                "pack schema_version " + std::to_string(version->integer) +
+                    " holds the old direct-synthesis generator, which this library no longer runs; "
+                    "re-export the avatar (talkinghead demo --photo, or talkinghead export) to make a "
+                    "schema 3 warp-and-refine pack");
+  }
   if (version->integer < kMinSchemaVersion) {
     return fail(TH_ERR_PACK, "unknown pack schema_version " + std::to_string(version->integer));
   }
@@ -311,6 +318,18 @@ Failure parse_manifest(const std::string& dir, const std::vector<uint8_t>& raw,
     }
   }
 
+  // generator.rig: the warp rig, hash-checked like every model file.
+  const JsonValue* generator = get(m, "generator", JsonValue::Type::Object);
+  const JsonValue* rig = generator ? get(*generator, "rig", JsonValue::Type::String) : nullptr;
+  if (!rig || !safe_relpath(rig->string) || normalise_relpath(rig->string).empty()) {
+    return fail(TH_ERR_PACK, "manifest: key 'generator.rig' must be a safe relative path");
+  }
+  const std::string rig_rel = normalise_relpath(rig->string);
+  auto rig_listed = listing.find(rig_rel);
+  if (rig_listed == listing.end()) {
+    return fail(TH_ERR_PACK, "manifest: generator.rig '" + rig->string + "' is not listed in 'files'");
+  }
+
   const JsonValue* identity = get(m, "identity", JsonValue::Type::Object);
   const JsonValue* pts = identity ? get(*identity, "neutral_landmarks", JsonValue::Type::Array) : nullptr;
   if (!pts || pts->array.size() != size_t(TH_NUM_LANDMARKS)) {
@@ -335,11 +354,16 @@ Failure parse_manifest(const std::string& dir, const std::vector<uint8_t>& raw,
   out->schema_version = version->integer;
   out->resolution = size;
   out->model = PackModel{file->string, digest->string};
+  out->rig = PackModel{rig_rel, rig_listed->second};
   return {};
 }
 
 Failure read_model(const PackInfo& info, std::vector<uint8_t>* bytes) {
   return read_verified(info.dir, info.model.file, info.model.sha256, bytes);
+}
+
+Failure read_rig(const PackInfo& info, std::vector<uint8_t>* bytes) {
+  return read_verified(info.dir, info.rig.file, info.rig.sha256, bytes);
 }
 
 Failure read_bundle(const PackInfo& info, std::vector<uint8_t>* bytes) {

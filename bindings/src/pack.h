@@ -11,9 +11,12 @@
 
 namespace talkinghead {
 
-// Schema versions this library reads. Version 2 only adds keys, which are ignored.
-constexpr int64_t kMinSchemaVersion = 1;
-constexpr int64_t kMaxSchemaVersion = 2;
+// Schema versions this library reads: 3, warp and refine (generator.rig). Schemas 1 and 2
+// held the old direct-synthesis generator and are refused with a clear error.
+constexpr int64_t kMinSchemaVersion = 3;
+constexpr int64_t kMaxSchemaVersion = 3;
+// The refiner's input channels: warped RGB, the landmark image, validity.
+constexpr int kInputChannels = 7;
 constexpr const char* kPackFormat = "talkinghead.avatar-pack";
 
 // A failed step: a status code and a message naming what was wrong.
@@ -47,6 +50,7 @@ struct PackInfo {
   int resolution = 0;
   PackModel model;               // the executorch entry of the requested precision
   PackBundle bundle;             // its bundled program, if any
+  PackModel rig;                 // generator.rig: the warp rig (rig.safetensors) and its sha256
   std::vector<double> neutral;   // 68 x (x, y), crop px
   // 'files': normalised name -> sha256 hex, sorted by name (as AvatarManifest.files).
   std::vector<std::pair<std::string, std::string>> files;
@@ -67,6 +71,9 @@ Failure read_pack_file(const std::string& path, size_t limit, std::vector<uint8_
 
 // Read the model file of `info` (inside `info.dir`, no links) and check its sha256.
 Failure read_model(const PackInfo& info, std::vector<uint8_t>* bytes);
+
+// Read the warp rig of `info` (generator.rig, inside info.dir, no links), checking its sha256.
+Failure read_rig(const PackInfo& info, std::vector<uint8_t>* bytes);
 
 // Read the bundled program of `info` (inside info.dir, no links) and check its sha256;
 // TH_ERR_UNSUPPORTED when the model entry has no `info.bundled`.

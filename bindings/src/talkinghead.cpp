@@ -23,6 +23,7 @@
 #include "provenance.h"
 #include "rasterize.h"
 #include "signature.h"
+#include "warp.h"
 #include "watermark.h"
 
 #ifndef TALKINGHEAD_VERSION
@@ -49,14 +50,18 @@ struct Avatar {
   std::vector<uint8_t> program;
   std::unique_ptr<Module> module;
   std::vector<uint8_t> landmark_image;  // S*S*3
-  std::vector<float> input;             // 3*S*S
+  std::vector<uint8_t> warped;          // S*S*3
+  std::vector<uint8_t> validity;        // S*S
+  std::vector<float> input;             // 7*S*S, the refiner's input
   TensorPtr input_tensor;
+  talkinghead::WarpRig rig;             // rig.safetensors, fixed after th_open
+  std::unique_ptr<talkinghead::Warper> warper;  // used under `mu`
   talkinghead::WatermarkPayload payload;
   // Built once per avatar (layout, templates, codeword); null when S < 32 px.
   std::unique_ptr<talkinghead::Watermark> watermark;
   bool marking = true;  // th_set_watermark; read and written under `mu`
   talkinghead::Driver driver;  // th_drive; used under `mu`
-  float neutral[TH_LANDMARK_FLOATS] = {};  // info.neutral as float32, the SDK's dtype
+  double neutral_mesh[TH_MESH_FLOATS] = {};  // the rig's mesh (float32 values), crop px
 };
 
 std::mutex g_registry_mu;
@@ -104,18 +109,19 @@ std::string et_error(Error e) {
          }(unsigned(e)) + ")";
 }
 
-// Check that a tensor of the method is float32 [1, 3, S, S].
-Failure check_image_meta(const executorch::runtime::TensorInfo& t, int size, const char* what,
-                         const std::string& source) {
+// Check that a tensor of the method is float32 [1, C, S, S].
+Failure check_image_meta(const executorch::runtime::TensorInfo& t, int channels, int size,
+                         const char* what, const std::string& source) {
   auto sizes = t.sizes();
   bool ok = t.scalar_type() == ScalarType::Float && sizes.size() == 4 && sizes[0] == 1 &&
-            sizes[1] == 3 && sizes[2] == size && sizes[3] == size;
+            sizes[1] == channels && sizes[2] == size && sizes[3] == size;
   if (ok) return {};
   std::string shape;
   for (size_t i = 0; i < sizes.size(); ++i) shape += (i ? ", " : "") + std::to_string(sizes[i]);
   return Failure{TH_ERR_MODEL, source + ": " + what + " is [" + shape + "] " +
                                    (t.scalar_type() == ScalarType::Float ? "float32" : "non-float32") +
-                                   ", expected float32 [1, 3, " + std::to_string(size) + ", " +
+                                   ", expected float32 [1, " + std::to_string(channels) + ", " +
+                                   std::to_string(size) + ", " +
                                    std::to_string(size) + "] (the manifest's resolution)"};
 }
 
@@ -138,13 +144,16 @@ Failure load_model(Avatar* a) {
   auto out = meta->output_tensor_meta(0);
   if (!in.ok() || !out.ok()) return Failure{TH_ERR_MODEL, source + ": input and output must be tensors"};
   const int size = a->info.resolution;
-  if (Failure f = check_image_meta(*in, size, "input", source)) return f;
-  if (Failure f = check_image_meta(*out, size, "output", source)) return f;
+  if (Failure f = check_image_meta(*in, talkinghead::kInputChannels, size, "input", source)) return f;
+  if (Failure f = check_image_meta(*out, 3, size, "output", source)) return f;
   err = a->module->load_method("forward");
   if (err != Error::Ok) return Failure{TH_ERR_RUNTIME, "ExecuTorch could not load " + source + ": " + et_error(err)};
   a->landmark_image.assign(size_t(size) * size * 3, 0);
-  a->input.assign(size_t(size) * size * 3, 0.0f);
-  a->input_tensor = executorch::extension::from_blob(a->input.data(), {1, 3, size, size});
+  a->warped.assign(size_t(size) * size * 3, 0);
+  a->validity.assign(size_t(size) * size, 0);
+  a->input.assign(size_t(size) * size * talkinghead::kInputChannels, 0.0f);
+  a->input_tensor =
+      executorch::extension::from_blob(a->input.data(), {1, talkinghead::kInputChannels, size, size});
   return {};
 }
 
@@ -214,6 +223,56 @@ th_status check_landmark_arg(const float* landmarks, size_t count) {
                                                    std::to_string(count));
   }
   return TH_OK;
+}
+
+th_status check_mesh_arg(const float* mesh, size_t count) {
+  if (!mesh) return set_status(TH_ERR_INVALID_ARGUMENT, "mesh is NULL");
+  if (count != TH_MESH_FLOATS) {
+    return set_status(TH_ERR_INVALID_ARGUMENT, "mesh must hold 1434 floats (478 x (x, y, z)), got " +
+                                                   std::to_string(count));
+  }
+  return TH_OK;
+}
+
+// Widen a 478 x 3 float mesh to double, as numpy does; false when a value is NaN or inf.
+bool widen_mesh(const float* in, double* out) {
+  for (int i = 0; i < TH_MESH_FLOATS; ++i) {
+    if (!std::isfinite(in[i])) return false;
+    out[i] = double(in[i]);
+  }
+  return true;
+}
+
+// A render needs the mark unless th_set_watermark turned it off (caller holds a->mu).
+th_status check_marking(const Avatar* a) {
+  if (a->marking && !a->watermark) {
+    const int size = a->info.resolution;
+    return set_status(TH_ERR_UNSUPPORTED,
+                      "frames of " + std::to_string(size) + " px cannot carry the watermark (it needs " +
+                          std::to_string(talkinghead::kWatermarkMinSide) +
+                          " px per side); th_set_watermark(avatar, 0) renders them unmarked");
+  }
+  return TH_OK;
+}
+
+// Warp, rasterise the mesh's 68 points, refine, watermark (caller holds a->mu):
+// talkinghead.sdk.avatar.Avatar.render.
+th_status render_mesh(Avatar* a, const double* mesh, uint8_t* out_rgb) {
+  const int size = a->info.resolution;
+  a->warper->warp_to(mesh, a->warped.data(), a->validity.data());
+  double lm[TH_LANDMARK_FLOATS];
+  for (int j = 0; j < TH_NUM_LANDMARKS; ++j) {  // sdk/warp.py landmarks68: float32
+    lm[2 * j] = double(float(mesh[3 * talkinghead::kMeshTo68[j]]));
+    lm[2 * j + 1] = double(float(mesh[3 * talkinghead::kMeshTo68[j] + 1]));
+  }
+  talkinghead::rasterize_landmarks(lm, size, talkinghead::default_thickness(size), a->landmark_image.data());
+  talkinghead::refiner_input(a->warped.data(), a->landmark_image.data(), a->validity.data(), size,
+                             a->input.data());
+  const float* y = nullptr;
+  if (th_status s = run_model(a, &y)) return s;
+  talkinghead::from_model_output(y, size, out_rgb);
+  if (a->marking) a->watermark->embed(out_rgb);
+  return set_status(TH_OK, "");
 }
 
 th_status check_output_arg(const uint8_t* out, size_t bytes, int size) {
@@ -289,7 +348,13 @@ th_status open_avatar(const char* pack_dir, const char* precision, bool require_
     if (Failure f = talkinghead::parse_manifest(dir, manifest, precision, &avatar->info)) {
       return set_failure(f);
     }
-    for (size_t i = 0; i < TH_LANDMARK_FLOATS; ++i) avatar->neutral[i] = float(avatar->info.neutral[i]);
+    std::vector<uint8_t> rig_bytes;
+    if (Failure f = talkinghead::read_rig(avatar->info, &rig_bytes)) return set_failure(f);
+    if (Failure f = talkinghead::parse_rig(rig_bytes, avatar->info.resolution, avatar->info.rig.file, &avatar->rig)) {
+      return set_failure(f);
+    }
+    for (size_t i = 0; i < TH_MESH_FLOATS; ++i) avatar->neutral_mesh[i] = double(avatar->rig.points[i]);
+    avatar->warper = std::make_unique<talkinghead::Warper>(&avatar->rig);
     if (Failure f = talkinghead::read_model(avatar->info, &avatar->program)) return set_failure(f);
     if (Failure f = load_model(avatar.get())) return set_failure(f);
     avatar->payload = {talkinghead::pack_id(avatar->info), talkinghead::sdk_version_code(TALKINGHEAD_VERSION)};
@@ -327,42 +392,57 @@ th_status th_resolution(th_avatar handle, int32_t* out_size) {
   });
 }
 
-th_status th_neutral_landmarks(th_avatar handle, float* out, size_t out_floats) {
+th_status th_neutral_mesh(th_avatar handle, float* out, size_t out_floats) {
   return guarded([&]() -> th_status {
-    if (th_status s = check_landmark_arg(out, out_floats)) return s;
+    if (!out) return set_status(TH_ERR_INVALID_ARGUMENT, "out is NULL");
+    if (out_floats != TH_MESH_FLOATS) {
+      return set_status(TH_ERR_INVALID_ARGUMENT, "out must hold 1434 floats (478 x (x, y, z)), got " +
+                                                     std::to_string(out_floats));
+    }
     auto a = find_avatar(handle);
     if (!a) return closed_status(handle);
-    std::memcpy(out, a->neutral, sizeof a->neutral);
+    for (size_t i = 0; i < TH_MESH_FLOATS; ++i) out[i] = float(a->neutral_mesh[i]);
     return set_status(TH_OK, "");
   });
 }
 
-th_status th_render(th_avatar handle, const float* landmarks, size_t landmark_floats,
-                    uint8_t* out_rgb, size_t out_bytes) {
+th_status th_render(th_avatar handle, const float* mesh, size_t mesh_floats, uint8_t* out_rgb,
+                    size_t out_bytes) {
   return guarded([&]() -> th_status {
     auto a = find_avatar(handle);
     if (!a) return closed_status(handle);
     const int size = a->info.resolution;
-    if (th_status s = check_landmark_arg(landmarks, landmark_floats)) return s;
+    if (th_status s = check_mesh_arg(mesh, mesh_floats)) return s;
     if (th_status s = check_output_arg(out_rgb, out_bytes, size)) return s;
-    double pts[TH_LANDMARK_FLOATS];
-    if (!widen_landmarks(landmarks, pts)) {
-      return set_status(TH_ERR_INVALID_LANDMARKS, "landmarks contain NaN or inf");
+    std::vector<double> pts(TH_MESH_FLOATS);
+    if (!widen_mesh(mesh, pts.data())) {
+      return set_status(TH_ERR_INVALID_LANDMARKS, "mesh contains NaN or inf");
     }
     std::lock_guard<std::mutex> lock(a->mu);
-    if (a->marking && !a->watermark) {
-      return set_status(TH_ERR_UNSUPPORTED,
-                        "frames of " + std::to_string(size) + " px cannot carry the watermark (it needs " +
-                            std::to_string(talkinghead::kWatermarkMinSide) +
-                            " px per side); th_set_watermark(avatar, 0) renders them unmarked");
+    if (th_status s = check_marking(a.get())) return s;
+    return render_mesh(a.get(), pts.data(), out_rgb);
+  });
+}
+
+th_status th_warp(th_avatar handle, const float* mesh, size_t mesh_floats, uint8_t* out_rgb,
+                  size_t out_bytes, uint8_t* out_validity, size_t validity_bytes) {
+  return guarded([&]() -> th_status {
+    auto a = find_avatar(handle);
+    if (!a) return closed_status(handle);
+    const int size = a->info.resolution;
+    if (th_status s = check_mesh_arg(mesh, mesh_floats)) return s;
+    if (th_status s = check_output_arg(out_rgb, out_bytes, size)) return s;
+    if (!out_validity) return set_status(TH_ERR_INVALID_ARGUMENT, "out_validity is NULL");
+    if (validity_bytes != size_t(size) * size) {
+      return set_status(TH_ERR_INVALID_ARGUMENT, "out_validity must be " + std::to_string(size_t(size) * size) +
+                                                     " bytes (S x S), got " + std::to_string(validity_bytes));
     }
-    talkinghead::rasterize_landmarks(pts, size, talkinghead::default_thickness(size),
-                                     a->landmark_image.data());
-    talkinghead::to_model_input(a->landmark_image.data(), size, a->input.data());
-    const float* y = nullptr;
-    if (th_status s = run_model(a.get(), &y)) return s;
-    talkinghead::from_model_output(y, size, out_rgb);
-    if (a->marking) a->watermark->embed(out_rgb);
+    std::vector<double> pts(TH_MESH_FLOATS);
+    if (!widen_mesh(mesh, pts.data())) {
+      return set_status(TH_ERR_INVALID_LANDMARKS, "mesh contains NaN or inf");
+    }
+    std::lock_guard<std::mutex> lock(a->mu);
+    a->warper->warp_to(pts.data(), out_rgb, out_validity);
     return set_status(TH_OK, "");
   });
 }
@@ -422,11 +502,12 @@ th_status th_self_check(th_avatar handle, int32_t* out_cases, double* out_max_ab
       return set_failure(f);
     }
     const size_t count = size_t(3) * size * size;
+    const size_t in_count = size_t(talkinghead::kInputChannels) * size * size;
     Deviation d;
     {
       std::lock_guard<std::mutex> lock(a->mu);
       for (size_t c = 0; c < cases.size(); ++c) {
-        std::memcpy(a->input.data(), cases[c].input, count * sizeof(float));
+        std::memcpy(a->input.data(), cases[c].input, in_count * sizeof(float));
         const float* y = nullptr;
         if (th_status s = run_model(a.get(), &y)) return s;
         compare(y, cases[c].expected, count, bundle.atol, bundle.rtol, c, &d);
@@ -474,11 +555,11 @@ th_status th_rasterize(const float* landmarks, size_t landmark_floats, int32_t s
 }
 
 th_status th_drive(th_avatar handle, const float* mesh, size_t mesh_floats, int32_t image_width,
-                   int32_t image_height, int64_t timestamp_ms, float* out_landmarks,
-                   size_t out_floats) {
+                   int32_t image_height, int64_t timestamp_ms, uint8_t* out_rgb, size_t out_bytes,
+                   float* out_target_mesh, size_t out_mesh_floats) {
   return guarded([&]() -> th_status {
     if (!mesh) return set_status(TH_ERR_INVALID_ARGUMENT, "mesh is NULL");
-    if (!out_landmarks) return set_status(TH_ERR_INVALID_ARGUMENT, "out_landmarks is NULL");
+    if (!out_rgb) return set_status(TH_ERR_INVALID_ARGUMENT, "out_rgb is NULL");
     int n = 0, dims = 0;
     for (int points : {talkinghead::kMeshPoints, talkinghead::kMeshPointsNoIris}) {
       for (int d : {3, 2}) {
@@ -490,9 +571,9 @@ th_status th_drive(th_avatar handle, const float* mesh, size_t mesh_floats, int3
                         "mesh must hold 478 or 468 MediaPipe points of (x, y, z) or (x, y): "
                         "1434, 1404, 956 or 936 floats, got " + std::to_string(mesh_floats));
     }
-    if (out_floats != TH_LANDMARK_FLOATS) {
-      return set_status(TH_ERR_INVALID_ARGUMENT, "out_landmarks must hold 136 floats (68 x 2), got " +
-                                                     std::to_string(out_floats));
+    if (out_target_mesh && out_mesh_floats != TH_MESH_FLOATS) {
+      return set_status(TH_ERR_INVALID_ARGUMENT, "out_target_mesh must hold 1434 floats (478 x 3), got " +
+                                                     std::to_string(out_mesh_floats));
     }
     if (image_width < 1 || image_width > 65536 || image_height < 1 || image_height > 65536) {
       return set_status(TH_ERR_INVALID_ARGUMENT, "image size must be in [1, 65536] px, got " +
@@ -501,11 +582,11 @@ th_status th_drive(th_avatar handle, const float* mesh, size_t mesh_floats, int3
     }
     auto a = find_avatar(handle);
     if (!a) return closed_status(handle);
-    for (int i = 0; i < n; ++i) {
-      const float x = mesh[size_t(i) * dims], y = mesh[size_t(i) * dims + 1];
-      if (!std::isfinite(x) || !std::isfinite(y)) {
-        return set_status(TH_ERR_INVALID_LANDMARKS,
-                          "mesh point " + std::to_string(i) + " has a NaN or infinite x or y");
+    if (th_status s = check_output_arg(out_rgb, out_bytes, a->info.resolution)) return s;
+    for (size_t k = 0; k < size_t(n) * dims; ++k) {
+      if (!std::isfinite(mesh[k])) {
+        return set_status(TH_ERR_INVALID_LANDMARKS, "mesh point " + std::to_string(k / dims) +
+                                                        " has a NaN or infinite coordinate");
       }
     }
     std::lock_guard<std::mutex> lock(a->mu);
@@ -515,13 +596,16 @@ th_status th_drive(th_avatar handle, const float* mesh, size_t mesh_floats, int3
                                               std::to_string(timestamp_ms) + " after " +
                                               std::to_string(driver.last_timestamp_ms()));
     }
-    float out[TH_LANDMARK_FLOATS];
+    if (th_status s = check_marking(a.get())) return s;
+    std::vector<float> target(TH_MESH_FLOATS);
     std::string error;
-    if (!driver.step(mesh, n, dims, image_width, image_height, timestamp_ms, a->neutral, out,
-                     &error)) {
+    if (!driver.step(mesh, n, dims, image_width, image_height, timestamp_ms, a->neutral_mesh,
+                     target.data(), &error)) {
       return set_status(TH_ERR_INVALID_LANDMARKS, error);
     }
-    std::memcpy(out_landmarks, out, sizeof out);
+    std::vector<double> pts(target.begin(), target.end());
+    if (th_status s = render_mesh(a.get(), pts.data(), out_rgb)) return s;
+    if (out_target_mesh) std::memcpy(out_target_mesh, target.data(), target.size() * sizeof(float));
     return set_status(TH_OK, "");
   });
 }

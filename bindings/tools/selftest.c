@@ -43,7 +43,7 @@ static void check(int ok, const char* what) {
 
 struct render_job {
   th_avatar avatar;
-  const float* landmarks;
+  const float* mesh;
   size_t out_bytes;
   int failures;
 };
@@ -52,7 +52,7 @@ static void* render_many(void* arg) {
   struct render_job* job = (struct render_job*)arg;
   uint8_t* out = (uint8_t*)malloc(job->out_bytes);
   for (int i = 0; i < 4; ++i) {
-    if (th_render(job->avatar, job->landmarks, TH_LANDMARK_FLOATS, out, job->out_bytes) != TH_OK) {
+    if (th_render(job->avatar, job->mesh, TH_MESH_FLOATS, out, job->out_bytes) != TH_OK) {
       ++job->failures;
     }
   }
@@ -82,6 +82,8 @@ static void bad_arguments(const char* pack) {
   expect(th_open("/nonexistent/pack", "fp32", &a), TH_ERR_PACK, "open missing folder");
   expect(th_close(0), TH_ERR_CLOSED, "close handle 0");
   expect(th_render(0, NULL, 0, NULL, 0), TH_ERR_CLOSED, "render handle 0");
+  expect(th_warp(0, NULL, 0, NULL, 0, NULL, 0), TH_ERR_CLOSED, "warp handle 0");
+  expect(th_neutral_mesh(0, NULL, 0), TH_ERR_INVALID_ARGUMENT, "neutral mesh NULL, handle 0");
   expect(th_set_watermark(0, 1), TH_ERR_CLOSED, "set watermark handle 0");
   expect(th_set_watermark(0, 2), TH_ERR_INVALID_ARGUMENT, "set watermark 2, handle 0");
   uint32_t id = 0, code = 0;
@@ -117,47 +119,62 @@ static void bad_arguments(const char* pack) {
          "rasterize NaN landmark");
 }
 
-/* th_drive: a MediaPipe-shaped mesh in, the avatar's landmarks out; every bad argument. */
-static void drive_checks(th_avatar a, const float* neutral) {
-  static float mesh[TH_MESH_POINTS * 3];
-  const size_t floats = sizeof mesh / sizeof mesh[0];
-  for (int i = 0; i < TH_MESH_POINTS; ++i) {
-    mesh[3 * i] = 0.3f + 0.4f * (float)((i * 37) % 101) / 101.0f;
-    mesh[3 * i + 1] = 0.3f + 0.4f * (float)((i * 53) % 97) / 97.0f;
-    mesh[3 * i + 2] = -0.05f;
+/* Whether two meshes agree within `tol` px everywhere. */
+static int meshes_close(const float* a, const float* b, float tol) {
+  for (int i = 0; i < TH_MESH_FLOATS; ++i) {
+    if (!(fabsf(a[i] - b[i]) <= tol)) return 0;
   }
-  float out[TH_LANDMARK_FLOATS], second[TH_LANDMARK_FLOATS];
-  expect(th_drive(a, mesh, floats, 640, 480, 0, out, TH_LANDMARK_FLOATS), TH_OK, "drive neutral frame");
-  check(memcmp(out, neutral, sizeof out) == 0, "the driver's first frame gives the neutral face");
-  for (int i = 0; i < TH_MESH_POINTS; ++i) mesh[3 * i + 1] += 0.01f * (float)(i % 3);
-  expect(th_drive(a, mesh, floats, 640, 480, 33, second, TH_LANDMARK_FLOATS), TH_OK, "drive a frame");
-  check(memcmp(out, second, sizeof out) != 0, "a moved mesh moves the avatar");
+  return 1;
+}
+
+/* th_drive: a MediaPipe mesh in (the avatar's own face, as a tracker in a 640 x 480 image
+   would report it), a frame and its target mesh out; every bad argument. */
+static void drive_checks(th_avatar a, const float* neutral, size_t n) {
+  static float mesh[TH_MESH_FLOATS];
+  const size_t floats = TH_MESH_FLOATS;
+  for (int i = 0; i < TH_MESH_POINTS; ++i) {
+    mesh[3 * i] = (neutral[3 * i] + 150.0f) / 640.0f;
+    mesh[3 * i + 1] = (neutral[3 * i + 1] + 80.0f) / 480.0f;
+    mesh[3 * i + 2] = neutral[3 * i + 2] / 640.0f;
+  }
+  uint8_t* rgb = (uint8_t*)malloc(n);
+  uint8_t* rgb2 = (uint8_t*)malloc(n);
+  static float out[TH_MESH_FLOATS], second[TH_MESH_FLOATS];
+  expect(th_drive(a, mesh, floats, 640, 480, 0, rgb, n, out, TH_MESH_FLOATS), TH_OK, "drive the reference frame");
+  check(meshes_close(out, neutral, 1e-3f), "the driver's first frame gives the neutral mesh");
+  expect(th_render(a, out, TH_MESH_FLOATS, rgb2, n), TH_OK, "render the driven mesh");
+  check(memcmp(rgb, rgb2, n) == 0, "th_drive's frame is th_render's of its target mesh");
+  for (int i = 0; i < TH_MESH_POINTS; ++i) mesh[3 * i] += 0.01f; /* the head moves right */
+  expect(th_drive(a, mesh, floats, 640, 480, 33, rgb, n, second, TH_MESH_FLOATS), TH_OK, "drive a frame");
+  check(!meshes_close(out, second, 1.0f), "a moved mesh moves the avatar");
+  expect(th_drive(a, mesh, floats, 640, 480, 50, rgb, n, NULL, 0), TH_OK, "drive without the target mesh");
   memcpy(out, second, sizeof out);
-  expect(th_drive(a, mesh, floats, 640, 480, 33, second, TH_LANDMARK_FLOATS), TH_ERR_TIMESTAMP,
+  memcpy(rgb2, rgb, n);
+  expect(th_drive(a, mesh, floats, 640, 480, 50, rgb, n, second, TH_MESH_FLOATS), TH_ERR_TIMESTAMP,
          "drive the same timestamp again");
-  expect(th_drive(a, mesh, floats, 640, 480, 10, second, TH_LANDMARK_FLOATS), TH_ERR_TIMESTAMP,
+  expect(th_drive(a, mesh, floats, 640, 480, 10, rgb, n, second, TH_MESH_FLOATS), TH_ERR_TIMESTAMP,
          "drive an earlier timestamp");
-  check(memcmp(out, second, sizeof out) == 0, "a failed drive leaves out_landmarks alone");
-  expect(th_drive(a, NULL, floats, 640, 480, 66, out, TH_LANDMARK_FLOATS), TH_ERR_INVALID_ARGUMENT,
-         "drive NULL mesh");
-  expect(th_drive(a, mesh, floats, 640, 480, 66, NULL, TH_LANDMARK_FLOATS), TH_ERR_INVALID_ARGUMENT,
-         "drive NULL out");
-  expect(th_drive(a, mesh, floats - 3, 640, 480, 66, out, TH_LANDMARK_FLOATS),
-         TH_ERR_INVALID_ARGUMENT, "drive 477 points");
-  expect(th_drive(a, mesh, 68 * 2, 640, 480, 66, out, TH_LANDMARK_FLOATS), TH_ERR_INVALID_ARGUMENT,
-         "drive 68 points");
-  expect(th_drive(a, mesh, floats, 640, 480, 66, out, TH_LANDMARK_FLOATS - 1),
-         TH_ERR_INVALID_ARGUMENT, "drive short out");
-  expect(th_drive(a, mesh, floats, 0, 480, 66, out, TH_LANDMARK_FLOATS), TH_ERR_INVALID_ARGUMENT,
-         "drive width 0");
-  expect(th_drive(a, mesh, floats, 640, 70000, 66, out, TH_LANDMARK_FLOATS),
-         TH_ERR_INVALID_ARGUMENT, "drive height 70000");
+  check(memcmp(out, second, sizeof out) == 0 && memcmp(rgb, rgb2, n) == 0,
+        "a failed drive leaves its outputs alone");
+  expect(th_drive(a, NULL, floats, 640, 480, 66, rgb, n, NULL, 0), TH_ERR_INVALID_ARGUMENT, "drive NULL mesh");
+  expect(th_drive(a, mesh, floats, 640, 480, 66, NULL, n, NULL, 0), TH_ERR_INVALID_ARGUMENT, "drive NULL out");
+  expect(th_drive(a, mesh, floats - 3, 640, 480, 66, rgb, n, NULL, 0), TH_ERR_INVALID_ARGUMENT,
+         "drive 477 points");
+  expect(th_drive(a, mesh, 68 * 2, 640, 480, 66, rgb, n, NULL, 0), TH_ERR_INVALID_ARGUMENT, "drive 68 points");
+  expect(th_drive(a, mesh, floats, 640, 480, 66, rgb, n - 1, NULL, 0), TH_ERR_INVALID_ARGUMENT, "drive short out");
+  expect(th_drive(a, mesh, floats, 640, 480, 66, rgb, n, out, TH_MESH_FLOATS - 1), TH_ERR_INVALID_ARGUMENT,
+         "drive short target mesh");
+  expect(th_drive(a, mesh, floats, 0, 480, 66, rgb, n, NULL, 0), TH_ERR_INVALID_ARGUMENT, "drive width 0");
+  expect(th_drive(a, mesh, floats, 640, 70000, 66, rgb, n, NULL, 0), TH_ERR_INVALID_ARGUMENT,
+         "drive height 70000");
+  const float saved = mesh[3 * 100 + 1];
   mesh[3 * 100 + 1] = NAN;
-  expect(th_drive(a, mesh, floats, 640, 480, 66, out, TH_LANDMARK_FLOATS), TH_ERR_INVALID_LANDMARKS,
-         "drive NaN y");
-  mesh[3 * 100 + 1] = 0.5f;
-  mesh[3 * 100 + 2] = NAN; /* z is not used */
-  expect(th_drive(a, mesh, floats, 640, 480, 66, out, TH_LANDMARK_FLOATS), TH_OK, "drive NaN z");
+  expect(th_drive(a, mesh, floats, 640, 480, 66, rgb, n, NULL, 0), TH_ERR_INVALID_LANDMARKS, "drive NaN y");
+  mesh[3 * 100 + 1] = saved;
+  mesh[3 * 100 + 2] = INFINITY;
+  expect(th_drive(a, mesh, floats, 640, 480, 66, rgb, n, NULL, 0), TH_ERR_INVALID_LANDMARKS, "drive inf z");
+  mesh[3 * 100 + 2] = neutral[3 * 100 + 2] / 640.0f;
+  expect(th_drive(a, mesh, floats, 640, 480, 66, rgb, n, NULL, 0), TH_OK, "drive after bad frames");
 
   expect(th_set_smoothing(a, -1.0, 30.0, 1.0), TH_ERR_INVALID_ARGUMENT, "smoothing min_cutoff -1");
   expect(th_set_smoothing(a, 1.0, -1.0, 1.0), TH_ERR_INVALID_ARGUMENT, "smoothing beta -1");
@@ -166,18 +183,21 @@ static void drive_checks(th_avatar a, const float* neutral) {
   expect(th_set_smoothing(a, NAN, 30.0, 1.0), TH_ERR_INVALID_ARGUMENT, "smoothing NaN");
   expect(th_set_smoothing(a, 1.0, INFINITY, 1.0), TH_ERR_INVALID_ARGUMENT, "smoothing inf");
   expect(th_set_smoothing(a, 0.0, 0.0, 0.0), TH_OK, "smoothing off");
-  /* A reset: timestamps start over, and the next frame is the new neutral. */
-  float flat[TH_MESH_POINTS_NO_IRIS * 2];
+  /* A reset: timestamps start over, and the next frame is the new reference. */
+  static float flat[TH_MESH_POINTS_NO_IRIS * 2];
   for (int i = 0; i < TH_MESH_POINTS_NO_IRIS * 2; ++i) flat[i] = 0.5f;
-  expect(th_drive(a, flat, TH_MESH_POINTS_NO_IRIS * 2, 640, 480, 0, out, TH_LANDMARK_FLOATS),
-         TH_ERR_INVALID_LANDMARKS, "drive a degenerate neutral frame");
+  expect(th_drive(a, flat, TH_MESH_POINTS_NO_IRIS * 2, 640, 480, 0, rgb, n, out, TH_MESH_FLOATS),
+         TH_ERR_INVALID_LANDMARKS, "drive a degenerate reference frame");
   for (int i = 0; i < TH_MESH_POINTS_NO_IRIS; ++i) {
     flat[2 * i] = mesh[3 * i];
     flat[2 * i + 1] = mesh[3 * i + 1];
   }
-  expect(th_drive(a, flat, TH_MESH_POINTS_NO_IRIS * 2, 640, 480, 0, out, TH_LANDMARK_FLOATS), TH_OK,
-         "drive 468 (x, y) points after a failed neutral frame");
-  check(memcmp(out, neutral, sizeof out) == 0, "the new neutral frame gives the neutral face");
+  expect(th_drive(a, flat, TH_MESH_POINTS_NO_IRIS * 2, 640, 480, 0, rgb, n, out, TH_MESH_FLOATS), TH_OK,
+         "drive 468 (x, y) points after a failed reference frame");
+  check(meshes_close(out, neutral, 1e-3f), "the new reference frame gives the neutral mesh");
+  for (int i = 0; i < TH_MESH_POINTS_NO_IRIS * 2; ++i) flat[i] = 0.5f;
+  expect(th_drive(a, flat, TH_MESH_POINTS_NO_IRIS * 2, 640, 480, 5, rgb, n, out, TH_MESH_FLOATS),
+         TH_ERR_INVALID_LANDMARKS, "drive a degenerate frame");
   expect(th_drive_reset(a), TH_OK, "drive reset");
   expect(th_set_smoothing(a, 1.0, 30.0, 1.0), TH_OK, "smoothing back on");
   /* Timestamps at the ends of int64, and two that a double cannot tell apart: finite output. */
@@ -185,15 +205,47 @@ static void drive_checks(th_avatar a, const float* neutral) {
                             INT64_MAX};
   for (size_t k = 0; k < sizeof stamps / sizeof stamps[0]; ++k) {
     for (int i = 0; i < TH_MESH_POINTS; ++i) mesh[3 * i] += 0.001f;
-    expect(th_drive(a, mesh, floats, 640, 480, stamps[k], out, TH_LANDMARK_FLOATS), TH_OK,
+    expect(th_drive(a, mesh, floats, 640, 480, stamps[k], rgb, n, out, TH_MESH_FLOATS), TH_OK,
            "drive at an extreme timestamp");
     int finite = 1;
-    for (int i = 0; i < TH_LANDMARK_FLOATS; ++i) finite = finite && isfinite(out[i]);
-    check(finite, "extreme timestamps give finite landmarks");
+    for (int i = 0; i < TH_MESH_FLOATS; ++i) finite = finite && isfinite(out[i]);
+    check(finite, "extreme timestamps give finite meshes");
   }
-  expect(th_drive(a, mesh, floats, 640, 480, INT64_MAX, out, TH_LANDMARK_FLOATS), TH_ERR_TIMESTAMP,
+  expect(th_drive(a, mesh, floats, 640, 480, INT64_MAX, rgb, n, out, TH_MESH_FLOATS), TH_ERR_TIMESTAMP,
          "nothing comes after INT64_MAX");
   expect(th_drive_reset(a), TH_OK, "drive reset again");
+  free(rgb);
+  free(rgb2);
+}
+
+/* th_warp: the warp alone, and its bad arguments. */
+static void warp_checks(th_avatar a, const float* neutral, int32_t size) {
+  const size_t n = (size_t)size * (size_t)size;
+  uint8_t* rgb = (uint8_t*)malloc(3 * n);
+  uint8_t* valid = (uint8_t*)malloc(n);
+  expect(th_warp(a, neutral, TH_MESH_FLOATS, rgb, 3 * n, valid, n), TH_OK, "warp to the neutral mesh");
+  size_t full = 0;
+  for (size_t i = 0; i < n; ++i) full += valid[i] == 255;
+  check(full > n / 2, "the neutral warp is mostly valid");
+  expect(th_warp(a, NULL, TH_MESH_FLOATS, rgb, 3 * n, valid, n), TH_ERR_INVALID_ARGUMENT, "warp NULL mesh");
+  expect(th_warp(a, neutral, TH_MESH_FLOATS - 1, rgb, 3 * n, valid, n), TH_ERR_INVALID_ARGUMENT,
+         "warp short mesh");
+  expect(th_warp(a, neutral, TH_MESH_FLOATS, NULL, 3 * n, valid, n), TH_ERR_INVALID_ARGUMENT, "warp NULL rgb");
+  expect(th_warp(a, neutral, TH_MESH_FLOATS, rgb, 3 * n, NULL, n), TH_ERR_INVALID_ARGUMENT,
+         "warp NULL validity");
+  expect(th_warp(a, neutral, TH_MESH_FLOATS, rgb, 3 * n, valid, n - 1), TH_ERR_INVALID_ARGUMENT,
+         "warp short validity");
+  static float bad[TH_MESH_FLOATS];
+  memcpy(bad, neutral, sizeof bad);
+  bad[200] = NAN;
+  expect(th_warp(a, bad, TH_MESH_FLOATS, rgb, 3 * n, valid, n), TH_ERR_INVALID_LANDMARKS, "warp NaN");
+  /* Far outside the image, or all in one point: no crash, the border anchors keep the frame. */
+  for (int i = 0; i < TH_MESH_FLOATS; ++i) bad[i] = (i % 2 ? -3e38f : 3e38f);
+  expect(th_warp(a, bad, TH_MESH_FLOATS, rgb, 3 * n, valid, n), TH_OK, "warp far outside the image");
+  for (int i = 0; i < TH_MESH_FLOATS; ++i) bad[i] = 7.0f;
+  expect(th_warp(a, bad, TH_MESH_FLOATS, rgb, 3 * n, valid, n), TH_OK, "warp a mesh in one point");
+  free(rgb);
+  free(valid);
 }
 
 static void good_pack(const char* pack, const char* precision) {
@@ -208,12 +260,13 @@ static void good_pack(const char* pack, const char* precision) {
   check(size >= 16, "resolution >= 16");
   const size_t n = (size_t)size * (size_t)size * 3;
   uint8_t* out = (uint8_t*)malloc(n + 1);
-  float lm[TH_LANDMARK_FLOATS];
-  expect(th_neutral_landmarks(a, lm, TH_LANDMARK_FLOATS), TH_OK, "neutral landmarks");
-  expect(th_neutral_landmarks(a, lm, 10), TH_ERR_INVALID_ARGUMENT, "neutral landmarks short");
+  static float lm[TH_MESH_FLOATS]; /* the neutral mesh */
+  expect(th_neutral_mesh(a, lm, TH_MESH_FLOATS), TH_OK, "neutral mesh");
+  expect(th_neutral_mesh(a, lm, 10), TH_ERR_INVALID_ARGUMENT, "neutral mesh short");
+  expect(th_neutral_mesh(a, NULL, TH_MESH_FLOATS), TH_ERR_INVALID_ARGUMENT, "neutral mesh NULL");
 
   memset(out, 0, n);
-  expect(th_render(a, lm, TH_LANDMARK_FLOATS, out, n), TH_OK, "render neutral");
+  expect(th_render(a, lm, TH_MESH_FLOATS, out, n), TH_OK, "render neutral");
   size_t lit = 0;
   for (size_t i = 0; i < n; ++i) lit += out[i] != 0;
   check(lit > n / 2, "a rendered face is mostly non-black");
@@ -222,7 +275,7 @@ static void good_pack(const char* pack, const char* precision) {
      the same small change to R, G and B (unless clipped at 0 or 255). */
   uint8_t* plain = (uint8_t*)malloc(n);
   expect(th_set_watermark(a, 0), TH_OK, "watermark off");
-  expect(th_render(a, lm, TH_LANDMARK_FLOATS, plain, n), TH_OK, "render unmarked");
+  expect(th_render(a, lm, TH_MESH_FLOATS, plain, n), TH_OK, "render unmarked");
   expect(th_set_watermark(a, 1), TH_OK, "watermark on");
   size_t changed = 0, grey = 0;
   int worst = 0;
@@ -239,7 +292,7 @@ static void good_pack(const char* pack, const char* precision) {
   check(worst > 0 && worst <= 32, "the watermark changes pixels by a few grey levels");
   check(grey > n / 3 * 9 / 10, "the watermark changes R, G and B alike");
   memset(plain, 0, n);
-  expect(th_render(a, lm, TH_LANDMARK_FLOATS, plain, n), TH_OK, "render marked again");
+  expect(th_render(a, lm, TH_MESH_FLOATS, plain, n), TH_OK, "render marked again");
   check(memcmp(plain, out, n) == 0, "marking is deterministic");
   expect(th_set_watermark(a, 2), TH_ERR_INVALID_ARGUMENT, "watermark enabled=2");
   expect(th_set_watermark(a, -1), TH_ERR_INVALID_ARGUMENT, "watermark enabled=-1");
@@ -252,22 +305,24 @@ static void good_pack(const char* pack, const char* precision) {
         "version code of th_version()");
   expect(th_watermark_payload(a, NULL, &version), TH_ERR_INVALID_ARGUMENT, "payload NULL pack id");
   expect(th_watermark_payload(a, &pack_id, NULL), TH_ERR_INVALID_ARGUMENT, "payload NULL version");
-  drive_checks(a, lm);
+  drive_checks(a, lm, n);
+  warp_checks(a, lm, size);
 
-  expect(th_render(a, NULL, TH_LANDMARK_FLOATS, out, n), TH_ERR_INVALID_ARGUMENT, "render NULL landmarks");
-  expect(th_render(a, lm, TH_LANDMARK_FLOATS - 1, out, n), TH_ERR_INVALID_ARGUMENT, "render 135 floats");
-  expect(th_render(a, lm, TH_LANDMARK_FLOATS, NULL, n), TH_ERR_INVALID_ARGUMENT, "render NULL out");
-  expect(th_render(a, lm, TH_LANDMARK_FLOATS, out, n - 1), TH_ERR_INVALID_ARGUMENT, "render short out");
-  expect(th_render(a, lm, TH_LANDMARK_FLOATS, out, n + 1), TH_ERR_INVALID_ARGUMENT, "render long out");
+  expect(th_render(a, NULL, TH_MESH_FLOATS, out, n), TH_ERR_INVALID_ARGUMENT, "render NULL mesh");
+  expect(th_render(a, lm, TH_MESH_FLOATS - 1, out, n), TH_ERR_INVALID_ARGUMENT, "render 1433 floats");
+  expect(th_render(a, lm, TH_LANDMARK_FLOATS, out, n), TH_ERR_INVALID_ARGUMENT, "render 68 landmarks");
+  expect(th_render(a, lm, TH_MESH_FLOATS, NULL, n), TH_ERR_INVALID_ARGUMENT, "render NULL out");
+  expect(th_render(a, lm, TH_MESH_FLOATS, out, n - 1), TH_ERR_INVALID_ARGUMENT, "render short out");
+  expect(th_render(a, lm, TH_MESH_FLOATS, out, n + 1), TH_ERR_INVALID_ARGUMENT, "render long out");
 
-  float bad[TH_LANDMARK_FLOATS];
+  static float bad[TH_MESH_FLOATS];
   memcpy(bad, lm, sizeof bad);
   bad[40] = NAN;
-  expect(th_render(a, bad, TH_LANDMARK_FLOATS, out, n), TH_ERR_INVALID_LANDMARKS, "render NaN");
+  expect(th_render(a, bad, TH_MESH_FLOATS, out, n), TH_ERR_INVALID_LANDMARKS, "render NaN");
   bad[40] = INFINITY;
-  expect(th_render(a, bad, TH_LANDMARK_FLOATS, out, n), TH_ERR_INVALID_LANDMARKS, "render inf");
-  for (int i = 0; i < TH_LANDMARK_FLOATS; ++i) bad[i] = (i % 2 ? -3e38f : 3e38f);
-  expect(th_render(a, bad, TH_LANDMARK_FLOATS, out, n), TH_OK, "render far outside the image");
+  expect(th_render(a, bad, TH_MESH_FLOATS, out, n), TH_ERR_INVALID_LANDMARKS, "render inf");
+  for (int i = 0; i < TH_MESH_FLOATS; ++i) bad[i] = (i % 2 ? -3e38f : 3e38f);
+  expect(th_render(a, bad, TH_MESH_FLOATS, out, n), TH_OK, "render far outside the image");
 
   int32_t files = -1;
   expect(th_verify_files(a, &files), TH_OK, "verify every listed file");
@@ -275,7 +330,7 @@ static void good_pack(const char* pack, const char* precision) {
   expect(th_verify_files(a, NULL), TH_ERR_INVALID_ARGUMENT, "verify NULL count");
 
   /* The pack's bundled test cases, run through the loaded model. */
-  expect(th_render(a, lm, TH_LANDMARK_FLOATS, out, n), TH_OK, "render before self-check");
+  expect(th_render(a, lm, TH_MESH_FLOATS, out, n), TH_OK, "render before self-check");
   int32_t cases = -1;
   double max_abs = -1.0;
   expect(th_self_check(a, &cases, &max_abs), TH_OK, "self-check");
@@ -283,7 +338,7 @@ static void good_pack(const char* pack, const char* precision) {
   expect(th_self_check(a, NULL, &max_abs), TH_ERR_INVALID_ARGUMENT, "self-check NULL cases");
   expect(th_self_check(a, &cases, NULL), TH_ERR_INVALID_ARGUMENT, "self-check NULL max error");
   memset(plain, 0, n);
-  expect(th_render(a, lm, TH_LANDMARK_FLOATS, plain, n), TH_OK, "render after self-check");
+  expect(th_render(a, lm, TH_MESH_FLOATS, plain, n), TH_OK, "render after self-check");
   check(memcmp(plain, out, n) == 0, "a self-check leaves renders unchanged");
 
   /* Two threads rendering on one handle, a third self-checking: the library serialises
@@ -300,13 +355,17 @@ static void good_pack(const char* pack, const char* precision) {
   free(plain);
   expect(th_close(a), TH_OK, "close");
   expect(th_self_check(a, &cases, &max_abs), TH_ERR_CLOSED, "self-check after close");
-  expect(th_render(a, lm, TH_LANDMARK_FLOATS, out, n), TH_ERR_CLOSED, "render after close");
+  expect(th_render(a, lm, TH_MESH_FLOATS, out, n), TH_ERR_CLOSED, "render after close");
   expect(th_resolution(a, &size), TH_ERR_CLOSED, "resolution after close");
-  expect(th_neutral_landmarks(a, lm, TH_LANDMARK_FLOATS), TH_ERR_CLOSED, "neutral after close");
+  expect(th_neutral_mesh(a, lm, TH_MESH_FLOATS), TH_ERR_CLOSED, "neutral after close");
+  expect(th_warp(a, lm, TH_MESH_FLOATS, out, n, out, (size_t)size * (size_t)size), TH_ERR_CLOSED,
+         "warp after close");
   expect(th_set_watermark(a, 0), TH_ERR_CLOSED, "set watermark after close");
   expect(th_watermark_payload(a, &pack_id, &version), TH_ERR_CLOSED, "payload after close");
-  expect(th_drive(a, lm, TH_LANDMARK_FLOATS, 640, 480, 99, lm, TH_LANDMARK_FLOATS),
+  expect(th_drive(a, lm, TH_LANDMARK_FLOATS, 640, 480, 99, out, n, NULL, 0),
          TH_ERR_INVALID_ARGUMENT, "drive a wrong size after close (arguments first)");
+  expect(th_drive(a, lm, TH_MESH_FLOATS, 640, 480, 99, out, n, NULL, 0), TH_ERR_CLOSED,
+         "drive after close");
   expect(th_drive_reset(a), TH_ERR_CLOSED, "drive reset after close");
   expect(th_verify_files(a, &cases), TH_ERR_CLOSED, "verify after close");
   expect(th_set_smoothing(a, 1.0, 30.0, 1.0), TH_ERR_CLOSED, "smoothing after close");
