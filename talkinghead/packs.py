@@ -75,6 +75,7 @@ def enrol_photo(
     """
     from talkinghead.errors import NoFaceError
     from talkinghead.sdk.enrol import enrol_face
+    from talkinghead.sdk.faces import detect_faces, implausible_face
     from talkinghead.sdk.tracker import FaceTracker, FaceTrackerOptions, largest_face
     from talkinghead.sdk.warp import build_rig
     from talkinghead.train.make_data import load_photo
@@ -85,9 +86,14 @@ def enrol_photo(
     else:
         name, image = load_photo(photo)
     with FaceTracker.create_from_options(FaceTrackerOptions(num_faces=8)) as tracker:
-        faces = tracker.detect(image)
+        faces = detect_faces(tracker, image)  # tiles too: the small faces of a group photo
     if not faces:
         raise NoFaceError(f"no face found in {name}")
+    if len(faces) > 1:
+        listed = ", ".join(
+            f"{i}: {f.bbox[2] - f.bbox[0]:.0f} px at x={f.bbox[0]:.0f}" for i, f in enumerate(faces)
+        )
+        log.info("%s: %d faces, left to right (pick one with --face N): %s", name, len(faces), listed)
     if face_index is None:
         face = largest_face(faces)
     else:
@@ -98,6 +104,11 @@ def enrol_photo(
                 f"(0..{len(ordered) - 1}, left to right)"
             )
         face = ordered[face_index]
+    problems = implausible_face(face.landmarks)
+    if problems:
+        raise NoFaceError(
+            f"what was found in {name} does not look like a human face: {'; '.join(problems)}"
+        )
     enrolled = enrol_face(image, face, size)
     rig = build_rig(enrolled.crop, enrolled.mesh)
     return EnrolledFace(
