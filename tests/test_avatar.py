@@ -1,7 +1,9 @@
-"""The avatar runtime on a real pack: shapes, parity with the eager student, running modes, errors.
+"""The avatar runtime on a real warp-and-refine pack: shapes, parity with the eager refiner,
+running modes, errors, built-in and driven motion.
 
-The committed weights may be placeholders, so nothing here depends on image quality: only on
-behaviour, shapes, determinism and agreement between eager PyTorch and the ExecuTorch models.
+The committed refiner may be a placeholder while it trains, so nothing here depends on
+image quality: only on behaviour, shapes, determinism and agreement between eager PyTorch
+and the ExecuTorch models.
 """
 
 from __future__ import annotations
@@ -24,18 +26,18 @@ from talkinghead.errors import (
 from talkinghead.models.checkpoint import load_checkpoint
 from talkinghead.models.rasterize import rasterize_landmarks
 from talkinghead.sdk.avatar import Avatar, AvatarOptions
-from talkinghead.sdk.motion import builtin_motion
-from talkinghead.sdk.pack import ModelSource, load_manifest, open_pack, write_pack
+from talkinghead.sdk.mesh_motion import apply_mesh_motion, builtin_mesh_motion
+from talkinghead.sdk.motion import MotionParams, builtin_motion
+from talkinghead.sdk.pack import RIG_NAME, ModelSource, load_manifest, open_pack, write_pack
 from talkinghead.sdk.retarget import relative_motion
-from talkinghead.sdk.tensors import from_model_output, to_model_input
+from talkinghead.sdk.tensors import from_model_output
 from talkinghead.sdk.tracker import RunningMode
+from talkinghead.sdk.warp import landmarks68, refiner_input, warp_to
 
-# ExecuTorch fp32 vs eager PyTorch, on the model's [-1, 1] output. Measured ~1.5e-7.
+# ExecuTorch fp32 vs eager PyTorch, on the model's [-1, 1] output.
 FP32_MAX_ABS = 1e-3
-# int8 vs fp32 PSNR on [0, 255] frames (and on the parity vectors, peak-to-peak 2 in [-1, 1]).
-# Measured 26.8 dB with the committed demo student (PTQ, per-channel, 32 calibration frames);
-# 25 dB is the floor export_pack writes into the manifest (parity.int8_min_psnr_db). Raising
-# it (QAT, better calibration) is the distillation issue's target, not the spine's.
+# int8 vs fp32 PSNR on [0, 255] frames (and on the parity vectors, peak-to-peak 2 in [-1, 1]);
+# 25 dB is the floor export_avatar_pack writes into the manifest (parity.int8_min_psnr_db).
 INT8_MIN_PSNR_DB = 25.0
 
 
@@ -58,8 +60,14 @@ def int8(avatar_pack):
 
 @pytest.fixture(scope="module")
 def motion(fp32) -> np.ndarray:
-    """(6, 68, 2) built-in motion on the avatar's own face, crop px."""
-    return builtin_motion(fp32.neutral_landmarks, 6, seed=3)
+    """(6, 478, 3) built-in motion on the avatar's own mesh, crop px."""
+    return builtin_mesh_motion(fp32.neutral_mesh, 6, seed=3)
+
+
+def model_input(avatar: Avatar, mesh: np.ndarray) -> np.ndarray:
+    """The refiner's (1, 7, S, S) input for ``mesh``, as the Avatar builds it."""
+    s = avatar.resolution
+    return refiner_input(warp_to(avatar._rig, mesh), rasterize_landmarks(landmarks68(mesh), s))
 
 
 def model_file(pack: Path, precision: str) -> str:
@@ -71,35 +79,36 @@ def model_file(pack: Path, precision: str) -> str:
 
 def test_render_shape_dtype_and_determinism(int8):
     s = int8.resolution
-    a = int8.render(int8.neutral_landmarks)
-    b = int8.render(int8.neutral_landmarks.copy())
+    assert s == 256 and int8.neutral_mesh.shape == (478, 3)
+    a = int8.render(int8.neutral_mesh)
+    b = int8.render(int8.neutral_mesh.copy())
     assert a.shape == (s, s, 3) and a.dtype == np.uint8
     np.testing.assert_array_equal(a, b)
 
 
-def test_fp32_pack_matches_eager_student(fp32, motion, student_checkpoint, avatar_pack):
-    student = load_checkpoint(student_checkpoint, "student").eval()
-    assert student.cfg.resolution == fp32.resolution
+def test_fp32_pack_matches_eager_refiner(fp32, motion, refiner_checkpoint, avatar_pack):
+    refiner = load_checkpoint(refiner_checkpoint, "refiner").eval()
+    assert refiner.cfg.resolution == fp32.resolution
     # The watermark changes pixels on purpose (tests/test_provenance.py); parity is without it.
-    plain = Avatar.create_from_pack(avatar_pack, precision="fp32", watermark=False)
-    for lm in motion[:3]:
-        x = to_model_input(rasterize_landmarks(lm, fp32.resolution))[None]
-        with torch.no_grad():
-            eager = student(torch.from_numpy(x)).numpy()
-        pte = fp32._backend.run(x)
-        assert pte.shape == eager.shape == (1, 3, fp32.resolution, fp32.resolution)
-        assert np.abs(pte - eager).max() <= FP32_MAX_ABS
-        # Through the public API, after rounding to uint8: at most one level apart.
-        frame = plain.render(lm)
-        assert np.abs(frame.astype(int) - from_model_output(eager)[0]).max() <= 1
-    plain.close()
+    with Avatar.create_from_pack(avatar_pack, precision="fp32", watermark=False) as plain:
+        for mesh in motion[:3]:
+            x = model_input(fp32, mesh)
+            assert x.shape == (1, 7, fp32.resolution, fp32.resolution) and x.dtype == np.float32
+            with torch.no_grad():
+                eager = refiner(torch.from_numpy(x)).numpy()
+            pte = fp32._backend.run(x)
+            assert pte.shape == eager.shape == (1, 3, fp32.resolution, fp32.resolution)
+            assert np.abs(pte - eager).max() <= FP32_MAX_ABS
+            # Through the public API, after rounding to uint8: at most one level apart.
+            frame = plain.render(mesh)
+            assert np.abs(frame.astype(int) - from_model_output(eager)[0]).max() <= 1
 
 
 def test_int8_close_to_fp32_but_quantized(fp32, int8, motion):
-    for lm in motion[:3]:
-        a, b = fp32.render(lm), int8.render(lm)
+    for mesh in motion[:3]:
+        a, b = fp32.render(mesh), int8.render(mesh)
         assert psnr(a, b, 255.0) >= INT8_MIN_PSNR_DB
-    x = to_model_input(rasterize_landmarks(motion[0], fp32.resolution))[None]
+    x = model_input(fp32, motion[0])
     # The int8 model is really a different (quantized) program, not the fp32 one again.
     assert np.abs(int8._backend.run(x) - fp32._backend.run(x)).max() > 0
 
@@ -111,8 +120,9 @@ def test_pack_parity_vectors(avatar_pack, fp32, int8):
     eager = parity["outputs.eager"]
     out32 = parity[f"outputs.{model_file(avatar_pack, 'fp32')}"]
     out8 = parity[f"outputs.{model_file(avatar_pack, 'int8')}"]
-    n = len(parity["inputs"])
-    assert n >= 1 and eager.shape == out32.shape == out8.shape == parity["inputs"].shape
+    n, s = len(parity["inputs"]), fp32.resolution
+    assert n >= 1 and parity["inputs"].shape == (n, 1, 7, s, s)
+    assert eager.shape == out32.shape == out8.shape == (n, 1, 3, s, s)
     assert np.abs(out32 - eager).max() <= FP32_MAX_ABS
     assert psnr(out8, eager, 2.0) >= INT8_MIN_PSNR_DB
     for i in range(n):
@@ -121,11 +131,9 @@ def test_pack_parity_vectors(avatar_pack, fp32, int8):
         np.testing.assert_allclose(int8._backend.run(x), out8[i], atol=1e-5)
 
 
-def test_different_landmarks_give_different_frames(int8, motion):
-    neutral = int8.render(int8.neutral_landmarks)
-    open_mouth = int8.neutral_landmarks.copy()
-    open_mouth[57:60] += (0, 12)  # lower lip down
-    open_mouth[5:12] += (0, 12)  # and the chin with it
+def test_different_meshes_give_different_frames(int8, motion):
+    neutral = int8.render(int8.neutral_mesh)
+    open_mouth = apply_mesh_motion(int8.neutral_mesh, MotionParams(jaw_open=0.8))
     assert not np.array_equal(neutral, int8.render(open_mouth))
     frames = int8.render_sequence(motion)
     assert any(not np.array_equal(frames[0], f) for f in frames[1:])
@@ -134,34 +142,38 @@ def test_different_landmarks_give_different_frames(int8, motion):
 @pytest.mark.parametrize(
     "bad",
     [
-        np.full((68, 2), np.nan, np.float32),
-        np.zeros((67, 2), np.float32),
-        np.zeros((68, 3), np.float32),
-        np.zeros((1, 68, 2), np.float32),
-        "not landmarks",
+        np.full((478, 3), np.nan, np.float32),
+        np.zeros((477, 3), np.float32),
+        np.zeros((478, 2), np.float32),
+        np.zeros((68, 2), np.float32),  # the old generator's landmarks: not a mesh
+        np.zeros((1, 478, 3), np.float32),
+        "not a mesh",
     ],
-    ids=["nan", "67pts", "68x3", "batched", "str"],
+    ids=["nan", "477pts", "478x2", "68x2", "batched", "str"],
 )
-def test_bad_landmarks_rejected(int8, bad):
+def test_bad_meshes_rejected(int8, bad):
     with pytest.raises(InvalidInputError):
         int8.render(bad)
 
 
 def test_one_nan_point_rejected(int8):
-    lm = int8.neutral_landmarks.copy()
-    lm[30, 0] = np.inf
+    mesh = int8.neutral_mesh.copy()
+    mesh[30, 0] = np.inf
     with pytest.raises(InvalidInputError):
-        int8.render(lm)
+        int8.render(mesh)
     with pytest.raises(InvalidInputError):
-        int8.render_sequence(lm[None])
+        int8.render_sequence(mesh[None])
+    for bad in (np.zeros((0, 478, 3)), mesh[:, :2][None], "x"):
+        with pytest.raises(InvalidInputError):
+            int8.render_sequence(bad)
 
 
 def test_wrong_mode_calls_rejected(int8):
-    lm = int8.neutral_landmarks
+    mesh = int8.neutral_mesh
     with pytest.raises(InvalidInputError, match="VIDEO"):
-        int8.render_for_video(lm, 0)
+        int8.render_for_video(mesh, 0)
     with pytest.raises(InvalidInputError, match="LIVE_STREAM"):
-        int8.render_async(lm, 0)
+        int8.render_async(mesh, 0)
 
 
 # ----------------------------------------------------------------------------- VIDEO, LIVE_STREAM
@@ -170,21 +182,23 @@ def test_wrong_mode_calls_rejected(int8):
 def test_video_mode_timestamps(avatar_pack):
     opts = AvatarOptions(pack=avatar_pack, running_mode=RunningMode.VIDEO)
     with Avatar.create_from_options(opts) as avatar:
-        lm = avatar.neutral_landmarks
-        f0 = avatar.render_for_video(lm, 0)
-        f1 = avatar.render_for_video(lm, 40)
+        mesh = avatar.neutral_mesh
+        f0 = avatar.render_for_video(mesh, 0)
+        f1 = avatar.render_for_video(mesh, 40)
         np.testing.assert_array_equal(f0, f1)
         with pytest.raises(TimestampError):
-            avatar.render_for_video(lm, 40)  # equal
+            avatar.render_for_video(mesh, 40)  # equal
         with pytest.raises(TimestampError):
-            avatar.render_for_video(lm, 10)  # backwards
+            avatar.render_for_video(mesh, 10)  # backwards
         with pytest.raises(InvalidInputError):
-            avatar.render_for_video(lm, 50.5)
-        assert avatar.render_for_video(lm, 80).shape == f0.shape  # still usable
+            avatar.render_for_video(mesh, 50.5)
+        with pytest.raises(InvalidInputError):  # a rejected frame keeps its timestamp unused
+            avatar.render_for_video(mesh[:, :2], 60)
+        assert avatar.render_for_video(mesh, 60).shape == f0.shape  # still usable
         with pytest.raises(InvalidInputError, match="IMAGE"):
-            avatar.render(lm)
+            avatar.render(mesh)
         # render_sequence works in every mode
-        assert avatar.render_sequence(lm[None]).shape == (1, *f0.shape)
+        assert avatar.render_sequence(mesh[None]).shape == (1, *f0.shape)
 
 
 def test_live_stream_mode_calls_back(avatar_pack, int8):
@@ -194,14 +208,14 @@ def test_live_stream_mode_calls_back(avatar_pack, int8):
         running_mode=RunningMode.LIVE_STREAM,
         result_callback=lambda frame, ts: got.append((frame, ts)),
     )
-    lm = int8.neutral_landmarks
+    mesh = int8.neutral_mesh
     with Avatar.create_from_options(opts) as avatar:
-        assert avatar.render_async(lm, 5) is None
-        avatar.render_async(lm, 45)
+        assert avatar.render_async(mesh, 5) is None
+        avatar.render_async(mesh, 45)
         with pytest.raises(TimestampError):
-            avatar.render_async(lm, 45)
+            avatar.render_async(mesh, 45)
     assert [ts for _, ts in got] == [5, 45]
-    np.testing.assert_array_equal(got[0][0], int8.render(lm))
+    np.testing.assert_array_equal(got[0][0], int8.render(mesh))
 
 
 def test_live_stream_needs_callback(avatar_pack):
@@ -223,12 +237,12 @@ def test_bad_options_rejected(avatar_pack):
 
 def test_render_after_close(avatar_pack):
     avatar = Avatar.create_from_pack(avatar_pack, precision="int8")
-    lm = avatar.neutral_landmarks
-    avatar.render(lm)
+    mesh = avatar.neutral_mesh
+    avatar.render(mesh)
     avatar.close()
     avatar.close()  # idempotent
     with pytest.raises(BackendError):
-        avatar.render(lm)
+        avatar.render(mesh)
     with pytest.raises(BackendError):
         avatar.animate(2)
 
@@ -245,7 +259,18 @@ def test_tampered_model_rejected_at_create(avatar_pack, tmp_path, verify):
         Avatar.create_from_pack(bad, precision="int8", verify=verify)
     # The process survives and the untouched models still load and run.
     with Avatar.create_from_pack(bad, precision="fp32", verify=False) as avatar:
-        assert avatar.render(avatar.neutral_landmarks).dtype == np.uint8
+        assert avatar.render(avatar.neutral_mesh).dtype == np.uint8
+
+
+def test_tampered_rig_rejected_at_create(avatar_pack, tmp_path):
+    bad = Path(shutil.copytree(avatar_pack, tmp_path / "pack"))
+    rig = bad / RIG_NAME
+    data = bytearray(rig.read_bytes())
+    data[-10] ^= 0xFF
+    rig.write_bytes(bytes(data))
+    for verify in (True, False):
+        with pytest.raises(PackIntegrityError, match=RIG_NAME):
+            Avatar.create_from_pack(bad, precision="fp32", verify=verify)
 
 
 def test_missing_precision(avatar_pack, tmp_path):
@@ -256,13 +281,14 @@ def test_missing_precision(avatar_pack, tmp_path):
         resolution=manifest.resolution,
         models=[ModelSource(avatar_pack / manifest.model("fp32").file, precision="fp32")],
         neutral_landmarks=manifest.identity.neutral_landmarks,
+        rig=(avatar_pack / RIG_NAME).read_bytes(),
     )
     with pytest.raises(PackError, match="int8"):
         Avatar.create_from_pack(only_fp32, precision="int8")
     with pytest.raises(PackError):
         Avatar.create_from_pack(avatar_pack, precision="fp16")
     with Avatar.create_from_pack(only_fp32, precision="fp32") as avatar:
-        assert avatar.render(avatar.neutral_landmarks).shape[-1] == 3
+        assert avatar.render(avatar.neutral_mesh).shape[-1] == 3
 
 
 def test_not_a_pack(tmp_path):
@@ -295,6 +321,15 @@ def other_face(neutral: np.ndarray) -> np.ndarray:
     return (2.5 * shaped @ rot.T + np.array([400.0, 300.0], np.float32)).astype(np.float32)
 
 
+def other_video(meshes: np.ndarray) -> np.ndarray:
+    """``(T, 478, 3)`` meshes seen in another video's pixels: one similarity for every frame
+    (scaled, turned in the image, moved)."""
+    t = np.deg2rad(8.0)
+    rot = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]])
+    c = meshes[0].mean(axis=0)
+    return ((meshes - c) @ rot.T * 2.5 + np.array([400.0, 300.0, 0.0])).astype(np.float32)
+
+
 def test_relative_motion_keeps_avatar_neutral(int8):
     avatar_neutral = int8.neutral_landmarks
     driver = builtin_motion(other_face(avatar_neutral), 6, seed=5)
@@ -323,14 +358,32 @@ def test_relative_motion_rejects_bad_driver(int8):
     for bad in (np.zeros((0, 68, 2)), np.zeros((3, 68)), np.full((2, 68, 2), np.nan)):
         with pytest.raises(InvalidInputError):
             relative_motion(bad, neutral)
-    with pytest.raises(InvalidInputError):
-        int8.drive(np.zeros((2, 67, 2), np.float32))
+
+
+def test_drive_rejects_bad_driver(int8):
+    for bad in (
+        np.zeros((2, 67, 2), np.float32),  # the old generator's landmarks
+        np.zeros((0, 478, 3), np.float32),
+        np.full((2, 478, 3), np.nan, np.float32),
+    ):
+        with pytest.raises(InvalidInputError):
+            int8.drive(bad)
 
 
 def test_drive(int8):
-    driver = builtin_motion(other_face(int8.neutral_landmarks), 3, seed=4)
+    own = builtin_mesh_motion(int8.neutral_mesh, 3, seed=4)
+    own[0] = int8.neutral_mesh  # the driver's reference pose is its first frame
+    driver = other_video(own)
     frames = int8.drive(driver)
     s = int8.resolution
     assert frames.shape == (3, s, s, 3) and frames.dtype == np.uint8
-    # Frame 0 is the driver's neutral, so the avatar shows its own neutral face.
-    np.testing.assert_array_equal(frames[0], int8.render(int8.neutral_landmarks))
+    # Frame 0 is the driver's reference pose, so the avatar shows its own neutral face
+    # (the retargeted mesh equals the neutral one to float rounding: a pixel or two may differ).
+    neutral = int8.render(int8.neutral_mesh)
+    assert np.mean(frames[0] != neutral) < 0.01
+    # The other frames carry the driver's motion, which is the avatar's own motion.
+    for t in (1, 2):
+        np.testing.assert_allclose(
+            int8.target_mesh(driver[t], driver[0]), own[t], atol=1e-2
+        )
+        assert not np.array_equal(frames[t], neutral)
