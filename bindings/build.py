@@ -1,8 +1,8 @@
 """Build the native runtime: ``python -m talkinghead.bindings.build [--asan] [--bench PACK]``.
 
 Prints the CMake commands it runs and where the library landed; with ``--bench`` also the
-median render latency (ms per frame) of the pack's fp32 and int8 models, beside the same
-work through the Python SDK's ExecuTorch path, and with ``--plot`` a PNG of the per-frame
+median render and warp latency (ms per frame) of the pack's fp32 and int8 models, beside
+the same work through the Python SDK's ExecuTorch path, and with ``--plot`` a PNG of the per-frame
 native latencies (matplotlib).
 """
 
@@ -63,10 +63,11 @@ def main(argv: list[str] | None = None) -> int:
             pairs = compare_paths(args.bench, frames=args.frames, build=build)
             for r, py in pairs:
                 print(
-                    f"{r['precision']}: median {r['median_ms']:.2f} ms/frame, fastest "
+                    f"{r['precision']}: th_render median {r['median_ms']:.2f} ms/frame, fastest "
                     f"{r['min_ms']:.2f} ms, over {r['frames']} frames ({r['resolution']} px); "
                     f"Python SDK path median {py['median_ms']:.2f} ms, fastest {py['min_ms']:.2f} ms; "
-                    f"th_drive median {1000 * r['drive_median_ms']:.0f} µs"
+                    f"th_warp median {r['warp_median_ms']:.2f} ms (Python {py['warp_median_ms']:.1f} ms); "
+                    f"th_drive median {r['drive_median_ms']:.2f} ms"
                 )
             if args.plot:
                 plot_latency([r for r, _ in pairs], args.plot)

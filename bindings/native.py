@@ -8,7 +8,7 @@ phone apps link, to test it from Python through ctypes, and to benchmark it::
 
     build = build_native()                      # cmake configure + build (incremental)
     with NativeAvatar(pack_dir, "int8", build.library) as avatar:
-        frame = avatar.render(landmarks)        # (68, 2) px -> (S, S, 3) uint8
+        frame = avatar.render(mesh)             # (478, 3) crop px -> (S, S, 3) uint8
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import ctypes
 import fcntl
 import importlib.util
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -184,8 +185,12 @@ def load_library(path: str | os.PathLike[str]) -> ctypes.CDLL:
             [c.c_char_p, c.c_char_p, u8p, c.c_size_t, c.POINTER(c.c_uint64)],
         ),
         "th_resolution": (c.c_int, [c.c_uint64, c.POINTER(c.c_int32)]),
-        "th_neutral_landmarks": (c.c_int, [c.c_uint64, f32p, c.c_size_t]),
+        "th_neutral_mesh": (c.c_int, [c.c_uint64, f32p, c.c_size_t]),
         "th_render": (c.c_int, [c.c_uint64, f32p, c.c_size_t, u8p, c.c_size_t]),
+        "th_warp": (
+            c.c_int,
+            [c.c_uint64, f32p, c.c_size_t, u8p, c.c_size_t, u8p, c.c_size_t],
+        ),
         "th_set_watermark": (c.c_int, [c.c_uint64, c.c_int32]),
         "th_watermark_payload": (
             c.c_int,
@@ -199,7 +204,18 @@ def load_library(path: str | os.PathLike[str]) -> ctypes.CDLL:
         "th_rasterize": (c.c_int, [f32p, c.c_size_t, c.c_int32, c.c_double, u8p, c.c_size_t]),
         "th_drive": (
             c.c_int,
-            [c.c_uint64, f32p, c.c_size_t, c.c_int32, c.c_int32, c.c_int64, f32p, c.c_size_t],
+            [
+                c.c_uint64,
+                f32p,
+                c.c_size_t,
+                c.c_int32,
+                c.c_int32,
+                c.c_int64,
+                u8p,
+                c.c_size_t,
+                f32p,
+                c.c_size_t,
+            ],
         ),
         "th_drive_reset": (c.c_int, [c.c_uint64]),
         "th_set_smoothing": (c.c_int, [c.c_uint64, c.c_double, c.c_double, c.c_double]),
@@ -236,6 +252,17 @@ def _landmark_buffer(landmarks: object) -> np.ndarray:
     return arr
 
 
+def _mesh_buffer(mesh: object) -> np.ndarray:
+    """(478, 3) float px -> contiguous float32; finiteness is left to the native side."""
+    try:
+        arr = np.ascontiguousarray(mesh, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"mesh must be numeric: {e}") from e
+    if arr.shape != (478, 3):
+        raise InvalidInputError(f"mesh must have shape (478, 3), got {arr.shape}")
+    return arr
+
+
 def _f32(a: np.ndarray) -> ctypes._Pointer:
     return a.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
 
@@ -259,12 +286,12 @@ def rasterize(
 class NativeAvatar:
     """A pack opened by the native runtime through ctypes. A context manager.
 
-    ``render``: landmarks (68, 2) float px -> (S, S, 3) uint8 RGB, the same frame as the
-    Python SDK's ExecuTorch path (rasterise, to_model_input, run, from_model_output), then
-    watermarked as ``Avatar`` does (``pack_watermark(manifest).embed``) unless
-    ``set_watermark(False)`` turned marking off. ``drive``: one MediaPipe mesh -> the
-    landmarks to render, as the phone runs it (th_drive). ``verify_files`` and
-    ``self_check``: the pack's hashes and bundled test cases, checked natively.
+    ``render``: a target mesh (478, 3) float crop px -> (S, S, 3) uint8 RGB, the frame of
+    the Python SDK's ``Avatar.render`` (warp, landmarks, refiner, watermark) within 1 level;
+    marked unless ``set_watermark(False)`` turned marking off. ``warp``: the warp alone.
+    ``drive``: one raw MediaPipe mesh -> the frame, as a phone runs it (th_drive; the
+    Python SDK's ``sdk.driver.MeshDriver``). ``verify_files`` and ``self_check``: the pack's
+    hashes and bundled test cases, checked natively.
     """
 
     def __init__(
@@ -303,11 +330,11 @@ class NativeAvatar:
         return self._handle
 
     @property
-    def neutral_landmarks(self) -> np.ndarray:
-        """(68, 2) float32 px: the enrolled face at rest, from the manifest."""
-        out = np.zeros((68, 2), np.float32)
-        status = self._lib.th_neutral_landmarks(self._handle, _f32(out), out.size)
-        check_status(self._lib, status, "th_neutral_landmarks")
+    def neutral_mesh(self) -> np.ndarray:
+        """(478, 3) float32 crop px: the enrolled face at rest, from the pack's rig."""
+        out = np.zeros((478, 3), np.float32)
+        status = self._lib.th_neutral_mesh(self._handle, _f32(out), out.size)
+        check_status(self._lib, status, "th_neutral_mesh")
         return out
 
     @property
@@ -328,28 +355,44 @@ class NativeAvatar:
         status = self._lib.th_set_watermark(self._handle, int(enabled))
         check_status(self._lib, status, "th_set_watermark")
 
-    def render(self, landmarks: np.ndarray) -> np.ndarray:
-        """landmarks: (68, 2) float px -> (S, S, 3) uint8 RGB."""
-        lm = _landmark_buffer(landmarks)
+    def render(self, mesh: np.ndarray) -> np.ndarray:
+        """mesh: (478, 3) float, the target face in crop px -> (S, S, 3) uint8 RGB."""
+        arr = _mesh_buffer(mesh)
         s = self.resolution
         out = np.empty((s, s, 3), np.uint8)
-        status = self._lib.th_render(self._handle, _f32(lm), lm.size, _u8(out), out.nbytes)
+        status = self._lib.th_render(self._handle, _f32(arr), arr.size, _u8(out), out.nbytes)
         check_status(self._lib, status, "th_render")
         return out
 
-    def drive(self, mesh: np.ndarray, image_size: tuple[int, int], timestamp_ms: int) -> np.ndarray:
-        """One tracked frame of the driver -> (68, 2) float32 px of the avatar, for render.
+    def warp(self, mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Only the warp (th_warp): (478, 3) crop px -> ((S, S, 3) uint8 RGB, (S, S) uint8
+        validity), ``sdk.warp.warp_to`` within 1 level."""
+        arr = _mesh_buffer(mesh)
+        s = self.resolution
+        rgb = np.empty((s, s, 3), np.uint8)
+        valid = np.empty((s, s), np.uint8)
+        status = self._lib.th_warp(
+            self._handle, _f32(arr), arr.size, _u8(rgb), rgb.nbytes, _u8(valid), valid.nbytes
+        )
+        check_status(self._lib, status, "th_warp")
+        return rgb, valid
+
+    def drive(
+        self, mesh: np.ndarray, image_size: tuple[int, int], timestamp_ms: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One tracked frame of the driver -> (frame (S, S, 3) uint8, target mesh (478, 3)
+        float32 crop px).
 
         Args:
             mesh: (478 or 468, 3 or 2) MediaPipe NormalizedLandmark x, y (, z): x and y
-                normalised by the image width and height.
+                normalised by the image width and height, z by the width.
             image_size: (width, height) of the tracked image, px.
             timestamp_ms: strictly greater than the previous call's (until drive_reset).
 
-        Smoothed (One Euro), reduced to the 68 points and retargeted onto the avatar's
-        neutral face relative to the driver's first frame: what the Python SDK does from
-        FaceTracker to Avatar.drive. Raises TimestampError for a timestamp that did not
-        increase, InvalidInputError for anything else wrong.
+        Smoothed (One Euro, z included), retargeted onto the avatar's neutral mesh relative
+        to the driver's first frame and rendered: the Python SDK's ``MeshDriver`` +
+        ``Avatar.render``. Raises TimestampError for a timestamp that did not increase,
+        InvalidInputError for anything else wrong.
         """
         try:
             arr = np.ascontiguousarray(mesh, dtype=np.float32)
@@ -372,15 +415,18 @@ class NativeAvatar:
             raise InvalidInputError(f"image_size out of range: {image_size!r}")
         if not -(2**63) <= int(timestamp_ms) < 2**63:
             raise InvalidInputError(f"timestamp_ms out of range: {timestamp_ms}")
-        out = np.zeros((68, 2), np.float32)
+        s = self.resolution
+        frame = np.empty((s, s, 3), np.uint8)
+        target = np.zeros((478, 3), np.float32)
         status = self._lib.th_drive(
-            self._handle, _f32(arr), arr.size, w, h, int(timestamp_ms), _f32(out), out.size
-        )
+            self._handle, _f32(arr), arr.size, w, h, int(timestamp_ms),
+            _u8(frame), frame.nbytes, _f32(target), target.size,
+        )  # fmt: skip
         check_status(self._lib, status, "th_drive")
-        return out
+        return frame, target
 
     def drive_reset(self) -> None:
-        """Forget the driver: the next frame is the new neutral; timestamps start over."""
+        """Forget the driver: the next frame is the new reference; timestamps start over."""
         check_status(self._lib, self._lib.th_drive_reset(self._handle), "th_drive_reset")
 
     def set_smoothing(self, params: OneEuroParams | None) -> None:
@@ -436,9 +482,10 @@ def run_benchmark(
     warmup: int = 5,
     build: NativeBuild | None = None,
 ) -> dict:
-    """Run ``talkinghead_bench``: per-frame native render latency (rasterise + model +
-    conversions). Returns its JSON: ``median_ms``, ``min_ms``, ``max_ms``, ``ms`` (per frame)
-    and ``drive_median_ms`` (th_drive on a 478-point mesh, per frame).
+    """Run ``talkinghead_bench``: per-frame native latency. Returns its JSON: th_render's
+    ``median_ms``, ``min_ms``, ``max_ms``, ``ms`` (per frame; warp + landmarks + refiner +
+    conversions + watermark), ``warp_median_ms``/``warp_min_ms``/``warp_max_ms`` (th_warp)
+    and ``drive_median_ms`` (th_drive: a 478-point mesh to a finished frame).
     """
     if precision not in ("fp32", "int8"):
         raise InvalidInputError(f"precision must be 'fp32' or 'int8', got {precision!r}")
@@ -455,45 +502,58 @@ def run_benchmark(
     return json.loads(proc.stdout)
 
 
-def bench_motion(neutral: np.ndarray, index: int) -> np.ndarray:
-    """The landmarks of frame ``index`` of ``talkinghead_bench``'s motion: the mouth opens and
-    closes (lower lip points move down by up to 6 px), so every frame rasterises anew."""
-    lm = np.array(neutral, np.float32, copy=True)
-    lm[[55, 56, 57, 58, 59, 65, 66, 67], 1] += np.float32(3.0 * (1.0 + np.sin(0.3 * index)))
-    return lm
+def bench_motion(neutral_mesh: np.ndarray, index: int) -> np.ndarray:
+    """The target mesh of frame ``index`` of ``talkinghead_bench``'s motion: the neutral mesh
+    turned about its centroid by up to 25 degrees of yaw, the lower lip lowered by up to
+    6 px, so every frame warps and rasterises anew. ``(478, 3) float32``."""
+    m = np.asarray(neutral_mesh, np.float64)
+    c = m.mean(axis=0)
+    a = math.radians(25.0) * math.sin(0.2 * index)
+    x, z = m[:, 0] - c[0], m[:, 2] - c[2]
+    out = np.stack(
+        [
+            x * math.cos(a) - z * math.sin(a) + c[0],
+            m[:, 1],
+            z * math.cos(a) + x * math.sin(a) + c[2],
+        ],
+        axis=1,
+    ).astype(np.float32)
+    out[[321, 314, 17, 84, 91, 316, 15, 86], 1] += np.float32(3.0 * (1.0 + math.sin(0.3 * index)))
+    return out
 
 
 def run_python_benchmark(
     pack: str | os.PathLike[str], precision: str = "fp32", frames: int = 100, warmup: int = 5
 ) -> dict:
-    """The same work as ``talkinghead_bench`` through the Python SDK's ExecuTorch path:
-    ``rasterize_landmarks`` + ``to_model_input`` + ``ExecuTorchBackend.run`` +
-    ``from_model_output``, same motion, same pack. Returns the same keys as ``run_benchmark``.
+    """The same work as ``talkinghead_bench`` through the Python SDK: ``Avatar.render`` of
+    the ExecuTorch backend (warp, landmarks, refiner, watermark) and ``sdk.warp.warp_to``
+    alone, same motion, same pack. Returns ``run_benchmark``'s keys but ``drive_median_ms``.
     """
     import time
 
-    from talkinghead.models.rasterize import rasterize_landmarks
-    from talkinghead.sdk.backends import ExecuTorchBackend
-    from talkinghead.sdk.pack import open_pack
-    from talkinghead.sdk.tensors import from_model_output, to_model_input
+    from talkinghead.sdk.avatar import Avatar
+    from talkinghead.sdk.warp import warp_to
 
     if precision not in ("fp32", "int8"):
         raise InvalidInputError(f"precision must be 'fp32' or 'int8', got {precision!r}")
     if not isinstance(frames, int) or frames < 1 or not isinstance(warmup, int) or warmup < 0:
         raise InvalidInputError(f"frames must be >= 1 and warmup >= 0, got {frames}, {warmup}")
-    with open_pack(pack) as opened:
-        entry = opened.model(precision)
-        backend = ExecuTorchBackend()
-        backend.load_bytes(opened.read_verified(entry.file), source=entry.file)
-        size = opened.manifest.resolution
-        neutral = np.asarray(opened.manifest.identity.neutral_landmarks, np.float32)
     ms: list[float] = []
-    for i in range(warmup + frames):
-        lm = bench_motion(neutral, i)
-        t0 = time.perf_counter()
-        from_model_output(backend.run(to_model_input(rasterize_landmarks(lm, size))[None]))
-        if i >= warmup:
-            ms.append((time.perf_counter() - t0) * 1e3)
+    warp_ms: list[float] = []
+    with Avatar.create_from_pack(pack, backend="executorch", precision=precision) as avatar:
+        neutral = avatar.neutral_mesh
+        rig = avatar.pack.load_rig()
+        for i in range(warmup + frames):
+            mesh = bench_motion(neutral, i)
+            t0 = time.perf_counter()
+            warp_to(rig, mesh)
+            t1 = time.perf_counter()
+            avatar.render(mesh)
+            t2 = time.perf_counter()
+            if i >= warmup:
+                warp_ms.append((t1 - t0) * 1e3)
+                ms.append((t2 - t1) * 1e3)
+        size = avatar.resolution
     return {
         "precision": precision,
         "resolution": size,
@@ -501,6 +561,9 @@ def run_python_benchmark(
         "median_ms": float(np.median(ms)),
         "min_ms": min(ms),
         "max_ms": max(ms),
+        "warp_median_ms": float(np.median(warp_ms)),
+        "warp_min_ms": min(warp_ms),
+        "warp_max_ms": max(warp_ms),
         "ms": ms,
     }
 
