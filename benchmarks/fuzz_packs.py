@@ -3,7 +3,7 @@
     python -m talkinghead.benchmarks.fuzz_packs PACK --cases 200 --seed 0
 
 Each case copies the pack, mutates one file (a model of every kind: .pte, .bpte, .tflite,
-.onnx, .ort; and parity.npz and manifest.json), recomputes its sha256 and size in the
+.onnx, .ort; and parity.npz, the warp rig and manifest.json), recomputes its sha256 and size in the
 manifest (so the hashes pass, as they would for an attacker), then runs the check
 ``talkinghead verify`` runs on it (every model through ``sdk.model_check``'s child process,
 then this process's runtime; bundled programs in the child only).
@@ -28,7 +28,7 @@ from pathlib import Path
 
 from talkinghead.errors import TalkingHeadError
 
-KINDS = (".pte", ".bpte", ".tflite", ".onnx", ".ort", ".npz", "manifest")
+KINDS = (".pte", ".bpte", ".tflite", ".onnx", ".ort", ".npz", "rig", "manifest")
 
 
 def mutate(data: bytes, rng: random.Random) -> bytes:
@@ -56,6 +56,9 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 def _target(manifest: dict, kind: str) -> str | None:
     if kind == "manifest":
         return "manifest.json"
+    if kind == "rig":  # the warp rig (schema 3): parsed when an Avatar opens
+        rig = (manifest.get("generator") or {}).get("rig")
+        return rig if rig in manifest["files"] else None
     names = sorted(manifest["files"])
     hits = [n for n in names if n.endswith(kind)]
     return hits[0] if hits else None
@@ -82,6 +85,9 @@ def _check(folder: Path, rel: str) -> None:
     from talkinghead.sdk.parity import check_model_parity
 
     with open_pack(folder) as pack:
+        if rel == (pack.manifest.generator or {}).get("rig"):
+            pack.load_rig()
+            return
         entries = [
             m
             for m in pack.manifest.models

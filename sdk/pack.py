@@ -32,6 +32,7 @@ import stat
 import tempfile
 import weakref
 import zipfile
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -1074,7 +1075,15 @@ class AvatarPack:
             _check_npz_size(data, MAX_PARITY_BYTES)
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 return {k: npz[k] for k in npz.files}
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError, NotImplementedError) as e:
+        # zlib.error: a deflate stream corrupted inside a zip whose CRCs were recomputed
+        except (
+            ValueError,
+            OSError,
+            zipfile.BadZipFile,
+            EOFError,
+            NotImplementedError,
+            zlib.error,
+        ) as e:
             raise PackError(f"parity file of pack {self.manifest.name!r} is unreadable: {e}") from e
 
     def close(self) -> None:
