@@ -1,9 +1,10 @@
 """Every runtime renders the same frame: ExecuTorch, LiteRT and ONNX Runtime, fp32 and int8.
 
-The session's ``avatar_pack`` holds the committed demo student exported to all three runtimes.
-The matrix below renders one landmark sequence through each model of the pack and compares
-it with the eager student: fp32 within FP32_MAX_ABS, int8 above INT8_MIN_PSNR_DB (the same
-figures the pack states in its manifest). Then: automatic backend choice, missing runtimes,
+The session's ``avatar_pack`` holds the committed universal refiner exported to all three
+runtimes, with the astronaut photo's rig. The matrix below warps the photo along one mesh
+sequence, runs each model of the pack on those refiner inputs and compares it with the eager
+refiner: fp32 within FP32_MAX_ABS, int8 above INT8_MIN_PSNR_DB (the same figures the pack
+states in its manifest). Then: automatic backend choice, missing runtimes,
 damaged model files for each format, schema versions, Core ML / QNN lowering boundaries,
 ETRecord and BundledProgram.
 """
@@ -26,14 +27,14 @@ from talkinghead.cli import main
 from talkinghead.errors import BackendError, InvalidInputError, PackError, PackIntegrityError
 from talkinghead.models.checkpoint import load_checkpoint
 from talkinghead.models.rasterize import rasterize_landmarks
-from talkinghead.pipeline import FP32_MAX_ABS, INT8_MIN_PSNR_DB, RUNTIMES
+from talkinghead.packs import FP32_MAX_ABS, INT8_MIN_PSNR_DB, RUNTIMES
 from talkinghead.sdk import backends
 from talkinghead.sdk.avatar import Avatar
 from talkinghead.sdk.backends import choose_backend, create_backend, run_bundled_program
-from talkinghead.sdk.motion import builtin_motion
+from talkinghead.sdk.mesh_motion import builtin_mesh_motion
 from talkinghead.sdk.pack import MANIFEST_NAME, load_manifest, open_pack
 from talkinghead.sdk.parity import check_pack_parity, psnr_db
-from talkinghead.sdk.tensors import to_model_input
+from talkinghead.sdk.warp import landmarks68, refiner_input, warp_to
 
 # (runtime, format) of every model file a full pack holds.
 FORMATS = [
@@ -46,16 +47,22 @@ MATRIX = [(r, f, p) for r, f in FORMATS for p in ("fp32", "int8")]
 
 
 @pytest.fixture(scope="module")
-def eager_and_inputs(avatar_pack, student_checkpoint):
-    """Five frames of built-in motion, rasterised: (5, 1, 3, S, S) inputs and eager outputs."""
-    student = load_checkpoint(student_checkpoint, "student").eval()
-    manifest = load_manifest(avatar_pack)
-    neutral = np.asarray(manifest.identity.neutral_landmarks, np.float32)
-    lms = builtin_motion(neutral, 5, seed=7)
-    x = np.stack([to_model_input(rasterize_landmarks(lm, manifest.resolution))[None] for lm in lms])
+def eager_and_inputs(avatar_pack, refiner_checkpoint):
+    """Five frames of built-in motion on the pack's rig: (5, 1, 7, S, S) refiner inputs, the
+    eager refiner's (5, 1, 3, S, S) outputs and the (5, 478, 3) target meshes."""
+    refiner = load_checkpoint(refiner_checkpoint, "refiner").eval()
+    with open_pack(avatar_pack) as pack:
+        rig = pack.load_rig()
+    meshes = builtin_mesh_motion(rig.mesh, 5, seed=7)
+    x = np.stack(
+        [
+            refiner_input(warp_to(rig, m), rasterize_landmarks(landmarks68(m), rig.size))
+            for m in meshes
+        ]
+    )
     with torch.no_grad():
-        eager = np.stack([student(torch.from_numpy(xi)).numpy() for xi in x])
-    return x, eager, lms
+        eager = np.stack([refiner(torch.from_numpy(xi)).numpy() for xi in x])
+    return x, eager, meshes
 
 
 def run_model(pack_dir: Path, runtime: str, fmt: str, precision: str, x: np.ndarray) -> np.ndarray:
@@ -86,7 +93,10 @@ def test_every_runtime_renders_the_same_frames(
 
 def test_manifest_states_runtimes_layouts_and_thresholds(avatar_pack):
     raw = json.loads((avatar_pack / MANIFEST_NAME).read_text())
-    assert raw["schema_version"] == 2
+    assert raw["schema_version"] == 3
+    assert raw["generator"]["kind"] == "warp-refine" and raw["generator"]["rig"] in raw["files"]
+    assert raw["input"]["shape"] == [1, 7, raw["resolution"], raw["resolution"]]
+    assert raw["output"]["shape"] == [1, 3, raw["resolution"], raw["resolution"]]
     kinds = {(m["runtime"], m["format"], m["precision"]) for m in raw["models"]}
     assert kinds == {(r, f, p) for r, f, p in MATRIX}
     assert raw["parity"]["fp32_max_abs"] == FP32_MAX_ABS
@@ -96,7 +106,8 @@ def test_manifest_states_runtimes_layouts_and_thresholds(avatar_pack):
         assert m["file"] in raw["files"] and m["sha256"] == raw["files"][m["file"]]
         if m["runtime"] == "litert":  # NHWC at the file's edges, recorded per model
             assert m["input"]["layout"] == m["output"]["layout"] == "NHWC"
-            assert m["input"]["shape"] == [1, s, s, 3]
+            assert m["input"]["shape"] == [1, s, s, 7]
+            assert m["output"]["shape"] == [1, s, s, 3]
             if m["precision"] == "int8" and m["input"]["dtype"] == "int8":
                 assert m["input"]["quantization"]["scale"] > 0
         else:  # the pack-level NCHW float32 spec applies
@@ -114,6 +125,7 @@ def test_manifest_states_runtimes_layouts_and_thresholds(avatar_pack):
             assert measured["psnr_db_vs_eager"] >= INT8_MIN_PSNR_DB
 
 
+@pytest.mark.slow  # every model and bundled program at 256 px, each checked in a child process
 def test_parity_check_runs_every_model_and_bundled_programs(avatar_pack):
     results = check_pack_parity(avatar_pack)
     assert len(results) == len(MATRIX)
@@ -123,11 +135,11 @@ def test_parity_check_runs_every_model_and_bundled_programs(avatar_pack):
 
 
 def test_fp32_frames_agree_through_the_avatar(avatar_pack, eager_and_inputs):
-    _, _, lms = eager_and_inputs
+    _, _, meshes = eager_and_inputs
     frames = {}
     for runtime in RUNTIMES:
         with Avatar.create_from_pack(avatar_pack, backend=runtime, precision="fp32") as avatar:
-            frames[runtime] = avatar.render_sequence(lms[:2])
+            frames[runtime] = avatar.render_sequence(meshes[:2])
     ref = frames["executorch"].astype(int)
     for runtime, f in frames.items():
         assert f.shape == ref.shape and f.dtype == np.uint8
@@ -161,8 +173,8 @@ def test_num_threads_per_runtime(avatar_pack):
             Avatar.create_from_pack(avatar_pack, num_threads=1, **opts) as one,
             Avatar.create_from_pack(avatar_pack, **opts) as default,
         ):
-            lm = one.neutral_landmarks
-            diff = np.abs(one.render(lm).astype(np.int16) - default.render(lm)).max()
+            mesh = one.neutral_mesh
+            diff = np.abs(one.render(mesh).astype(np.int16) - default.render(mesh)).max()
             assert diff <= 1, (backend, diff)
     # ExecuTorch's pool is process-wide: its current size is fine, another one is refused
     # while a program is loaded (resizing under a loaded program can hang it).
@@ -170,7 +182,7 @@ def test_num_threads_per_runtime(avatar_pack):
 
     current = portable_lib._threadpool_get_thread_count()
     with Avatar.create_from_pack(avatar_pack, num_threads=current) as avatar:
-        assert avatar.render(avatar.neutral_landmarks).shape == (128, 128, 3)
+        assert avatar.render(avatar.neutral_mesh).shape == (256, 256, 3)
         with pytest.raises(BackendError, match="process-wide"):
             Avatar.create_from_pack(avatar_pack, num_threads=current + 1)
         with pytest.raises(BackendError, match="process-wide"):
@@ -243,7 +255,7 @@ def test_bit_flips_never_crash_the_process(avatar_pack, tmp_path):
         import json, numpy as np
         from talkinghead.errors import BackendError
         from talkinghead.sdk.backends import create_backend
-        x = np.zeros((1, 3, {manifest.resolution}, {manifest.resolution}), np.float32)
+        x = np.zeros((1, 7, {manifest.resolution}, {manifest.resolution}), np.float32)
         for runtime, path in {cases!r}:
             try:
                 with create_backend(runtime) as b:
@@ -299,32 +311,8 @@ def test_manifest_hash_mismatch_for_each_runtime(avatar_pack, tmp_path):
 # ----------------------------------------------------------------------------- schema versions
 
 
-def _as_v1(raw: dict) -> dict:
-    """A schema-1 manifest as the previous SDK wrote it: ExecuTorch models only, no per-model extras."""
-    v1 = json.loads(json.dumps(raw))
-    v1["schema_version"] = 1
-    v1["models"] = [
-        {k: m[k] for k in ("runtime", "backend", "precision", "file", "sha256", "bytes")}
-        for m in raw["models"]
-        if m["runtime"] == "executorch"
-    ]
-    return v1
-
-
-def test_schema_v1_pack_still_opens_and_renders(avatar_pack, tmp_path):
-    pack = Path(shutil.copytree(avatar_pack, tmp_path / "pack"))
-    raw = json.loads((pack / MANIFEST_NAME).read_text())
-    (pack / MANIFEST_NAME).write_text(json.dumps(_as_v1(raw)))
-    with open_pack(pack) as opened:
-        assert opened.manifest.schema_version == 1
-        assert opened.manifest.runtimes() == ["executorch"]
-        assert opened.model("int8").format == "pte"  # from the suffix
-    with Avatar.create_from_pack(pack, backend="auto", precision="int8") as avatar:
-        assert avatar.render(avatar.neutral_landmarks).shape == (raw["resolution"],) * 2 + (3,)
-
-
 @pytest.mark.parametrize(
-    ("version", "message"), [(3, "newer.*upgrade"), (0, "unknown pack schema_version 0")]
+    ("version", "message"), [(4, "newer.*upgrade"), (0, "unknown pack schema_version 0")]
 )
 def test_other_schema_versions_rejected(avatar_pack, tmp_path, version, message):
     pack = Path(shutil.copytree(avatar_pack, tmp_path / "pack"))
@@ -391,7 +379,8 @@ def test_bundled_program_self_check(avatar_pack, tmp_path):
         assert run_bundled_program(data, atol=entry.info["bundled"]["atol"]) == 1
         # The same program with a wrong expected output fails its self-check.
         x = torch.tensor(pack.load_parity()["inputs"][0].copy())
-        wrong = bundle_pte(pack.path(entry.file), [x], [torch.zeros_like(x)], tmp_path / "w.bpte")
+        s = pack.manifest.resolution
+        wrong = bundle_pte(pack.path(entry.file), [x], [torch.zeros(1, 3, s, s)], tmp_path / "w.bpte")
     with pytest.raises(BackendError, match="bundled test case 0"):
         run_bundled_program(wrong.read_bytes(), atol=0.02)
     with pytest.raises(BackendError, match="not an ExecuTorch bundled program"):
