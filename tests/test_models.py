@@ -1,4 +1,4 @@
-"""Teacher and student networks, the registry, and safetensors checkpoints.
+"""Teacher, student and refiner networks, the registry, and safetensors checkpoints.
 
 Tests are parametrized over every registered variant, so a new one is tested without
 new test code. Teachers run at 64 px with narrow channels to stay fast on a CPU.
@@ -17,12 +17,16 @@ from torch import nn
 from talkinghead.errors import CheckpointError, InvalidInputError
 from talkinghead.models.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from talkinghead.models.layers import AdaIN
+from talkinghead.models.refiner import RefinerGenerator, create_refiner
 from talkinghead.models.registry import create_model, list_models
 from talkinghead.models.student import StudentGenerator, create_student
 from talkinghead.models.teacher import Teacher, create_teacher
 
 TEACHERS = list_models("teacher")
 STUDENTS = list_models("student")
+REFINERS = list_models("refiner")
+# Every phone generator, (kind, name): the distilled students and the warp refiners.
+GENERATORS = [("student", n) for n in STUDENTS] + [("refiner", n) for n in REFINERS]
 S = 64  # px, the test resolution
 # Narrow teachers: the architecture (levels, attention, AdaIN layout) stays the variant's.
 SMALL = {"base_channels": 8, "max_channels": 32}
@@ -36,6 +40,13 @@ STUDENT_OPS = {
     "aten.hardtanh.default",  # the clamp output: int8-exact on [-1, 1]
     "aten.upsample_bilinear2d.vec",
     "aten.upsample_nearest2d.vec",
+}
+# The refiner also composes its frame in the graph: m * warped + (1 - m) * refined.
+REFINER_OPS = STUDENT_OPS | {
+    "aten.sigmoid.default",
+    "aten.mul.Tensor",
+    "aten.sub.Tensor",
+    "aten.slice.Tensor",
 }
 
 
@@ -60,6 +71,7 @@ def teacher(request) -> Teacher:
 def test_registry_lists_the_known_variants():
     assert {"teacher-xs", "teacher-s", "teacher-256"} <= set(TEACHERS)
     assert {"student-xs", "student-s", "student-m"} <= set(STUDENTS)
+    assert {"refiner-s", "refiner-xs"} <= set(REFINERS)
 
 
 @pytest.mark.parametrize(
@@ -67,6 +79,8 @@ def test_registry_lists_the_known_variants():
     [
         lambda: create_teacher("teacher-xxl"),
         lambda: create_student("student-q"),
+        lambda: create_refiner("refiner-q"),
+        lambda: create_model("refiner", "student-s"),
         lambda: create_model("no-such-kind", "teacher-xs"),
     ],
 )
@@ -80,6 +94,7 @@ def test_overrides_reach_the_config():
     assert t.cfg.resolution == S and t.cfg.num_videos == 7 and t.cfg.base_channels == 8
     assert t.D.W.weight.shape == (7, t.cfg.e_dim)
     assert create_student("student-s", resolution=96).cfg.resolution == 96
+    assert create_refiner("refiner-xs", resolution=96).cfg.resolution == 96
 
 
 # --- teacher -------------------------------------------------------------------------
@@ -145,29 +160,32 @@ def test_generator_needs_e_or_psi(teacher: Teacher):
 # --- student -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", STUDENTS)
-def test_student_output_shape_and_range(name: str):
+@pytest.mark.parametrize(("kind", "name"), GENERATORS)
+def test_generator_output_shape_and_range(kind: str, name: str):
     torch.manual_seed(0)
-    student = create_student(name, resolution=S).eval()
-    (example,) = student.get_example_inputs()
-    assert example.shape == (1, 3, S, S)
+    model = create_model(kind, name, resolution=S).eval()
+    (example,) = model.get_example_inputs()
+    channels = {"student": 3, "refiner": 7}[kind]  # landmark image; warp + landmarks + validity
+    assert example.shape == (1, channels, S, S)
+    g = torch.Generator().manual_seed(7)
     with torch.no_grad():
-        out = student(_images(2, S, 7))
+        out = model(torch.rand(2, channels, S, S, generator=g) * 2 - 1)
     assert out.shape == (2, 3, S, S)
     assert out.min() >= -1 and out.max() <= 1 and out.std() > 0
 
 
-@pytest.mark.parametrize("name", STUDENTS)
-def test_student_uses_mobile_ops_only(name: str):
-    student = create_student(name, resolution=S).eval()
+@pytest.mark.parametrize(("kind", "name"), GENERATORS)
+def test_generator_uses_mobile_ops_only(kind: str, name: str):
+    model = create_model(kind, name, resolution=S).eval()
     # No normalisation layers (they do not fold into int8 convs) and nothing exotic.
-    leaves = {type(m) for m in student.modules() if not list(m.children())}
+    leaves = {type(m) for m in model.modules() if not list(m.children())}
     assert leaves <= {nn.Conv2d}, f"unexpected layers {leaves - {nn.Conv2d}}"
-    program = torch.export.export(student, student.get_example_inputs())
+    program = torch.export.export(model, model.get_example_inputs())
     ops = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
     for banned in ("grid_sampler", "instance_norm", "batch_norm", "layer_norm", "group_norm"):
         assert not any(banned in op for op in ops), f"{banned} in the {name} graph: {ops}"
-    assert ops <= STUDENT_OPS, f"non-mobile ops in {name}: {ops - STUDENT_OPS}"
+    allowed = {"student": STUDENT_OPS, "refiner": REFINER_OPS}[kind]
+    assert ops <= allowed, f"non-mobile ops in {name}: {ops - allowed}"
 
 
 def test_student_sizes_grow_xs_s_m():
@@ -202,17 +220,22 @@ def test_teacher_checkpoint_round_trip(tmp_path, name: str):
         torch.testing.assert_close(loaded.D(frames, lms, idx)[0], teacher.D(frames, lms, idx)[0])
 
 
-@pytest.mark.parametrize("name", STUDENTS)
-def test_student_checkpoint_round_trip(tmp_path, name: str):
+@pytest.mark.parametrize(("kind", "name"), GENERATORS)
+def test_generator_checkpoint_round_trip(tmp_path, kind: str, name: str):
     torch.manual_seed(1)
-    student = create_student(name, resolution=S).eval()
-    path = save_checkpoint(tmp_path / "s.safetensors", student, "student", identity="astronaut")
-    loaded = load_checkpoint(path, "student", expect_variant=name).eval()
-    assert isinstance(loaded, StudentGenerator) and loaded.cfg == student.cfg
+    model = create_model(kind, name, resolution=S).eval()
+    path = save_checkpoint(tmp_path / "s.safetensors", model, kind, identity="astronaut")
+    loaded = load_checkpoint(path, kind, expect_variant=name).eval()
+    cls = {"student": StudentGenerator, "refiner": RefinerGenerator}[kind]
+    assert isinstance(loaded, cls) and loaded.cfg == model.cfg
     assert loaded.notes == {"identity": "astronaut"}
-    x = _images(2, S, 10)
+    (example,) = model.get_example_inputs()
+    x = torch.rand(2, *example.shape[1:], generator=torch.Generator().manual_seed(10)) * 2 - 1
     with torch.no_grad():
-        torch.testing.assert_close(loaded(x), student(x), rtol=0, atol=0)
+        torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    other = "student" if kind == "refiner" else "refiner"
+    with pytest.raises(CheckpointError, match=kind):
+        load_checkpoint(path, other)
 
 
 def _concat_fusion(student: StudentGenerator, x: torch.Tensor) -> torch.Tensor:
@@ -324,11 +347,13 @@ def test_weights_that_do_not_fit_the_config_are_checkpoint_error(tmp_path):
             load_checkpoint(path, "student")
 
 
-def test_committed_checkpoints_load(teacher_checkpoint, student_checkpoint):
+def test_committed_checkpoints_load(teacher_checkpoint, student_checkpoint, refiner_checkpoint):
     teacher = load_checkpoint(teacher_checkpoint, "teacher", expect_variant="teacher-xs")
     assert isinstance(teacher, Teacher) and "step" in teacher.notes
     student = load_checkpoint(student_checkpoint, "student")
     assert student.cfg.name in STUDENTS
+    refiner = load_checkpoint(refiner_checkpoint, "refiner", expect_variant="refiner-s")
+    assert isinstance(refiner, RefinerGenerator) and refiner.cfg.resolution == 256
 
 
 def test_half_checkpoint_loads_as_float32(tmp_path):
