@@ -9,8 +9,9 @@ training.
 Input: ``(B, 7, S, S) float32`` in [-1, 1], channels ``[warped RGB (3), rasterised target
 landmarks (3), validity (1)]`` (validity 1 where the warp had the photo's own pixels, -1
 where it had none).
-Output: ``(B, 3, S, S) float32`` in [-1, 1], the frame ``m * warped + (1 - m) * refined``:
-the network's correction ``refined`` and its blend mask ``m`` are composed inside the graph,
+Output: ``(B, 3, S, S) float32`` in [-1, 1], the frame ``m * warped + (1 - m) * refined``
+with ``refined = clamp(warped + correction)``: the network's correction and its blend mask
+``m`` are composed inside the graph,
 with plain element-wise ops, so every runtime returns the finished frame.
 
 Mobile- and int8-friendly ops only: strided and depthwise-separable convolutions, ReLU,
@@ -91,13 +92,17 @@ class RefinerGenerator(nn.Module):
         self.full_up = nn.Conv2d(ch[0], ch[0], 1, bias=False)
         self.full_skip = nn.Conv2d(IN_CHANNELS, ch[0], 1)
         self.head = nn.Conv2d(ch[0], 4, 3, 1, 1)
-        # Start by passing the warp through: the mask's logit starts high.
+        # Start by passing the warp through: the correction starts at zero and the mask at
+        # one half. (A mask that starts near 1 saturates its sigmoid and starves the
+        # correction of gradient; a correction drawn from grey makes the mask flee to 1.)
         nn.init.zeros_(self.head.weight)
-        with torch.no_grad():
-            self.head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 3.0]))
+        nn.init.zeros_(self.head.bias)
 
     def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x (B, 7, S, S)`` -> (refined RGB ``(B, 3, S, S)`` in [-1, 1], mask ``(B, 1, S, S)``)."""
+        """``x (B, 7, S, S)`` -> (refined RGB ``(B, 3, S, S)`` in [-1, 1], mask ``(B, 1, S, S)``).
+
+        The refined image is the warp plus the network's correction, clamped to [-1, 1].
+        """
         h = F.relu(self.stem(x))
         skips = [h]
         for block in self.down:
@@ -111,7 +116,8 @@ class RefinerGenerator(nn.Module):
             h = self.up[i](h)
         h = F.relu(_up(self.full_up(h)) + self.full_skip(x))
         out = self.head(h)
-        return F.hardtanh(out[:, :3]), torch.sigmoid(out[:, 3:4])
+        refined = F.hardtanh(x[:, WARP_CHANNELS] + out[:, :3])
+        return refined, torch.sigmoid(out[:, 3:4])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         refined, mask = self.parts(x)

@@ -29,6 +29,7 @@ what gives self-occlusion on out-of-plane rotation.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -92,6 +93,11 @@ class WarpRig:
     @property
     def size(self) -> int:
         return int(self.source.shape[0])
+
+    @functools.cached_property
+    def source_f64(self) -> np.ndarray:
+        """The source as float64, converted once for every frame's sampling."""
+        return self.source.astype(np.float64)
 
     @property
     def mesh(self) -> np.ndarray:
@@ -365,7 +371,8 @@ def _rasterize(
 
 
 def _bilinear(image: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
-    """Sample ``image (H, W, 3) uint8`` at continuous px (centres at +0.5), edges replicated."""
+    """Sample ``image (H, W, 3)`` (uint8 or float64) at continuous px (centres at +0.5),
+    edges replicated."""
     h, w = image.shape[:2]
     fx = np.clip(sx - 0.5, 0.0, w - 1.0)
     fy = np.clip(sy - 0.5, 0.0, h - 1.0)
@@ -373,7 +380,7 @@ def _bilinear(image: np.ndarray, sx: np.ndarray, sy: np.ndarray) -> np.ndarray:
     iy = np.minimum(np.floor(fy).astype(np.int64), h - 2)
     ax = (fx - ix)[:, None]
     ay = (fy - iy)[:, None]
-    img = image.astype(np.float64)
+    img = image if image.dtype == np.float64 else image.astype(np.float64)
     top = img[iy, ix] * (1.0 - ax) + img[iy, ix + 1] * ax
     bot = img[iy + 1, ix] * (1.0 - ax) + img[iy + 1, ix + 1] * ax
     return top * (1.0 - ay) + bot * ay
@@ -385,6 +392,8 @@ def warp_image(
     dst_points: np.ndarray,
     triangles: np.ndarray,
     interior: np.ndarray | None = None,
+    *,
+    image_f64: np.ndarray | None = None,
 ) -> WarpResult:
     """Move ``image``'s content at ``src_points`` to ``dst_points``, triangle by triangle.
 
@@ -404,7 +413,7 @@ def warp_image(
     k = np.where(covered, win, 0)
     tri_src = src[triangles]  # (M, 3, 2+)
     sx = (w[:, :, None] * tri_src[k][:, :, :2]).sum(axis=1)
-    out = _bilinear(image, sx[:, 0], sx[:, 1])
+    out = _bilinear(image if image_f64 is None else image_f64, sx[:, 0], sx[:, 1])
     pixels = np.where(covered[:, None], np.floor(out + 0.5), 0.0).astype(np.uint8)
     h = image.shape[0]
     inside = (sx[:, 0] >= 0) & (sx[:, 0] <= h) & (sx[:, 1] >= 0) & (sx[:, 1] <= h)
@@ -424,7 +433,9 @@ def warp_image(
 def warp_to(rig: WarpRig, target_mesh: np.ndarray) -> WarpResult:
     """The enrolled photo moved to ``target_mesh (478, 3)`` crop px."""
     dst = target_points(rig, target_mesh)
-    return warp_image(rig.source, rig.points, dst, rig.triangles, rig.interior)
+    return warp_image(
+        rig.source, rig.points, dst, rig.triangles, rig.interior, image_f64=rig.source_f64
+    )
 
 
 RIG_FORMAT = "talkinghead.warp-rig"

@@ -382,7 +382,7 @@ def export_avatar_pack(
             models=models,
             neutral_landmarks=landmarks68(face.mesh),
             rig=rig_to_bytes(face.rig),
-            files={"photo.png": photo_png},
+            photo=photo_png,  # identity.photo names it: the enrolled crop travels with the pack
             parity=parity,
             parity_info={
                 "reference": "outputs.eager",
@@ -428,4 +428,21 @@ def _finetune_refiner(refiner_path: Path, face: EnrolledFace, steps: int, out_di
     return save_checkpoint(folder / "refiner-finetuned.safetensors", model, "refiner", **notes)
 
 
-__all__ = ["EnrolledFace", "enrol_photo", "export_avatar_pack", "refiner_models"]
+def prebuild(refiner: str | os.PathLike[str] | None = None, progress: bool = True) -> Path:
+    """Export the shipped refiner for every runtime and precision into the package's
+    prebuilt folder (``talkinghead/weights/refiner-s``), replacing what is there."""
+    refiner_path = Path(refiner) if refiner is not None else weights_path(DEFAULT_REFINER)
+    folder = weights_path(PREBUILT_DIR)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    key = _checkpoint_key(refiner_path)
+    _export_refiner(refiner_path, folder, key, [(r, p) for r in RUNTIMES for p in PRECISIONS], progress)
+    return folder
+
+
+__all__ = ["EnrolledFace", "enrol_photo", "export_avatar_pack", "prebuild", "refiner_models"]
+
+
+if __name__ == "__main__":  # python -m talkinghead.packs: refresh the prebuilt models
+    print(prebuild())

@@ -41,11 +41,18 @@ def teacher_checkpoint() -> Path:
 
 
 @pytest.fixture(scope="session")
-def avatar_pack(tmp_path_factory, student_checkpoint) -> Path:
-    """A real avatar pack exported once per test session: ExecuTorch (XNNPACK), LiteRT and
-    ONNX Runtime (.onnx + .ort), each fp32 + int8, with parity vectors and bundled programs."""
+def refiner_checkpoint() -> Path:
+    """The committed universal refiner (refiner-s, 256 px; talkinghead/weights/README.md)."""
+    from talkinghead.packs import DEFAULT_REFINER, weights_path
+
+    return weights_path(DEFAULT_REFINER)
+
+
+@pytest.fixture(scope="session")
+def avatar_pack(tmp_path_factory) -> Path:
+    """A real warp-and-refine avatar pack, enrolled from the astronaut photo once per test
+    session: ExecuTorch (XNNPACK), LiteRT and ONNX Runtime (.onnx + .ort), each fp32 + int8,
+    with its rig, parity vectors and bundled programs."""
     from talkinghead.pipeline import export_pack
 
-    return export_pack(
-        student_checkpoint, tmp_path_factory.mktemp("pack") / "astronaut", progress=False
-    )
+    return export_pack("astronaut", tmp_path_factory.mktemp("pack") / "astronaut", progress=False)

@@ -3,9 +3,8 @@
     python -m talkinghead.train.refine --out runs/refiner --steps 3000
 
 The loss is on the finished frame (``m * warped + (1 - m) * refined``) against the real
-photo: L1, plus L1 on image gradients (edges stay sharp), plus a small pull of the blend
-mask toward the warp where the warp had real pixels (the photo's own pixels are the
-person; the network should only draw where they are missing). Training runs on random
+photo: L1, more of it where the warp had no real pixels (inside an opened mouth, opened
+eyes, disoccluded skin), plus L1 on image gradients (edges stay sharp). Training runs on random
 patches around the face, so one step sees many faces; the network is fully
 convolutional, so it renders whole frames after.
 """
@@ -39,7 +38,7 @@ class RefineTrainConfig:
     patch: int = 128
     lr: float = 2e-3
     grad_weight: float = 1.0
-    keep_weight: float = 0.02  # pull of the blend mask toward the warp where it is valid
+    hole_weight: float = 4.0  # extra L1 weight where the warp had no real pixels
     seed: int = 0
 
 
@@ -69,12 +68,13 @@ def refine_loss(
     refined, mask = model.parts(x)
     warped = x[:, 0:3]
     frame = refined + mask * (warped - refined)
-    l1 = (frame - target).abs().mean()
-    grad = _grad_l1(frame, target)
     valid = (x[:, 6:7] + 1) / 2
-    keep = ((1 - mask) * valid).mean()
-    loss = l1 + cfg.grad_weight * grad + cfg.keep_weight * keep
-    return loss, {"l1": float(l1), "grad": float(grad), "keep": float(keep)}
+    err = (frame - target).abs()
+    l1 = err.mean()
+    hole = (err * (1 - valid)).mean()
+    grad = _grad_l1(frame, target)
+    loss = l1 + cfg.hole_weight * hole + cfg.grad_weight * grad
+    return loss, {"l1": float(l1), "hole": float(hole), "grad": float(grad)}
 
 
 def train_refiner(
@@ -150,7 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     photos = face_photos("train")
     photos["astronaut"] = builtin_photo("astronaut")
     tracked = track_photos(photos)
-    pairs = make_refine_pairs(tracked, args.pairs_per_photo, args.size)
+    cached = args.out / f"pairs-{args.pairs_per_photo}-{args.size}.npz"
+    if cached.is_file():  # a rerun reuses the pairs (make_refine_pairs is deterministic)
+        with np.load(cached) as z:
+            pairs = RefinePairs(*(z[k] for k in ("warped", "landmarks", "validity", "target", "ids")))
+    else:
+        pairs = make_refine_pairs(tracked, args.pairs_per_photo, args.size)
+        np.savez(cached, **vars(pairs))
     data_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     model = create_refiner(args.variant, resolution=args.size)
