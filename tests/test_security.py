@@ -494,3 +494,24 @@ def test_signed_round_trip_through_the_jni_glue(tiny_pack, keys, tmp_path):
     assert status() != 13  # signed: past the signature (opened, or refused for another reason)
     edit_manifest(pack, lambda m: m.update(name="evil"))
     assert status() == 13
+
+
+def test_native_open_and_verify_files_refuse_fifos_without_hanging(tiny_pack, tmp_path):
+    """C: a FIFO manifest or a FIFO model/parity file is TH_ERR_PACK, never a blocked open."""
+    from talkinghead.bindings import native
+
+    lib = native.build_native().library
+    fifo_pack = tmp_path / "fifo-manifest"
+    fifo_pack.mkdir()
+    os.mkfifo(fifo_pack / "manifest.json")
+    assert within(10, _native_open, native, fifo_pack, lib, None) == "TH_ERR_PACK"
+    pack = copy_pack(tiny_pack, tmp_path / "p")
+    with native.NativeAvatar(pack, "fp32", lib) as avatar:  # opened: now the parity file
+        (pack / "parity.npz").unlink()
+        os.mkfifo(pack / "parity.npz")
+        with pytest.raises(PackError, match="TH_ERR_PACK"):
+            within(10, avatar.verify_files)
+    pte = next(p for p in pack.iterdir() if p.suffix == ".pte")
+    pte.unlink()
+    os.mkfifo(pte)
+    assert within(10, _native_open, native, pack, lib, None) == "TH_ERR_PACK"
