@@ -46,6 +46,30 @@ public final class Avatar {
         resolution = Int(size)
     }
 
+    /// Open `pack` only if its `manifest.sig` is an Ed25519 signature of the manifest by one
+    /// of `trustedKeys` (32-byte public keys; `talkinghead keygen` writes them in hex);
+    /// otherwise throws TH_ERR_SIGNATURE (13). Trust model: docs/security.md.
+    public init(pack: URL, trustedKeys: [Data], precision: String = "int8") throws {
+        var h: th_avatar = 0
+        let keys = trustedKeys.reduce(Data(), +)
+        // A key of the wrong size passes no keys: th_open_signed refuses that by name.
+        let count = keys.count == 32 * trustedKeys.count ? trustedKeys.count : 0
+        try check(pack.withUnsafeFileSystemRepresentation { path in
+            keys.withUnsafeBytes { raw in
+                th_open_signed(path, precision, raw.bindMemory(to: UInt8.self).baseAddress, count, &h)
+            }
+        })
+        var size: Int32 = 0
+        do {
+            try check(th_resolution(h, &size))
+        } catch {
+            th_close(h)
+            throw error
+        }
+        handle = h
+        resolution = Int(size)
+    }
+
     deinit { close() }
 
     /// The enrolled face at rest (136 floats, px): a starting point for retargeting.
