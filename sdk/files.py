@@ -190,6 +190,12 @@ def _check_parent(p: Path) -> None:
         raise InvalidInputError(f"cannot write {p}: {parent} is not writable")
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _mkdir(p: Path) -> None:
     try:
         p.mkdir(parents=True, exist_ok=True)
@@ -209,6 +215,7 @@ def output_file(path: str | os.PathLike[str], force: bool = False) -> Iterator[P
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp's 0600 is for the temporary only
         yield tmp_path
         if not force and (p.exists() or p.is_symlink()):  # appeared while we worked
             raise OutputExistsError(f"{p} exists; pass --force to replace it")
@@ -230,6 +237,7 @@ def output_folder(path: str | os.PathLike[str], force: bool = False) -> Iterator
     _mkdir(p.parent)
     tmp = Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 is for the temporary only
         yield tmp
         if p.is_dir() and _is_empty_dir(p):
             p.rmdir()

@@ -515,3 +515,17 @@ def test_native_open_and_verify_files_refuse_fifos_without_hanging(tiny_pack, tm
     pte.unlink()
     os.mkfifo(pte)
     assert within(10, _native_open, native, pack, lib, None) == "TH_ERR_PACK"
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    """The temporaries are private (0600/0700); what is renamed into place is not."""
+    mask = os.umask(0o022)
+    try:
+        with output_file(tmp_path / "a.mp4") as tmp:
+            tmp.write_bytes(b"x")
+        with output_folder(tmp_path / "pack") as tmp:
+            (tmp / "m.json").write_text("{}")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.mp4").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "pack").stat().st_mode & 0o777 == 0o755
