@@ -20,6 +20,7 @@ import argparse
 import json
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -148,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=len(KINDS))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+
+    def interrupt(signum: int, frame: object) -> None:  # SIGTERM: remove the copies too
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
     result = fuzz(args.pack, args.cases, args.seed)
     print(json.dumps(result))
     return 1 if result["untyped"] else 0
