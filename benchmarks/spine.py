@@ -2,8 +2,9 @@
 
     python -m talkinghead.benchmarks.spine [--out out/spine]
 
-Exports the committed demo student to an avatar pack, then measures tracking, rasterising
-and rendering per frame (medians), the fp32/int8 parity against eager, and file sizes.
+Enrols the astronaut photo into a warp-and-refine avatar pack (ExecuTorch, the shipped
+refiner), then measures tracking, rasterising, the warp and rendering per frame (medians),
+the fp32/int8 parity against eager, and file sizes.
 Prints a Markdown table. The full suite is ``python -m talkinghead.benchmarks.run``; this is the spine's summary.
 """
 
@@ -24,10 +25,13 @@ def measure(out: Path, repeats: int = 30, pack: Path | None = None) -> list[tupl
     from skimage import data
 
     from talkinghead.models.rasterize import rasterize_landmarks
-    from talkinghead.pipeline import DEFAULT_STUDENT, DEFAULT_TEACHER, export_pack, weights_path
+    from talkinghead.packs import DEFAULT_REFINER, weights_path
+    from talkinghead.pipeline import export_pack
     from talkinghead.sdk.avatar import Avatar, AvatarOptions
+    from talkinghead.sdk.mesh_motion import builtin_mesh_motion
     from talkinghead.sdk.pack import open_pack
     from talkinghead.sdk.tracker import FaceTracker, FaceTrackerOptions, RunningMode
+    from talkinghead.sdk.warp import warp_to
 
     rows: list[tuple[str, str]] = [
         ("machine", f"{platform.machine()}, {platform.processor() or 'cpu'}")
@@ -38,22 +42,36 @@ def measure(out: Path, repeats: int = 30, pack: Path | None = None) -> list[tupl
         ms = median_ms(lambda: tr.detect_for_video(photo, next(ts)), repeats)
         face = tr.detect_for_video(photo, next(ts))[0]
     rows.append(("tracking, VIDEO mode, 512 px frame (median)", f"{ms:.1f} ms"))
-    lm = face.landmarks68 * 0.25
+    lm = face.landmarks68 * 0.5
     rows.append(
         (
-            "rasterising 68 points at 128 px (median)",
-            f"{median_ms(lambda: rasterize_landmarks(lm, 128), repeats):.1f} ms",
+            "rasterising 68 points at 256 px (median)",
+            f"{median_ms(lambda: rasterize_landmarks(lm, 256), repeats):.1f} ms",
         )
     )
 
     if pack is None:
         t0 = time.perf_counter()
-        pack = export_pack(weights_path(DEFAULT_STUDENT), out / "pack", progress=False)
-        rows.append(("ExecuTorch export, fp32 + int8", f"{time.perf_counter() - t0:.0f} s"))
+        pack = export_pack("astronaut", out / "pack", runtimes=("executorch",), progress=False)
+        rows.append(
+            (
+                "enrol + pack, ExecuTorch fp32 + int8 (refiner models cached)",
+                f"{time.perf_counter() - t0:.0f} s",
+            )
+        )
+    with open_pack(pack) as p:
+        rig = p.load_rig()
+    target = builtin_mesh_motion(rig.mesh, 2, seed=1)[1]
+    rows.append(
+        (
+            f"warp at {rig.size} px (median)",
+            f"{median_ms(lambda: warp_to(rig, target), repeats):.1f} ms",
+        )
+    )
     for precision in ("fp32", "int8"):
         with Avatar.create_from_options(AvatarOptions(pack=pack, precision=precision)) as avatar:
-            ms = median_ms(lambda a=avatar: a.render(a.neutral_landmarks), repeats)
-        rows.append((f"render {precision}, rasterising included (median)", f"{ms:.1f} ms"))
+            ms = median_ms(lambda a=avatar: a.render(target), repeats)
+        rows.append((f"render {precision}, warp and rasterising included (median)", f"{ms:.1f} ms"))
 
     with open_pack(pack) as p:
         parity = p.load_parity()
@@ -68,8 +86,7 @@ def measure(out: Path, repeats: int = 30, pack: Path | None = None) -> list[tupl
             rows.append((f"{m.file}", f"{m.bytes / 1e3:.0f} kB"))
         total = sum(f.stat().st_size for f in Path(p.root).iterdir() if f.is_file())
         rows.append(("whole pack", f"{total / 1e6:.2f} MB"))
-    for name in (DEFAULT_TEACHER, DEFAULT_STUDENT):
-        rows.append((name, f"{weights_path(name).stat().st_size / 1e6:.2f} MB"))
+    rows.append((DEFAULT_REFINER, f"{weights_path(DEFAULT_REFINER).stat().st_size / 1e6:.2f} MB"))
     return rows
 
 

@@ -1,4 +1,4 @@
-"""End to end: the README's demo command, and the photo -> enrol -> distil -> pack path."""
+"""End to end: the README's demo command, and the photo -> enrol -> pack -> render path."""
 
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ def _run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # a subprocess: imports, enrolment, pack, 12 frames, MP4 + WebP
 def test_demo_default_writes_playable_video_and_sticker(tmp_path, face_landmarker_task):
-    """`talkinghead demo` with no photo: committed student -> ExecuTorch pack -> MP4 + WebP."""
+    """`talkinghead demo` with no photo: the astronaut enrolled with the shipped refiner ->
+    ExecuTorch pack -> MP4 + WebP, with no per-face training."""
     frames = 12
     proc = _run_cli("demo", "--frames", str(frames), "--out", str(tmp_path / "demo"), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -47,7 +49,7 @@ def test_demo_default_writes_playable_video_and_sticker(tmp_path, face_landmarke
             im.load()
             total_ms += im.info["duration"]
         assert total_ms == frames * 40
-    assert first.shape == (128, 128, 3)
+    assert first.shape == (256, 256, 3)
     assert first.std() > 10, "the rendered face should not be a flat image"
     assert verify_pack(result["pack"]).ok
     manifest = load_manifest(result["pack"])
@@ -56,6 +58,8 @@ def test_demo_default_writes_playable_video_and_sticker(tmp_path, face_landmarke
         ("executorch", "int8"),
     }
     assert manifest.identity.photo == "photo.png"  # the enrolled crop travels with the pack
+    assert manifest.schema_version == 3 and manifest.provenance["finetune_steps"] == 0
+    assert "finetune_s" not in {k.split(".")[-1] for k in result}  # no per-face training
 
 
 def test_demo_rejects_missing_photo(tmp_path):
@@ -65,10 +69,41 @@ def test_demo_rejects_missing_photo(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def test_new_photo_enrols_packs_and_renders(tmp_path):
+    """A held-out photo (never trained on) is enrolled in seconds and renders: no training."""
+    from talkinghead.packs import export_avatar_pack
+    from talkinghead.pipeline import render_pack
+
+    pack, figures = export_avatar_pack(
+        "grace_hopper", tmp_path / "pack", precisions=("fp32",), progress=False
+    )
+    assert "finetune_s" not in figures and figures["enrol_s"] < 30
+    assert load_manifest(pack).name == "grace_hopper"
+    result = render_pack(pack, tmp_path / "out", frames=4, precision="fp32", progress=False)
+    assert count_frames(result["mp4"]) == 4
+
+
 @pytest.mark.slow
-def test_new_photo_enrols_distils_and_renders(tmp_path, teacher_checkpoint, face_landmarker_task):
-    """A held-out photo (never trained on) goes through FT enrolment, distillation and export."""
-    from talkinghead.pipeline import distill_for_photo, export_pack, render_pack
+def test_finetune_is_an_opt_in(tmp_path):
+    """--finetune STEPS fine-tunes a copy of the refiner on the face first, then exports it."""
+    from talkinghead.packs import export_avatar_pack
+
+    pack, figures = export_avatar_pack(
+        "grace_hopper", tmp_path / "pack", precisions=("fp32",), finetune_steps=2,
+        progress=False,
+    )  # fmt: skip
+    assert figures["finetune_s"] > 0
+    manifest = load_manifest(pack)
+    assert manifest.provenance["finetune_steps"] == 2
+    assert manifest.provenance["training"]["finetuned_on"] == "grace_hopper"
+    assert verify_pack(pack).ok
+
+
+@pytest.mark.slow
+def test_new_photo_distils_a_student(tmp_path, teacher_checkpoint, face_landmarker_task):
+    """The old per-face route stays available (`talkinghead distill`): FT enrolment of the
+    teacher on a held-out photo, then a student distilled for that one face."""
+    from talkinghead.pipeline import distill_for_photo
 
     student, figures = distill_for_photo(
         teacher_checkpoint,
@@ -81,9 +116,6 @@ def test_new_photo_enrols_distils_and_renders(tmp_path, teacher_checkpoint, face
     )
     assert student.exists() and student.with_suffix(".png").exists()
     assert np.isfinite(figures["val_psnr_db"])
-    pack = export_pack(student, tmp_path / "pack", precisions=["fp32"], progress=False)
-    result = render_pack(pack, tmp_path / "out", frames=4, precision="fp32", progress=False)
-    assert count_frames(result["mp4"]) == 4
 
 
 def test_driver_video_of_another_face_drives_the_avatar(

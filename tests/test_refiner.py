@@ -85,10 +85,10 @@ def test_a_fresh_refiner_passes_the_warp_through(name):
     x = _inputs(2, S, 4)
     with torch.no_grad():
         out = model(x)
-        _, mask = model.parts(x)
-    assert mask.min() > 0.9  # the blend starts on the warp
-    assert (out - x[:, :3]).abs().max() <= 0.05
-    assert torch.corrcoef(torch.stack([out.flatten(), x[:, :3].flatten()]))[0, 1] > 0.999
+        refined, _ = model.parts(x)
+    # Its correction starts at zero, so whatever the blend, the frame is the warp.
+    torch.testing.assert_close(refined, x[:, :3])
+    torch.testing.assert_close(out, x[:, :3])
 
 
 def test_committed_refiner_loads(refiner_checkpoint):
@@ -126,7 +126,25 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-def test_a_few_training_steps_lower_the_loss(tiny_pairs, one_thread):
+def hole_pairs(n: int = 4, seed: int = 0):
+    """Tiny pairs with what a warp cannot draw: a square the warp had no pixels for (black,
+    validity 0) in each warped frame; the target is the whole picture."""
+    from talkinghead.train.refine_data import RefinePairs
+
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:S, 0:S]
+    target = np.stack([np.stack([60 + 2 * x, 80 + y, np.full_like(x, 150)], -1)] * n)
+    target = target.astype(np.uint8)
+    warped, validity = target.copy(), np.full((n, S, S), 255, np.uint8)
+    for i in range(n):
+        oy, ox = rng.integers(16, 32, 2)
+        warped[i, oy : oy + 16, ox : ox + 16] = 0
+        validity[i, oy : oy + 16, ox : ox + 16] = 0
+    return RefinePairs(warped, np.zeros_like(target), validity, target, np.zeros(n, np.int64))
+
+
+@pytest.mark.parametrize("patch", [32, S], ids=["patches", "whole-frames"])
+def test_a_few_training_steps_lower_the_loss(one_thread, patch):
     from talkinghead.train.refine import (
         RefineTrainConfig,
         pairs_to_tensors,
@@ -135,18 +153,20 @@ def test_a_few_training_steps_lower_the_loss(tiny_pairs, one_thread):
         train_refiner,
     )
 
-    cfg = RefineTrainConfig(steps=40, batch=4, patch=32, lr=3e-3, seed=0)
+    pairs = hole_pairs()
+    cfg = RefineTrainConfig(steps=30, batch=4, patch=patch, lr=1e-2, seed=0)
     torch.manual_seed(0)
     model = create_refiner("refiner-xs", resolution=S)
-    x, t = pairs_to_tensors(tiny_pairs)
+    x, t = pairs_to_tensors(pairs)
     x, t = to_unit(x), to_unit(t)
     with torch.no_grad():
-        before, _ = refine_loss(model.eval(), x, t, cfg)
-    model, history = train_refiner(tiny_pairs, model, cfg, progress=False)
+        before, parts_before = refine_loss(model.eval(), x, t, cfg)
+    model, history = train_refiner(pairs, model, cfg, progress=False)
     assert len(history) == cfg.steps and not model.training
     with torch.no_grad():
-        after, _ = refine_loss(model, x, t, cfg)
-    assert float(after) < 0.95 * float(before), (float(before), float(after))
+        after, parts_after = refine_loss(model, x, t, cfg)
+    assert float(after) < 0.7 * float(before), (float(before), float(after))
+    assert parts_after["hole"] < 0.5 * parts_before["hole"]  # it learnt to fill the holes
 
 
 def test_training_refuses_bad_settings(tiny_pairs):
