@@ -138,10 +138,17 @@ def _cache_root() -> Path:
 
 
 def _checkpoint_key(path: Path) -> str:
-    import executorch
+    from importlib.metadata import version
+
+    from talkinghead.models import refiner as refiner_code
 
     h = hashlib.sha256(path.read_bytes())
-    h.update(getattr(executorch, "__version__", "").encode())
+    # The exported graph also depends on the architecture's code (the same weights under a
+    # new forward() are another model) and on the exporters' versions (executorch has no
+    # __version__ attribute: ask the installed distributions).
+    h.update(Path(refiner_code.__file__).read_bytes())
+    for dist in ("executorch", "litert-torch", "onnx", "onnxruntime"):
+        h.update(version(dist).encode())
     return h.hexdigest()[:16]
 
 

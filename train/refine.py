@@ -99,7 +99,8 @@ def train_refiner(
     bar = tqdm(range(cfg.steps), desc="refiner", disable=not progress)
     # Patches come from the middle of the crop, where the face is.
     lo, hi = size // 8, size - size // 8 - cfg.patch
-    hi = max(hi, lo)
+    if hi < lo:  # a patch wider than the middle: centre it (it still fits: patch <= size)
+        lo = hi = (size - cfg.patch) // 2
     for step in bar:
         idx = torch.randint(0, len(x_all), (cfg.batch,), generator=gen)
         oy = torch.randint(lo, hi + 1, (cfg.batch,), generator=gen)
