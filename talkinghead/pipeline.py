@@ -400,11 +400,12 @@ def _tracked_meshes(driver, frames: int, progress: bool) -> tuple[list, tuple[in
 def _render_native(pack, driver, frames, precision, fps, progress, watermark):
     """render_pack through the C library (bindings/), as a phone app runs it: the pack's
     every file hash-checked by th_verify_files, the driver's raw MediaPipe meshes through
-    th_drive (smoothing, the 68 points, retargeting), frames from th_render."""
+    th_drive (smoothing, retargeting onto the avatar's mesh, warp and refine), or the built-in
+    mesh motion through th_render."""
     from tqdm.auto import tqdm
 
     from talkinghead.bindings.native import NativeAvatar
-    from talkinghead.sdk.motion import builtin_motion
+    from talkinghead.sdk.mesh_motion import builtin_mesh_motion
     from talkinghead.sdk.pack import open_pack
     from talkinghead.sdk.provenance import pack_label
 
@@ -428,15 +429,16 @@ def _render_native(pack, driver, frames, precision, fps, progress, watermark):
                 result["track_s"] = round(time.perf_counter() - t0, 2)
                 t0 = time.perf_counter()
                 first = next(i for i, (_, m) in enumerate(meshes) if m is not None)
-                landmarks = []
-                for ts, mesh in meshes[first:]:  # the tracker holds a lost face
-                    landmarks.append(avatar.drive(mesh, size, ts))
-                landmarks = [landmarks[0]] * first + landmarks
+                driven = [
+                    avatar.drive(mesh, size, ts)[0]  # the tracker holds a lost face
+                    for ts, mesh in tqdm(meshes[first:], desc="render", disable=not progress)
+                ]
+                video = np.stack([driven[0]] * first + driven)
             else:
-                landmarks = builtin_motion(avatar.neutral_landmarks, frames, fps=fps)
-            video = np.stack(
-                [avatar.render(lm) for lm in tqdm(landmarks, desc="render", disable=not progress)]
-            )
+                targets = builtin_mesh_motion(avatar.neutral_mesh, frames, fps=fps)
+                video = np.stack(
+                    [avatar.render(m) for m in tqdm(targets, desc="render", disable=not progress)]
+                )
     result["render_ms_per_frame"] = round(1000 * (time.perf_counter() - t0) / len(video), 2)
     return video, fps, label, result
 

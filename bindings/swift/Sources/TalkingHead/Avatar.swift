@@ -18,13 +18,12 @@ private func check(_ status: th_status) throws {
         message: String(cString: th_last_error()))
 }
 
-/// An opened avatar pack. Landmarks are 68 (x, y) pairs in model pixels, interleaved
-/// (136 floats); frames are `resolution * resolution * 3` RGB bytes. Freed on `close()`
-/// or deinit.
+/// An opened avatar pack (warp and refine). A target mesh is MediaPipe's 478 points as
+/// (x, y, z) in the avatar's crop pixels, interleaved (`Avatar.meshFloats` floats); frames
+/// are `resolution * resolution * 3` RGB bytes. Freed on `close()` or deinit.
 public final class Avatar {
-    public static let landmarkFloats = Int(TH_LANDMARK_FLOATS)
-    /// Floats of a full MediaPipe FaceLandmarker mesh: 478 points x (x, y, z).
-    public static let meshFloats = Int(TH_MESH_POINTS) * 3
+    /// Floats of a mesh: MediaPipe's 478 points x (x, y, z).
+    public static let meshFloats = Int(TH_MESH_FLOATS)
     public static var version: String { String(cString: th_version()) }
 
     private var handle: th_avatar = 0
@@ -72,63 +71,78 @@ public final class Avatar {
 
     deinit { close() }
 
-    /// The enrolled face at rest (136 floats, px): a starting point for retargeting.
-    public func neutralLandmarks() throws -> [Float] {
-        var out = [Float](repeating: 0, count: Avatar.landmarkFloats)
+    /// The enrolled face at rest: its mesh (`Avatar.meshFloats` floats, crop px).
+    public func neutralMesh() throws -> [Float] {
+        var out = [Float](repeating: 0, count: Avatar.meshFloats)
         try out.withUnsafeMutableBufferPointer {
-            try check(th_neutral_landmarks(handle, $0.baseAddress, $0.count))
+            try check(th_neutral_mesh(handle, $0.baseAddress, $0.count))
         }
         return out
     }
 
-    /// Render into `frame` (resolution * resolution * 3 bytes), reused across frames.
-    public func render(landmarks: [Float], into frame: inout [UInt8]) throws {
-        try landmarks.withUnsafeBufferPointer { lm in
+    /// Render the avatar at the pose of `mesh` (`Avatar.meshFloats` floats, crop px) into
+    /// `frame` (resolution * resolution * 3 bytes), reused across frames: the photo warped
+    /// to the mesh, then refined and watermarked.
+    public func render(mesh: [Float], into frame: inout [UInt8]) throws {
+        try mesh.withUnsafeBufferPointer { points in
             try frame.withUnsafeMutableBufferPointer { out in
-                try check(th_render(handle, lm.baseAddress, lm.count, out.baseAddress, out.count))
+                try check(th_render(handle, points.baseAddress, points.count, out.baseAddress, out.count))
             }
         }
     }
 
     /// Render into a new RGB byte array.
-    public func render(landmarks: [Float]) throws -> [UInt8] {
+    public func render(mesh: [Float]) throws -> [UInt8] {
         var frame = [UInt8](repeating: 0, count: resolution * resolution * 3)
-        try render(landmarks: landmarks, into: &frame)
+        try render(mesh: mesh, into: &frame)
         return frame
     }
 
     /// Drive the avatar from MediaPipe face tracking: one FaceLandmarker mesh of a video
-    /// frame in, the avatar's 68 landmarks (136 floats, px) for `render` out. One Euro
-    /// smoothing, the 68-point selection and retargeting happen natively, as in the Python
-    /// SDK's tracker + `Avatar.drive`; the driver's first frame (after opening,
-    /// `resetDriver()` or `setSmoothing`) gives exactly `neutralLandmarks()`.
+    /// frame in, the avatar's frame out (into `frame`, resolution * resolution * 3 bytes,
+    /// reused across frames). One Euro smoothing, retargeting onto the avatar's mesh and the
+    /// render happen natively, as the Python SDK's `MeshDriver` + `Avatar.render` do;
+    /// `targetMesh`, when given (`Avatar.meshFloats` floats), receives the mesh the frame
+    /// was rendered at. The driver's first frame (after opening, `resetDriver()` or
+    /// `setSmoothing`) is its reference: it renders `neutralMesh()`.
     ///
     /// `mesh` holds the points of one face as (x, y, z), normalised as MediaPipe's
-    /// `NormalizedLandmark` (`Avatar.meshFloats` floats for 478 points; 468 points and
-    /// (x, y) pairs are accepted too). From the iOS Tasks API (`FaceLandmarkerResult`):
+    /// `NormalizedLandmark` (478 points; 468 points and (x, y) pairs are accepted too).
+    /// From the iOS Tasks API (`FaceLandmarkerResult`):
     ///
     ///     let mesh = result.faceLandmarks[0].flatMap { [$0.x, $0.y, $0.z] }
     ///
     /// `imageWidth` x `imageHeight`: the tracked image, px. `timestampMs` must increase from
     /// call to call (the one given to `detect(videoFrame:timestampInMilliseconds:)` will
     /// do); a repeated or earlier one throws `TalkingHeadError` named TH_ERR_TIMESTAMP. When
-    /// the face is lost, keep rendering the last landmarks; call `resetDriver()` before
-    /// another person drives.
-    public func drive(mesh: [Float], imageWidth: Int, imageHeight: Int, timestampMs: Int64)
-        throws -> [Float]
-    {
-        var out = [Float](repeating: 0, count: Avatar.landmarkFloats)
+    /// the face is lost, keep showing the last frame; call `resetDriver()` before another
+    /// person drives.
+    public func drive(
+        mesh: [Float], imageWidth: Int, imageHeight: Int, timestampMs: Int64,
+        into frame: inout [UInt8], targetMesh: UnsafeMutableBufferPointer<Float>? = nil
+    ) throws {
         try mesh.withUnsafeBufferPointer { points in
-            try out.withUnsafeMutableBufferPointer { lm in
+            try frame.withUnsafeMutableBufferPointer { out in
                 try check(th_drive(
                     handle, points.baseAddress, points.count, Int32(clamping: imageWidth),
-                    Int32(clamping: imageHeight), timestampMs, lm.baseAddress, lm.count))
+                    Int32(clamping: imageHeight), timestampMs, out.baseAddress, out.count,
+                    targetMesh?.baseAddress, targetMesh?.count ?? 0))
             }
         }
-        return out
     }
 
-    /// Forget the driver: the next `drive` frame is the new neutral, timestamps start over.
+    /// `drive` into a new RGB byte array.
+    public func drive(mesh: [Float], imageWidth: Int, imageHeight: Int, timestampMs: Int64)
+        throws -> [UInt8]
+    {
+        var frame = [UInt8](repeating: 0, count: resolution * resolution * 3)
+        try drive(
+            mesh: mesh, imageWidth: imageWidth, imageHeight: imageHeight,
+            timestampMs: timestampMs, into: &frame)
+        return frame
+    }
+
+    /// Forget the driver: the next `drive` frame is the new reference, timestamps start over.
     public func resetDriver() throws {
         try check(th_drive_reset(handle))
     }

@@ -8,10 +8,10 @@ final class NativeBridge {
   static native long open(String packDir, String precision);
   static native long openSigned(String packDir, String precision, byte[] publicKeys);
   static native int resolution(long avatar);
-  static native void neutralLandmarks(long avatar, float[] out);
-  static native void render(long avatar, float[] landmarks, byte[] out);
+  static native void neutralMesh(long avatar, float[] out);
+  static native void render(long avatar, float[] mesh, byte[] out);
   static native void drive(long avatar, float[] mesh, int imageWidth, int imageHeight,
-      long timestampMs, float[] out);
+      long timestampMs, byte[] out, float[] targetMesh);
   static native void driveReset(long avatar);
   static native void setSmoothing(long avatar, double minCutoffHz, double beta, double dCutoffHz);
   static native void setWatermark(long avatar, boolean enabled);

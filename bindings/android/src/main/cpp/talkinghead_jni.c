@@ -1,8 +1,8 @@
 /*
  * JNI glue for com.talkinghead.NativeBridge: the C ABI of talkinghead.h, one function
  * each. Failures throw com.talkinghead.TalkingHeadException(status, message).
- * Java arrays are copied in (landmarks, meshes) or written in place (frames, driven
- * landmarks); no pointer into them outlives a call.
+ * Java arrays are copied in (meshes) or written in place (frames, target meshes); no
+ * pointer into them outlives a call.
  */
 #include <jni.h>
 #include <stdint.h>
@@ -79,62 +79,64 @@ JNIEXPORT jint JNICALL Java_com_talkinghead_NativeBridge_resolution(JNIEnv* env,
   return (jint)size;
 }
 
-JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_neutralLandmarks(JNIEnv* env, jclass cls,
-                                                                          jlong avatar,
-                                                                          jfloatArray out) {
+JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_neutralMesh(JNIEnv* env, jclass cls,
+                                                                     jlong avatar, jfloatArray out) {
   (void)cls;
-  float buf[TH_LANDMARK_FLOATS];
-  if (out == NULL || (*env)->GetArrayLength(env, out) != TH_LANDMARK_FLOATS) {
-    failed(env, th_neutral_landmarks((th_avatar)avatar, NULL, 0));
+  float buf[TH_MESH_FLOATS];
+  if (out == NULL || (*env)->GetArrayLength(env, out) != TH_MESH_FLOATS) {
+    failed(env, th_neutral_mesh((th_avatar)avatar, NULL, 0));
     return;
   }
-  if (failed(env, th_neutral_landmarks((th_avatar)avatar, buf, TH_LANDMARK_FLOATS))) return;
-  (*env)->SetFloatArrayRegion(env, out, 0, TH_LANDMARK_FLOATS, buf);
+  if (failed(env, th_neutral_mesh((th_avatar)avatar, buf, TH_MESH_FLOATS))) return;
+  (*env)->SetFloatArrayRegion(env, out, 0, TH_MESH_FLOATS, buf);
 }
 
 JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_render(JNIEnv* env, jclass cls,
-                                                                jlong avatar,
-                                                                jfloatArray landmarks,
+                                                                jlong avatar, jfloatArray mesh,
                                                                 jbyteArray out) {
   (void)cls;
-  float lm[TH_LANDMARK_FLOATS];
-  jsize n_lm = landmarks ? (*env)->GetArrayLength(env, landmarks) : 0;
-  if (n_lm == TH_LANDMARK_FLOATS) {
-    (*env)->GetFloatArrayRegion(env, landmarks, 0, n_lm, lm);
+  float points[TH_MESH_FLOATS];
+  jsize n_mesh = mesh ? (*env)->GetArrayLength(env, mesh) : 0;
+  if (n_mesh == TH_MESH_FLOATS) {
+    (*env)->GetFloatArrayRegion(env, mesh, 0, n_mesh, points);
   }
   jsize n_out = out ? (*env)->GetArrayLength(env, out) : 0;
   jbyte* pixels = out ? (*env)->GetByteArrayElements(env, out, NULL) : NULL;
   /* Wrong sizes and nulls are passed on as such: the C ABI names the problem. */
-  th_status status = th_render((th_avatar)avatar, n_lm == TH_LANDMARK_FLOATS ? lm : NULL,
-                               (size_t)n_lm, (uint8_t*)pixels, (size_t)n_out);
+  th_status status = th_render((th_avatar)avatar, n_mesh == TH_MESH_FLOATS ? points : NULL,
+                               (size_t)n_mesh, (uint8_t*)pixels, (size_t)n_out);
   if (pixels) (*env)->ReleaseByteArrayElements(env, out, pixels, status == TH_OK ? 0 : JNI_ABORT);
   failed(env, status);
 }
 
-/* Writes the 136 driven landmarks into `out`, in place like render's frame. */
+/* Writes the frame into `out` and, when `target` is not null, the target mesh into it. */
 JNIEXPORT void JNICALL Java_com_talkinghead_NativeBridge_drive(JNIEnv* env, jclass cls,
                                                                jlong avatar, jfloatArray mesh,
                                                                jint width, jint height,
-                                                               jlong timestamp_ms,
-                                                               jfloatArray out) {
+                                                               jlong timestamp_ms, jbyteArray out,
+                                                               jfloatArray target) {
   (void)cls;
   /* The mesh (up to 478 x 3 floats) is read through the JVM's copy or pin, not the stack. */
   jsize n_mesh = mesh ? (*env)->GetArrayLength(env, mesh) : 0;
   jsize n_out = out ? (*env)->GetArrayLength(env, out) : 0;
+  jsize n_target = target ? (*env)->GetArrayLength(env, target) : 0;
   jfloat* points = mesh ? (*env)->GetFloatArrayElements(env, mesh, NULL) : NULL;
-  jfloat* landmarks =
-      out && (points || !mesh) ? (*env)->GetFloatArrayElements(env, out, NULL) : NULL;
-  if ((mesh && !points) || (out && !landmarks)) {
+  jbyte* pixels = out && (points || !mesh) ? (*env)->GetByteArrayElements(env, out, NULL) : NULL;
+  jfloat* moved = target && (pixels || !out) && (points || !mesh)
+                      ? (*env)->GetFloatArrayElements(env, target, NULL)
+                      : NULL;
+  if ((mesh && !points) || (out && !pixels) || (target && !moved)) {
     if (points) (*env)->ReleaseFloatArrayElements(env, mesh, points, JNI_ABORT);
+    if (pixels) (*env)->ReleaseByteArrayElements(env, out, pixels, JNI_ABORT);
     return; /* OutOfMemoryError is already pending */
   }
   /* Wrong sizes and nulls are passed on as such: the C ABI names the problem. */
   th_status status = th_drive((th_avatar)avatar, points, (size_t)n_mesh, (int32_t)width,
-                              (int32_t)height, (int64_t)timestamp_ms, landmarks, (size_t)n_out);
+                              (int32_t)height, (int64_t)timestamp_ms, (uint8_t*)pixels,
+                              (size_t)n_out, moved, (size_t)n_target);
   if (points) (*env)->ReleaseFloatArrayElements(env, mesh, points, JNI_ABORT);
-  if (landmarks) {
-    (*env)->ReleaseFloatArrayElements(env, out, landmarks, status == TH_OK ? 0 : JNI_ABORT);
-  }
+  if (pixels) (*env)->ReleaseByteArrayElements(env, out, pixels, status == TH_OK ? 0 : JNI_ABORT);
+  if (moved) (*env)->ReleaseFloatArrayElements(env, target, moved, status == TH_OK ? 0 : JNI_ABORT);
   failed(env, status);
 }
 

@@ -13,31 +13,38 @@ data class WatermarkPayload(val packId: Int, val versionCode: Int)
 data class SelfCheckResult(val cases: Int, val maxAbsError: Double)
 
 /**
- * An opened avatar pack. Landmarks are 68 (x, y) pairs in model pixels, interleaved
- * ([x0, y0, x1, y1, ...], 136 floats); frames are resolution x resolution x 3 RGB bytes.
- * Close it (or use `use { }`) to release the native model.
+ * An opened avatar pack (warp and refine). A target mesh is MediaPipe's 478 points as
+ * (x, y, z) in the avatar's crop pixels, interleaved ([x0, y0, z0, x1, ...], [MESH_FLOATS]
+ * floats); frames are resolution x resolution x 3 RGB bytes. Close it (or use `use { }`) to
+ * release the native model.
  */
 class Avatar private constructor(private var handle: Long) : AutoCloseable {
     /** Side of the square model input and output, in px. */
     val resolution: Int = NativeBridge.resolution(handle)
 
-    /** The enrolled face at rest (136 floats, px): a starting point for retargeting. */
-    val neutralLandmarks: FloatArray
-        get() = FloatArray(LANDMARK_FLOATS).also { NativeBridge.neutralLandmarks(handle, it) }
+    /** The enrolled face at rest: its mesh ([MESH_FLOATS] floats, crop px). */
+    val neutralMesh: FloatArray
+        get() = FloatArray(MESH_FLOATS).also { NativeBridge.neutralMesh(handle, it) }
 
-    /** Render into [out] (resolution * resolution * 3 bytes, RGB), reused across frames. */
-    fun render(landmarks: FloatArray, out: ByteArray) = NativeBridge.render(handle, landmarks, out)
+    /**
+     * Render the avatar at the pose of [mesh] ([MESH_FLOATS] floats, crop px) into [out]
+     * (resolution * resolution * 3 bytes, RGB), reused across frames: the photo warped to
+     * the mesh, then refined and watermarked.
+     */
+    fun render(mesh: FloatArray, out: ByteArray) = NativeBridge.render(handle, mesh, out)
 
     /** Render into a new RGB byte array. */
-    fun render(landmarks: FloatArray): ByteArray =
-        ByteArray(resolution * resolution * 3).also { render(landmarks, it) }
+    fun render(mesh: FloatArray): ByteArray =
+        ByteArray(resolution * resolution * 3).also { render(mesh, it) }
 
     /**
      * Drive the avatar from MediaPipe face tracking: one FaceLandmarker mesh of a video
-     * frame in, the avatar's 68 landmarks (136 floats, px) for [render] written into [out]
-     * (reused across frames). One Euro smoothing, the 68-point selection and retargeting
-     * happen natively, as in the Python SDK's tracker + Avatar.drive; the driver's first
-     * frame (after open, [resetDriver] or [setSmoothing]) gives exactly [neutralLandmarks].
+     * frame in, the avatar's frame out, written into [out] (resolution * resolution * 3
+     * bytes, reused across frames). One Euro smoothing, retargeting onto the avatar's mesh
+     * and the render happen natively, as the Python SDK's MeshDriver + Avatar.render do;
+     * [targetMesh], when given ([MESH_FLOATS] floats), receives the mesh the frame was
+     * rendered at. The driver's first frame (after open, [resetDriver] or [setSmoothing])
+     * is its reference: it renders [neutralMesh].
      *
      * [mesh] holds the points of one face as (x, y, z), normalised as MediaPipe's
      * NormalizedLandmark ([MESH_FLOATS] floats for 478 points; 468 points and (x, y) pairs
@@ -53,18 +60,25 @@ class Avatar private constructor(private var handle: Long) : AutoCloseable {
      * [imageWidth] x [imageHeight]: the tracked image, px. [timestampMs] must increase from
      * call to call (the one given to detectForVideo or detectAsync will do); a repeated or
      * earlier one throws TalkingHeadException with status 12 (TH_ERR_TIMESTAMP). When the
-     * face is lost, keep rendering the last landmarks; call [resetDriver] before another
-     * person drives.
+     * face is lost, keep showing the last frame; call [resetDriver] before another person
+     * drives.
      */
     fun drive(
-        mesh: FloatArray, imageWidth: Int, imageHeight: Int, timestampMs: Long, out: FloatArray
-    ) = NativeBridge.drive(handle, mesh, imageWidth, imageHeight, timestampMs, out)
+        mesh: FloatArray,
+        imageWidth: Int,
+        imageHeight: Int,
+        timestampMs: Long,
+        out: ByteArray,
+        targetMesh: FloatArray? = null
+    ) = NativeBridge.drive(handle, mesh, imageWidth, imageHeight, timestampMs, out, targetMesh)
 
-    /** [drive] into a new array of 136 floats. */
-    fun drive(mesh: FloatArray, imageWidth: Int, imageHeight: Int, timestampMs: Long): FloatArray =
-        FloatArray(LANDMARK_FLOATS).also { drive(mesh, imageWidth, imageHeight, timestampMs, it) }
+    /** [drive] into a new RGB byte array. */
+    fun drive(mesh: FloatArray, imageWidth: Int, imageHeight: Int, timestampMs: Long): ByteArray =
+        ByteArray(resolution * resolution * 3).also {
+            drive(mesh, imageWidth, imageHeight, timestampMs, it)
+        }
 
-    /** Forget the driver: the next [drive] frame is the new neutral, timestamps start over. */
+    /** Forget the driver: the next [drive] frame is the new reference, timestamps start over. */
     fun resetDriver() = NativeBridge.driveReset(handle)
 
     /**
@@ -113,8 +127,7 @@ class Avatar private constructor(private var handle: Long) : AutoCloseable {
     }
 
     companion object {
-        const val LANDMARK_FLOATS = 136
-        /** Floats of a full MediaPipe FaceLandmarker mesh: 478 points x (x, y, z). */
+        /** Floats of a mesh: MediaPipe's 478 points x (x, y, z). */
         const val MESH_FLOATS = 478 * 3
 
         init {
@@ -149,15 +162,16 @@ internal object NativeBridge {
     @JvmStatic external fun open(packDir: String, precision: String): Long
     @JvmStatic external fun openSigned(packDir: String, precision: String, publicKeys: ByteArray): Long
     @JvmStatic external fun resolution(avatar: Long): Int
-    @JvmStatic external fun neutralLandmarks(avatar: Long, out: FloatArray)
-    @JvmStatic external fun render(avatar: Long, landmarks: FloatArray, out: ByteArray)
+    @JvmStatic external fun neutralMesh(avatar: Long, out: FloatArray)
+    @JvmStatic external fun render(avatar: Long, mesh: FloatArray, out: ByteArray)
     @JvmStatic external fun drive(
         avatar: Long,
         mesh: FloatArray,
         imageWidth: Int,
         imageHeight: Int,
         timestampMs: Long,
-        out: FloatArray
+        out: ByteArray,
+        targetMesh: FloatArray?
     )
     @JvmStatic external fun driveReset(avatar: Long)
     @JvmStatic external fun setSmoothing(
