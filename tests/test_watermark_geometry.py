@@ -142,13 +142,13 @@ def test_untouched_frames_of_any_size_still_decode():
 
 
 def test_mark_search_decides_the_frames_of_a_clip_together():
-    # A mark too faint for any single frame (0.8 grey levels RMS, about 50 dB) still decodes
+    # A mark too faint for any single frame (0.5 grey levels RMS, about 54 dB) still decodes
     # from eight frames of one clip, cropped alike, as the face moves: the image's content,
     # which hides the mark, differs from frame to frame while the mark stays put.
     from skimage import data
 
     im = data.astronaut()
-    mark = Watermark(PAYLOAD, strength=0.8)
+    mark = Watermark(PAYLOAD, strength=0.5)
     search = MarkSearch()
     alone = []
     for i in range(8):
@@ -156,7 +156,7 @@ def test_mark_search_decides_the_frames_of_a_clip_together():
         frame = np.asarray(Image.fromarray(im[y : y + 300, x : x + 300]).resize((256, 256)))
         alone.append(search.add(crop_side(jpeg(mark.embed(frame), 80), "right", 0.1)))
     together = search.result()
-    assert sum(r.marked for r in alone) <= 2
+    assert sum(r.marked for r in alone) <= 1
     assert together.marked and together.payload == PAYLOAD
     assert search.frames == 8
     assert not MarkSearch().result().marked  # nothing added: not marked
@@ -216,3 +216,32 @@ def test_native_embed_matches_python_on_any_frame(native_embed, shape):
     for f in native:
         square = shape[0] == shape[1] >= 128  # the search assumes square frames (the SDK's)
         assert_found(rotate(crop_side(f, "top", 0.2), 5.0, False) if square else f)
+
+
+def test_rendered_frames_survive_a_social_reencode(avatar_pack, tmp_path):
+    """The issue's social re-encode on real avatar frames: halved, H.264 at crf 28, then each
+    frame screenshotted as PNG; and the attacks on geometry, on the same frames."""
+    from talkinghead.sdk.avatar import Avatar
+    from talkinghead.sdk.media import read_video, write_mp4
+    from talkinghead.sdk.provenance import pack_payload
+
+    with Avatar.create_from_pack(avatar_pack) as avatar:  # marked by default
+        frames = avatar.animate(12, seed=3)
+        payload = pack_payload(avatar.pack.manifest)
+    small = [resize(f, 0.5) for f in frames]
+    video = write_mp4(small, tmp_path / "shared.mp4", crf=28, label=False)
+    screenshots = []
+    for f, _ in read_video(video):
+        buf = io.BytesIO()
+        Image.fromarray(f).save(buf, "PNG")
+        screenshots.append(np.asarray(Image.open(buf)))
+    found = [detect(s) for s in screenshots]
+    assert sum(r.marked and r.payload == payload for r in found) >= 11, [r.score for r in found]
+    search = MarkSearch()
+    for s in screenshots:
+        search.add(s)
+    assert search.result().payload == payload
+    for f in frames[:3]:
+        for image in (crop_side(f, "left", 0.2), rotate(f, -8.0, False), jpeg(resize(f, 0.5), 50)):
+            r = detect(image)
+            assert r.marked and r.payload == payload

@@ -285,8 +285,9 @@ void Watermark::luma_canon(const uint8_t* rgb) {
 }
 
 // Watermark._amplitudes: the detector's weighted residual of the frame, correlated with
-// each coded bit's template, decides how much each bit must add.
-void Watermark::amplitudes(float* amp) {
+// each coded bit's template, decides how much each bit must add; each chip's weight is the
+// 4th root of the detector's 1 / local energy over its 2 x 2 canonical pixels.
+void Watermark::amplitudes(float* amp, float* weight) {
   constexpr int n = kCanon * kCanon;
   float* tmp = weighted_.data();  // scratch until the weighted residual is written
   blur(canon_.data(), tmp, blurred_.data(), kCanon);
@@ -305,15 +306,25 @@ void Watermark::amplitudes(float* amp) {
     const float helps = code_[k] * float(corr) / float(gain);
     amp[k] = std::min(std::max(kAmpBase - helps / strength, 0.0f), kAmpMax);
   }
+  static_assert(kCanon == 2 * kGrid, "each chip is 2 x 2 canonical pixels");
+  const float* e = inverse_energy_.data();
+  for (int r = 0; r < kGrid; ++r) {
+    for (int c = 0; c < kGrid; ++c) {
+      const float* top = e + size_t(2 * r) * kCanon + 2 * c;
+      const float* bottom = top + kCanon;
+      const float mean = ((top[0] + top[1]) + (bottom[0] + bottom[1])) / 4.0f;
+      weight[r * kGrid + c] = std::sqrt(std::sqrt(mean));
+    }
+  }
 }
 
 void Watermark::embed(uint8_t* rgb) {
   luma_canon(rgb);
-  float amp[kCoded];
-  amplitudes(amp);
+  float amp[kCoded], weight[kChips];
+  amplitudes(amp, weight);
   float chips[kChips], energy[kChips];
   for (int j = 0; j < kChips; ++j) {
-    chips[j] = sign_[j] * (code_[owner_[j]] * amp[owner_[j]]);
+    chips[j] = sign_[j] * (code_[owner_[j]] * amp[owner_[j]]) * weight[j];
     energy[j] = chips[j] * chips[j] * share_[j];
   }
   const double rms = double(std::sqrt(pairwise_sum(energy, kChips)));

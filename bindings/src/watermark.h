@@ -46,7 +46,7 @@ class Watermark {
   };
 
   void luma_canon(const uint8_t* rgb);
-  void amplitudes(float* amp);
+  void amplitudes(float* amp, float* weight);  // (kCoded,), (kGrid * kGrid,)
 
   int height_, width_;
   float code_[kWatermarkCodedBits];           // +-1 codeword
