@@ -103,12 +103,12 @@ def test_verify_missing_file_and_not_a_pack(capsys, avatar_pack, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def onnx_fp32_export(student_checkpoint, tmp_path_factory) -> tuple[Path, Path]:
+def onnx_fp32_export(tmp_path_factory) -> tuple[Path, Path]:
     """``talkinghead export`` of one runtime and precision (quick) with ``--zip``:
     (pack folder, zip)."""
     root = tmp_path_factory.mktemp("onnx-only")
     folder, zipped = root / "pack", root / "ship" / "astronaut.zip"
-    argv = ["export", "--student", str(student_checkpoint), "--out", str(folder)]
+    argv = ["export", "--photo", "astronaut", "--out", str(folder)]
     argv += ["--runtimes", "onnxruntime", "--precision", "fp32", "--zip", str(zipped)]
     assert main(argv) == 0
     return folder, zipped
