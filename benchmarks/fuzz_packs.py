@@ -83,7 +83,7 @@ def _check(folder: Path, rel: str) -> None:
     """What ``talkinghead verify`` checks, for the models the mutated file belongs to."""
     from talkinghead.sdk.backends import runtime_installed
     from talkinghead.sdk.pack import open_pack
-    from talkinghead.sdk.parity import check_model_parity
+    from talkinghead.sdk.parity import check_model_parity, raise_for_parity
 
     with open_pack(folder) as pack:
         if rel == (pack.manifest.generator or {}).get("rig"):
@@ -99,8 +99,9 @@ def _check(folder: Path, rel: str) -> None:
                 or (m.info.get("bundled") or {}).get("file") == rel
             )
         ]
-        for entry in entries[:1] if rel in ("manifest.json", "parity.npz") else entries:
-            check_model_parity(pack, entry)
+        chosen = entries[:1] if rel in ("manifest.json", "parity.npz") else entries
+        # A failed parity or bundled check is a refusal too (verify exits 2 on it).
+        raise_for_parity([check_model_parity(pack, entry) for entry in chosen])
 
 
 def fuzz(pack: Path, cases: int, seed: int = 0) -> dict:

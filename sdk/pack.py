@@ -37,6 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
+from tokenize import TokenError
 from typing import Any
 
 from talkinghead import __version__ as SDK_VERSION
@@ -988,14 +989,22 @@ def _check_npz_size(data: bytes, max_bytes: int) -> None:
         if len(zf.infolist()) > MAX_ZIP_MEMBERS:
             raise PackError(f"parity file has {len(zf.infolist())} arrays")
         for info in zf.infolist():
-            with zf.open(info) as f:
-                version = np.lib.format.read_magic(f)
-                if version == (1, 0):
-                    shape, _, dtype = np.lib.format.read_array_header_1_0(f)
-                else:
-                    shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            try:
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+                    else:
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+            # numpy parses the header's text with tokenize and literal_eval: any of their errors
+            except (SyntaxError, TokenError, TypeError, MemoryError, RecursionError) as e:
+                raise PackError(
+                    f"parity array {info.filename!r} has a malformed header: {e}"
+                ) from None
             if dtype.hasobject:
                 raise PackError(f"parity array {info.filename!r} has dtype object")
+            if any(n < 0 for n in shape):  # would subtract from the total below
+                raise PackError(f"parity array {info.filename!r} has a negative dimension")
             total += int(np.prod(shape, dtype=object)) * dtype.itemsize
             if total > max_bytes:
                 raise PackError(f"parity arrays would decode to more than {max_bytes >> 20} MB")
