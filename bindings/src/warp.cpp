@@ -330,6 +330,8 @@ Warper::Warper(const WarpRig* rig) : rig_(rig), size_(rig->size) {
   }
   dst_.resize(size_t(n) * 3);
   best_.resize(size_t(size_) * size_);
+  area2_.resize(size_t(m));
+  inv_.resize(size_t(m));
 }
 
 void Warper::target_points(const double* mesh, double* out) const {
@@ -393,6 +395,8 @@ void Warper::warp(const double* dst, uint8_t* rgb, uint8_t* validity) {
     const double by1 = std::min(std::max(std::floor(std::max({y0, y1, y2}) - 0.5), -1.0), lo);
     if (bx1 < bx0 || by1 < by0) continue;
     const double inv = 1.0 / area2;
+    area2_[size_t(t)] = area2;  // pass 2 reads the winners' (the same values it would compute)
+    inv_[size_t(t)] = inv;
     const double z0 = p0[2], z1 = p1[2], z2 = p2[2];
     const double ey2 = y2 - y0, ex2 = x2 - x0, ex1 = x1 - x0, ey1 = y1 - y0;
     // Each weight is linear in x along a row: a*dx + b. Its span where all three are >= -eps,
@@ -456,8 +460,7 @@ void Warper::warp(const double* dst, uint8_t* rgb, uint8_t* validity) {
       const double* p1 = &dst[3 * size_t(i1)];
       const double* p2 = &dst[3 * size_t(i2)];
       const double x0 = p0[0], y0 = p0[1], x1 = p1[0], y1 = p1[1], x2 = p2[0], y2 = p2[1];
-      const double area2 = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0);
-      const double inv = 1.0 / area2;
+      const double area2 = area2_[size_t(t)], inv = inv_[size_t(t)];
       const double cx = double(px) + 0.5;
       const double v1 = ((cx - x0) * (y2 - y0) - (x2 - x0) * (cy - y0)) * inv;
       const double v2 = ((x1 - x0) * (cy - y0) - (cx - x0) * (y1 - y0)) * inv;

@@ -66,6 +66,7 @@ class Warper {
   std::vector<double> src_area2_;  // per triangle, the source's doubled signed area
   std::vector<double> dst_;        // scratch: target points
   std::vector<int64_t> best_;      // scratch: per pixel, the winning depth key
+  std::vector<double> area2_, inv_;  // scratch: per triangle, its doubled area and inverse
 };
 
 // sdk/mesh_motion.py retarget_mesh: the driver's motion from `reference` to `frame`
