@@ -529,3 +529,27 @@ def test_outputs_get_ordinary_permissions(tmp_path):
         os.umask(mask)
     assert (tmp_path / "a.mp4").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "pack").stat().st_mode & 0o777 == 0o755
+
+
+@pytest.mark.parametrize(
+    "header, match",
+    [
+        (b"{'descr': '<f4', 'fortran_order': False, 'shape': (", "malformed header"),
+        (b"{'descr': '<f4', 'fortran_order': False, 'shape': (-1, 300000000)}", "negative"),
+    ],
+    ids=["unterminated", "negative-dimension"],
+)
+def test_malformed_parity_headers_are_pack_errors(header, match):
+    """Found by the fuzzer: numpy's header parser raises tokenize errors; a negative
+    dimension would lower the size total that caps the other arrays."""
+    import io
+
+    from talkinghead.sdk.pack import _check_npz_size
+
+    text = header + b" " * ((-10 - len(header) - 1) % 64) + b"\n"
+    npy = b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("inputs.npy", npy)
+    with pytest.raises(PackError, match=match):
+        _check_npz_size(buf.getvalue(), 256 << 20)
