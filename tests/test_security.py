@@ -359,7 +359,7 @@ def test_model_of_the_wrong_size_is_refused_at_open(tmp_path):
 
 def test_fuzzer_over_every_model_file_kind_has_no_crash(tiny_pack):
     """Quick form in CI; TALKINGHEAD_FUZZ_CASES=500 runs the long form."""
-    cases = int(os.environ.get("TALKINGHEAD_FUZZ_CASES", "14"))
+    cases = int(os.environ.get("TALKINGHEAD_FUZZ_CASES", "16"))  # two per file kind
     proc = subprocess.run(
         [sys.executable, "-m", "talkinghead.benchmarks.fuzz_packs", str(tiny_pack),
          "--cases", str(cases), "--seed", os.environ.get("TALKINGHEAD_FUZZ_SEED", "0")],
@@ -369,7 +369,8 @@ def test_fuzzer_over_every_model_file_kind_has_no_crash(tiny_pack):
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["untyped"] == [] and proc.returncode == 0
     assert sum(result["outcomes"].values()) == cases
-    assert set(result["per_kind"]) >= {".pte", ".bpte", ".tflite", ".onnx", ".ort", ".npz"}
+    kinds = {".pte", ".bpte", ".tflite", ".onnx", ".ort", ".npz", "rig", "manifest"}
+    assert set(result["per_kind"]) == kinds
 
 
 # ----------------------------------------------------------------------------- Avatar
