@@ -1,8 +1,11 @@
-"""Generator benchmarks: every student variant x resolution x backend x precision, and the teachers.
+"""Generator benchmarks: every refiner variant x resolution x backend x precision, and the teachers.
 
-A case is one student variant at one resolution. ``student-s`` at 128 px uses the committed
-demo weights (distilled for the astronaut photo); every other case is randomly initialised
-(seed 0) and labelled untrained: latency does not depend on the weights, quality does.
+A case is one refiner variant (the phone's universal student of the warp-and-refine
+generator) at one resolution. ``refiner-s`` at 256 px uses the shipped weights; every
+other case is randomly initialised (seed 0) and labelled untrained: latency does not
+depend on the weights, quality does. Inputs are real refiner inputs: the astronaut photo,
+enrolled at the case's resolution, warped along built-in motion, with its rasterised
+landmarks and validity.
 
 Exported files are cached under ``cache_dir`` keyed by variant, resolution, backend,
 precision and a hash of the weights and library versions, so reruns skip the export.
@@ -10,6 +13,7 @@ precision and a hash of the weights and library versions, so reruns skip the exp
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -30,12 +34,13 @@ from talkinghead.benchmarks.core import (
 from talkinghead.errors import BackendError, InvalidInputError
 
 # Importing the architectures registers their variants (list_models needs them).
-from talkinghead.models.student import create_student
+from talkinghead.models.refiner import IN_CHANNELS, create_refiner
 from talkinghead.models.teacher import create_teacher
 
 log = logging.getLogger(__name__)
 
-TRAINED = ("student-s", 128)  # the only student with real weights (the demo's)
+GENERATOR_KIND = "refiner"  # the registry kind every case is built from
+TRAINED = ("refiner-s", 256)  # the only refiner with shipped weights
 CALIBRATION_FRAMES = 16
 QUALITY_FRAMES = 8
 # Backends that run an exported file -> the distribution whose version keys the cache.
@@ -44,7 +49,7 @@ EXPORTED = {"executorch": "executorch", "litert": "litert-torch", "onnxruntime":
 
 @dataclass(frozen=True)
 class Case:
-    """One student variant at one resolution (px)."""
+    """One refiner variant at one resolution (px)."""
 
     variant: str
     resolution: int
@@ -55,35 +60,48 @@ class Case:
 
     @property
     def weights(self) -> str:
-        return "trained (astronaut)" if self.trained else "random, untrained (latency only)"
+        return "trained (shipped)" if self.trained else "random, untrained (latency only)"
+
+
+@functools.cache
+def demo_rig(resolution: int):
+    """The astronaut photo enrolled at ``resolution`` px: its warp rig (``sdk.warp.WarpRig``)."""
+    from talkinghead.packs import enrol_photo
+
+    return enrol_photo("astronaut", size=resolution).rig
 
 
 def demo_neutral(resolution: int) -> np.ndarray:
-    """(68, 2) float32 crop px: the demo identity's neutral face, scaled to ``resolution``."""
-    from talkinghead.models.checkpoint import load_checkpoint
-    from talkinghead.pipeline import DEFAULT_STUDENT, weights_path
+    """(68, 2) float32 crop px: the demo face's neutral landmarks at ``resolution``."""
+    from talkinghead.sdk.warp import landmarks68
 
-    notes = load_checkpoint(weights_path(DEFAULT_STUDENT), "student").notes
-    return np.asarray(notes["neutral_landmarks"], np.float32) * (resolution / 128.0)
+    return landmarks68(demo_rig(resolution).mesh)
 
 
 def motion_inputs(resolution: int, frames: int, seed: int) -> torch.Tensor:
-    """(frames, 3, S, S) float32 landmark images of built-in motion on the demo face."""
-    from talkinghead.distill.distill import landmark_images
-    from talkinghead.sdk.motion import builtin_motion
+    """(frames, 7, S, S) float32 refiner inputs along built-in motion of the demo face."""
+    from talkinghead.models.rasterize import rasterize_landmarks
+    from talkinghead.sdk.mesh_motion import builtin_mesh_motion
+    from talkinghead.sdk.warp import landmarks68, refiner_input, warp_to
 
-    return landmark_images(builtin_motion(demo_neutral(resolution), frames, seed=seed), resolution)
+    rig = demo_rig(resolution)
+    meshes = builtin_mesh_motion(rig.mesh, frames, seed=seed)
+    x = [
+        refiner_input(warp_to(rig, m), rasterize_landmarks(landmarks68(m), resolution))[0]
+        for m in meshes
+    ]
+    return torch.from_numpy(np.stack(x))
 
 
-def build_student(case: Case) -> torch.nn.Module:
-    """The eager fp32 student of ``case`` in eval mode (demo weights or seed-0 random)."""
+def build_generator(case: Case) -> torch.nn.Module:
+    """The eager fp32 refiner of ``case`` in eval mode (shipped weights or seed-0 random)."""
     from talkinghead.models.checkpoint import load_checkpoint
-    from talkinghead.pipeline import DEFAULT_STUDENT, weights_path
+    from talkinghead.packs import DEFAULT_REFINER, weights_path
 
     if case.trained:
-        return load_checkpoint(weights_path(DEFAULT_STUDENT), "student").eval()
+        return load_checkpoint(weights_path(DEFAULT_REFINER), GENERATOR_KIND).eval()
     torch.manual_seed(0)
-    return create_student(case.variant, resolution=case.resolution).eval()
+    return create_refiner(case.variant, resolution=case.resolution).eval()
 
 
 def build_teacher_generator(name: str) -> tuple[torch.nn.Module, int]:
@@ -191,12 +209,12 @@ def measure_case(
 
     Every runtime runs at torch's thread count, so all share one yardstick with the GEMM peak.
 
-    quality: PSNR of each runtime against the eager fp32 student on held-out motion, and,
-    with ``reference`` (the enrolled teacher the student imitates), against that teacher.
+    quality: PSNR of each runtime against the eager fp32 refiner on held-out motion, and,
+    with ``reference`` (a teacher the refiner imitates, on the same inputs), against it.
     files: already exported models by (backend, precision), e.g. an avatar pack's; the
     others are exported (and cached) here.
     """
-    model = build_student(case)
+    model = build_generator(case)
     x_lat = motion_inputs(case.resolution, 1, seed=7).numpy()
     x_q = motion_inputs(case.resolution, QUALITY_FRAMES, seed=202)
     with torch.no_grad():
@@ -268,9 +286,12 @@ def measure_teacher(name: str, repeats: int, budget_s: float) -> dict[str, Any]:
 
 
 def scaling_row(variant: str, resolution: int, repeats: int, budget_s: float) -> dict[str, Any]:
-    """Eager fp32 latency and MACs of a student at ``resolution``: how cost scales with size."""
-    m = build_student(Case(variant, resolution))
-    x = torch.zeros(1, 3, resolution, resolution)
+    """Eager fp32 latency and MACs of a refiner at ``resolution``: how cost scales with size.
+
+    Random weights at every size (the cost does not depend on them)."""
+    torch.manual_seed(0)
+    m = create_refiner(variant, resolution=resolution).eval()
+    x = torch.zeros(1, IN_CHANNELS, resolution, resolution)
     with torch.inference_mode():
         ms = median_ms(lambda: m(x), repeats, 2, budget_s)
     return {

@@ -11,7 +11,8 @@ from typing import Any
 
 
 def teacher_student_ratios(teachers: list[dict], scaling: list[dict]) -> list[dict[str, Any]]:
-    """Teacher over student, eager fp32 both, at the teacher's resolution, measured in one run."""
+    """Teacher over student (the phone's refiner), eager fp32 both, at the teacher's resolution,
+    measured in one run."""
     out = []
     for t in teachers:
         for s in scaling:
@@ -200,16 +201,18 @@ def _markdown(res: dict[str, Any], plots: list[tuple[str, str]]) -> str:
     ]
     md += ["## Generators\n", _generators_table(res["generators"])]
     md.append(
-        "Weights: `student-s` at 128 px is the committed demo student (distilled for the "
-        "astronaut photo), its files taken from its avatar pack as `talkinghead export` makes "
-        "it; every other student is randomly initialised and labelled "
-        "*untrained*: its latency, MACs and size are real, its face is not. PSNR vs fp32 is "
-        "each runtime against the eager fp32 student on 8 held-out frames of built-in motion "
-        "(the cost of export and int8). PSNR vs teacher, where given, is against the "
-        "committed teacher re-enrolled in this run with the recipe the student was distilled "
-        "from (FT, 100 steps, from the shipped float16 weights). Eager PyTorch runs fp32 only.\n"
+        "The generators are the refiners of the warp-and-refine generator: the phone's "
+        "universal student, one set of weights for every face. Weights: `refiner-s` at 256 px "
+        "is the shipped refiner, its files taken from the astronaut's avatar pack as "
+        "`talkinghead export --photo astronaut` makes it; every other refiner is randomly "
+        "initialised and labelled *untrained*: its latency, MACs and size are real, its "
+        "frames are not. Inputs are real: the astronaut photo warped along built-in motion, "
+        "its rasterised landmarks and the warp's validity (7 channels). PSNR vs fp32 is each "
+        "runtime against the eager fp32 refiner on 8 held-out frames (the cost of export and "
+        "int8). Eager PyTorch runs fp32 only. The warp itself runs outside the model (see "
+        "the warp section).\n"
     )
-    md += ["## Teacher against student\n", _teacher_tables(res)]
+    md += ["## Teacher against the refiner\n", _teacher_tables(res)]
     md += ["## Cost against resolution (eager fp32)\n", _table(
         ["variant", "px", "MMACs", "latency ms"],
         [[r["variant"], r["resolution"], _f(r["macs"] / 1e6), _f(r["latency_ms"], ".2f")]
@@ -238,17 +241,17 @@ def _summary(res: dict[str, Any]) -> str:
     int8 = [r["psnr_vs_fp32_db"] for r in demo if r["precision"] == "int8"]
     if int8:
         lines.append(
-            f"- int8 against the eager fp32 student: {min(int8):.1f} to {max(int8):.1f} dB PSNR."
+            f"- int8 against the eager fp32 refiner: {min(int8):.1f} to {max(int8):.1f} dB PSNR."
         )
     e = res["end_to_end"]
     lines.append(
-        f"- End to end (track, retarget, rasterise, render {e['backend']} {e['precision']}, "
-        f"encode): {e['fps_wall']:.1f} fps wall clock."
+        f"- End to end (track, retarget, warp, rasterise, render {e['backend']} "
+        f"{e['precision']}, encode): {e['fps_wall']:.1f} fps wall clock."
     )
     for r in res["ratios"]:
-        if r["student"] == "student-s":
+        if r["student"] in {d["variant"] for d in demo}:
             lines.append(
-                f"- {r['teacher']} against student-s at {r['resolution']} px (eager fp32): "
+                f"- {r['teacher']} against {r['student']} at {r['resolution']} px (eager fp32): "
                 f"{r['latency_ratio']:.1f}x the latency, {r['macs_ratio']:.1f}x the MACs."
             )
     return "\n".join(lines) + "\n"
@@ -290,13 +293,13 @@ def _teacher_tables(res: dict[str, Any]) -> str:
           _f(r["params"] / 1e6, ".2f"), _f(100 * r["fraction_of_peak"])] for r in res["teachers"]],
     )  # fmt: skip
     ratios = _table(
-        ["teacher", "student", "px", "latency ratio", "MACs ratio"],
+        ["teacher", "refiner", "px", "latency ratio", "MACs ratio"],
         [[r["teacher"], r["student"], r["resolution"], _f(r["latency_ratio"]) + "x",
           _f(r["macs_ratio"]) + "x"] for r in res["ratios"]],
     )  # fmt: skip
     return (
         t + "\nTeachers run their per-frame generator (E and the projection run once at "
-        "enrolment), randomly initialised, eager fp32. Ratios divide teacher by student, both "
+        "enrolment), randomly initialised, eager fp32. Ratios divide teacher by refiner, both "
         "eager fp32 at the same resolution in this run.\n\n" + ratios
     )
 
@@ -305,30 +308,44 @@ def _stage_sections(res: dict[str, Any]) -> list[str]:
     e, en = res["end_to_end"], res["enrolment"]
     md = ["## End to end\n"]
     md.append(
-        f"Tracker + retarget + rasterise + render ({e['backend']} {e['precision']}, demo "
-        f"student) + H.264 encode, {e['frames']} frames of the 512 px astronaut photo. The "
+        f"Tracker + mesh retarget + warp + rasterise + refine ({e['backend']} "
+        f"{e['precision']}, shipped refiner) + H.264 encode, {e['frames']} frames of the 512 px "
+        "astronaut photo. The "
         "clip is encoded at the end (libx264, preset medium); its per-frame share includes "
         "the encoder's start-up, which short runs magnify:\n"
     )
     md.append(_table(
-        ["track ms", "retarget ms", "rasterise ms", "render ms", "encode ms", "fps (medians)", "fps (wall)"],
-        [[_f(e["track_ms"], ".2f"), _f(e["retarget_ms"], ".3f"), _f(e["rasterise_ms"], ".2f"),
-          _f(e["render_ms"], ".2f"), _f(e["encode_ms"], ".2f"), _f(e["fps_from_medians"]),
-          _f(e["fps_wall"])]],
+        ["track ms", "retarget ms", "warp ms", "rasterise ms", "render ms", "encode ms",
+         "fps (medians)", "fps (wall)"],
+        [[_f(e["track_ms"], ".2f"), _f(e["retarget_ms"], ".3f"), _f(e["warp_ms"], ".2f"),
+          _f(e["rasterise_ms"], ".2f"), _f(e["render_ms"], ".2f"), _f(e["encode_ms"], ".2f"),
+          _f(e["fps_from_medians"]), _f(e["fps_wall"])]],
     ))  # fmt: skip
     md.append("## Enrolment\n")
     md.append(_table(
-        ["teacher", "load s", "track+crop s", "7 pseudo-video shots s", "FF, 8 shots s",
-         "FT steps", "FT s", "FT ms/step"],
-        [[en["teacher"], _f(en["teacher_load_s"], ".2f"), _f(en["track_and_crop_s"], ".2f"),
-          _f(en["pseudo_video_shots_s"], ".2f"),
-          _f(en["feed_forward_8_shots_s"], ".2f"), en["finetune_steps"], _f(en["finetune_s"]),
+        ["refiner", "enrol s (track, crop, rig)", "rig kB", "fine-tune steps",
+         "fine-tune pairs s", "fine-tune s", "fine-tune ms/step"],
+        [[en["refiner"], _f(en["enrol_s"], ".2f"), _f(en["rig_bytes"] / 1e3, ".0f"),
+          en["finetune_steps"], _f(en["finetune_pairs_s"], ".1f"), _f(en["finetune_s"]),
           _f(en["finetune_ms_per_step"], ".0f")]],
     ))  # fmt: skip
     md.append(
-        "FF: the embedder over 8 shots and the projection to AdaIN parameters, no training. "
-        "FT: the paper's fine-tuning of G, psi and D on the 8 shots (the demo student's "
-        "teacher used 100 steps).\n"
+        "Enrolling a face is tracking, cropping and building its warp rig: no training, the "
+        "universal refiner serves every face. Fine-tuning a copy of the refiner on the face "
+        "(`--finetune STEPS`) is the opt-in for the last dB; its pairs are the face's own "
+        "degraded warps.\n"
+    )
+    md.append("## The warp (numpy, `sdk/warp.py`)\n")
+    md.append(
+        _table(
+            ["px", "triangles", "ms"],
+            [[r["resolution"], r["triangles"], _f(r["latency_ms"], ".2f")] for r in res["warp"]],
+        )
+    )
+    md.append(
+        "The enrolled photo moved to a target mesh (a turned head, an open mouth): "
+        "rasterising the rig's triangles with the z-test, bilinear sampling and the validity "
+        "mask, per frame, on one core.\n"
     )
     md.append("## Rasterising 68 landmarks\n")
     md.append(
@@ -380,29 +397,29 @@ ON_DEVICE = """## On a phone (not run here)
 
 Nothing in this report ran on a phone: this machine has no device attached and no Android
 or iOS toolchain, so these commands are unverified here and no phone figure appears above.
-To measure the demo student's files on a phone with each runtime's own benchmark tool over
-adb, take them from an avatar pack (`talkinghead export --student
-talkinghead/weights/astronaut.student.safetensors --out pack`, or the `pack_*` folder in the
-benchmark cache) and build each tool for Android arm64-v8a from its runtime's sources:
+To measure the shipped refiner's files on a phone with each runtime's own benchmark tool
+over adb, take them from an avatar pack (`talkinghead export --photo astronaut --out pack`,
+or the `pack_*` folder in the benchmark cache) and build each tool for Android arm64-v8a
+from its runtime's sources:
 
 ```bash
 # ExecuTorch: executor_runner built with the XNNPACK backend
-adb push pack/astronaut_student-s_xnnpack_q8.pte /data/local/tmp/
+adb push pack/refiner-s_xnnpack_q8.pte /data/local/tmp/
 adb shell /data/local/tmp/executor_runner \\
-    --model_path /data/local/tmp/astronaut_student-s_xnnpack_q8.pte --num_executions 100
+    --model_path /data/local/tmp/refiner-s_xnnpack_q8.pte --num_executions 100
 
 # LiteRT: benchmark_model, on the XNNPACK CPU delegate and on the GPU delegate
-adb push pack/astronaut_student-s_litert_q8.tflite pack/astronaut_student-s_litert_fp32.tflite \\
+adb push pack/refiner-s_litert_q8.tflite pack/refiner-s_litert_fp32.tflite \\
     /data/local/tmp/
-adb shell /data/local/tmp/benchmark_model --graph=/data/local/tmp/astronaut_student-s_litert_q8.tflite \\
+adb shell /data/local/tmp/benchmark_model --graph=/data/local/tmp/refiner-s_litert_q8.tflite \\
     --use_xnnpack=true --num_threads=4 --num_runs=100
 adb shell /data/local/tmp/benchmark_model \\
-    --graph=/data/local/tmp/astronaut_student-s_litert_fp32.tflite --use_gpu=true --num_runs=100
+    --graph=/data/local/tmp/refiner-s_litert_fp32.tflite --use_gpu=true --num_runs=100
 
 # ONNX Runtime: onnxruntime_perf_test, 100 runs with generated inputs
-adb push pack/astronaut_student-s_onnx_q8.onnx /data/local/tmp/
+adb push pack/refiner-s_onnx_q8.onnx /data/local/tmp/
 adb shell /data/local/tmp/onnxruntime_perf_test -e cpu -m times -r 100 -I \\
-    /data/local/tmp/astronaut_student-s_onnx_q8.onnx
+    /data/local/tmp/refiner-s_onnx_q8.onnx
 ```
 """
 

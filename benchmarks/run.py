@@ -1,7 +1,7 @@
 """The benchmark suite in one command: every figure, measured in one run, into one report.
 
-    python -m talkinghead.benchmarks.run            # full: every variant, 128 and 256 px
-    python -m talkinghead.benchmarks.run --quick    # a few minutes: the demo student everywhere
+    python -m talkinghead.benchmarks.run            # full: every refiner variant at 256 px
+    python -m talkinghead.benchmarks.run --quick    # a few minutes: the shipped refiner everywhere
     python -m talkinghead.benchmarks.run --tiny --out /tmp/b   # seconds; what the tests run
 
 Writes ``<out>/report.md``, ``<out>/results.json`` (every raw figure) and ``<out>/img/*.png``.
@@ -40,7 +40,7 @@ class Mode:
     """What one run measures. Backends None means every backend registered and usable here."""
 
     name: str
-    variants: tuple[str, ...] | None  # None: every registered student
+    variants: tuple[str, ...] | None  # None: every registered refiner
     resolutions: tuple[int, ...]
     backends: tuple[str, ...] | None
     precisions: tuple[str, ...]
@@ -57,11 +57,11 @@ class Mode:
 
 
 MODES = {
-    "full": Mode("full", None, (128, 256), None, ("fp32", "int8"), 50, 4.0, 2048, 8, None,
-                 (64, 96, 128, 192, 256), 60, 100, True, True),
-    "quick": Mode("quick", ("student-s",), (128,), None, ("fp32", "int8"), 20, 1.5, 1024, 5,
+    "full": Mode("full", None, (256,), None, ("fp32", "int8"), 50, 4.0, 2048, 8, None,
+                 (64, 128, 192, 256, 384), 60, 100, True, True),
+    "quick": Mode("quick", ("refiner-s",), (256,), None, ("fp32", "int8"), 20, 1.5, 1024, 5,
                   ("teacher-xs",), (64, 128, 256), 20, 5, True, True),
-    "tiny": Mode("tiny", ("student-xs",), (64,), ("torch",), ("fp32",), 5, 0.3, 256, 3,
+    "tiny": Mode("tiny", ("refiner-xs",), (64,), ("torch",), ("fp32",), 5, 0.3, 256, 3,
                  ("teacher-xs",), (64, 128), 3, 1, True, False),
 }  # fmt: skip
 
@@ -122,30 +122,35 @@ def _native(quick: bool, out: Path, pack: Callable[[], Path]) -> tuple[dict, str
                 "resolution": native["resolution"],
                 **{f"native_{k}": native[k] for k in ("median_ms", "min_ms", "max_ms")},
                 **{f"python_{k}": python[k] for k in ("median_ms", "min_ms", "max_ms")},
+                "native_warp_median_ms": native["warp_median_ms"],
+                "python_warp_median_ms": python["warp_median_ms"],
                 "drive_median_ms": native["drive_median_ms"],
             }
         )
     plot = out / "img" / "native_latency.png"
     plot_latency([native for native, _ in pairs], str(plot))
     lines = [
-        "`th_render` (rasterise, model, conversions, watermark) timed per frame in C++ by "
-        "`talkinghead_bench`, against the same work through the Python SDK's ExecuTorch path "
-        f"(`bindings.native.run_python_benchmark`, unmarked), demo pack, {frames} frames of "
-        "mouth motion after 5 warm-up frames, ExecuTorch's default thread pool.\n",
+        "`th_render` (warp, rasterise, refiner, conversions, watermark) timed per frame in "
+        "C++ by `talkinghead_bench`, against the same work through the Python SDK's "
+        f"ExecuTorch path (`bindings.native.run_python_benchmark`), demo pack, {frames} "
+        "frames of head turns and mouth motion after 5 warm-up frames, ExecuTorch's default "
+        "thread pool. The warp columns time the warp alone (`th_warp`, `sdk.warp.warp_to`).\n",
         "| precision | px | native median ms | native fastest ms | Python median ms | "
-        "Python fastest ms | Python / native (medians) |",
-        "|---|---|---|---|---|---|---|",
+        "Python fastest ms | Python / native (medians) | native warp ms | Python warp ms |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['precision']} | {r['resolution']} | {r['native_median_ms']:.2f} | "
             f"{r['native_min_ms']:.2f} | {r['python_median_ms']:.2f} | {r['python_min_ms']:.2f} | "
-            f"{r['python_median_ms'] / r['native_median_ms']:.1f}x |"
+            f"{r['python_median_ms'] / r['native_median_ms']:.1f}x | "
+            f"{r['native_warp_median_ms']:.2f} | {r['python_warp_median_ms']:.2f} |"
         )
-    drive_us = 1000 * statistics.median(r["drive_median_ms"] for r in rows)
+    drive_ms = statistics.median(r["drive_median_ms"] for r in rows)
     lines.append(
-        f"\n`th_drive` (a 478-point MediaPipe mesh to the avatar's 68 landmarks: One Euro "
-        f"smoothing, point selection, retargeting) takes {drive_us:.0f} µs a frame (median).\n"
+        f"\n`th_drive` (a raw 478-point MediaPipe mesh to a finished frame: One Euro smoothing, "
+        f"retargeting, then the warp and `th_render`'s work) takes {drive_ms:.2f} ms a frame "
+        "(median over both precisions).\n"
     )
     lines.append(f"![native render latency per frame](img/{plot.name})")
     return {"rows": rows}, "\n".join(lines)
@@ -171,7 +176,7 @@ def _external(name: str, quick: bool, out: Path, pack: Callable[[], Path]) -> di
 
 
 def _memory(rows: list[dict]) -> list[dict[str, Any]]:
-    """Peak RSS of each runtime on the demo student (else the first case), each in a fresh process."""
+    """Peak RSS of each runtime on the shipped refiner (else the first case), each in a fresh process."""
     from talkinghead.benchmarks.core import peak_rss_in_subprocess
     from talkinghead.benchmarks.generators import TRAINED
 
@@ -201,8 +206,8 @@ def _memory(rows: list[dict]) -> list[dict[str, Any]]:
 
 
 def _demo_file(rows: list[dict], backend: str, precision: str, cache: Path) -> Path | None:
-    """The demo student's model file for ``backend`` (None for eager torch)."""
-    from talkinghead.benchmarks.generators import TRAINED, Case, build_student, export_cached
+    """The shipped refiner's model file for ``backend`` (None for eager torch)."""
+    from talkinghead.benchmarks.generators import TRAINED, Case, build_generator, export_cached
 
     want = (*TRAINED, backend, precision)
     for r in rows:
@@ -211,7 +216,7 @@ def _demo_file(rows: list[dict], backend: str, precision: str, cache: Path) -> P
     if backend == "torch":
         return None
     case = Case(*TRAINED)
-    return export_cached(build_student(case), case, backend, precision, cache)[0]
+    return export_cached(build_generator(case), case, backend, precision, cache)[0]
 
 
 def run(mode: Mode, out: Path, cache: Path, command: str, progress: bool = True) -> dict[str, Any]:
@@ -220,7 +225,8 @@ def run(mode: Mode, out: Path, cache: Path, command: str, progress: bool = True)
 
     from talkinghead.benchmarks import core, generators, report, stages
     from talkinghead.models.registry import list_models
-    from talkinghead.pipeline import DEFAULT_STUDENT, DEFAULT_TEACHER, weights_path
+    from talkinghead.packs import DEFAULT_REFINER, weights_path
+    from talkinghead.pipeline import DEFAULT_TEACHER
 
     t_start = time.perf_counter()
     out, cache = Path(out), Path(cache)
@@ -228,7 +234,7 @@ def run(mode: Mode, out: Path, cache: Path, command: str, progress: bool = True)
     backends = _ready_backends(mode)
     if not backends:
         raise InvalidInputError(f"none of the backends {mode.backends} can run here")
-    variants = mode.variants or tuple(list_models("student"))
+    variants = mode.variants or tuple(list_models(generators.GENERATOR_KIND))
     teachers = mode.teachers or tuple(list_models("teacher"))
     res: dict[str, Any] = {
         "meta": {
@@ -252,23 +258,19 @@ def run(mode: Mode, out: Path, cache: Path, command: str, progress: bool = True)
 
     samples = [peak_sample()]
     step("GEMM peak")
-    enrol, enrolled = stages.enrolment(mode.finetune_steps, progress=False)
-    res["enrolment"] = enrol
+    res["enrolment"] = stages.enrolment(mode.finetune_steps, progress=False)
     step("enrolment")
-    # Student-vs-teacher quality only means something against the teacher the demo student
-    # was distilled from: the same FT recipe (its steps are in the checkpoint's notes).
-    same_recipe = mode.finetune_steps == 100
-    # The demo student's files come from its avatar pack (the product's own export), which
-    # the other stages' benchmarks use too; every other case is exported and cached here.
+    # The shipped refiner's files come from the astronaut's avatar pack (the product's own
+    # export), which the other stages' benchmarks use too; every other case is exported and
+    # cached here.
     pack = functools.cache(lambda: stages.demo_pack(cache, progress=progress))
     exported = any(b in generators.EXPORTED for b in backends)
     rows = []
     cases = [generators.Case(v, r) for v in variants for r in mode.resolutions]
     for case in tqdm(cases, desc="generators", disable=not progress, leave=False):
-        ref = enrolled if (case.trained and same_recipe) else None
         files = stages.pack_files(pack()) if case.trained and exported else None
         rows += generators.measure_case(
-            case, backends, list(mode.precisions), cache, mode.repeats, mode.budget_s, ref, files
+            case, backends, list(mode.precisions), cache, mode.repeats, mode.budget_s, None, files
         )
     res["generators"] = rows
     samples.append(peak_sample())
@@ -281,7 +283,8 @@ def run(mode: Mode, out: Path, cache: Path, command: str, progress: bool = True)
     ]
     res["ratios"] = report.teacher_student_ratios(res["teachers"], res["scaling"])
     step("teachers, scaling")
-    res["rasterise"] = stages.rasterise(sorted({128, *mode.resolutions}), mode.repeats)
+    res["rasterise"] = stages.rasterise(sorted({256, *mode.resolutions}), mode.repeats)
+    res["warp"] = stages.warp(sorted({256, *mode.resolutions}), mode.repeats)
     e2e_backend = "executorch" if "executorch" in backends else backends[0]
     e2e_precision = "int8" if e2e_backend != "torch" and "int8" in mode.precisions else "fp32"
     res["end_to_end"] = stages.end_to_end(
@@ -291,12 +294,12 @@ def run(mode: Mode, out: Path, cache: Path, command: str, progress: bool = True)
         _demo_file(rows, e2e_backend, e2e_precision, cache),
         progress=False,
     )
-    step("rasterise, end to end")
+    step("rasterise, warp, end to end")
     res["memory"] = _memory(rows) if mode.memory else []
     step("memory")
     res["sizes"] = [
         {"file": name, "bytes": weights_path(name).stat().st_size}
-        for name in (DEFAULT_TEACHER, DEFAULT_STUDENT)
+        for name in (DEFAULT_TEACHER, DEFAULT_REFINER)
     ] + [{"file": r["file"], "bytes": r["file_bytes"]} for r in rows if "file" in r]
     if mode.external:
         res["external"] = {n: _external(n, mode.name != "full", out, pack) for n in EXTERNAL}
@@ -323,7 +326,9 @@ def run(mode: Mode, out: Path, cache: Path, command: str, progress: bool = True)
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = ap.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="a few minutes: the demo student only")
+    size.add_argument(
+        "--quick", action="store_true", help="a few minutes: the shipped refiner only"
+    )
     size.add_argument("--tiny", action="store_true", help="seconds: eager torch, one small case")
     ap.add_argument("--out", type=Path, default=Path("benchmarks"), help="report folder")
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="exported-model cache")

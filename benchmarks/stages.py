@@ -1,8 +1,9 @@
-"""Benchmarks of the stages around the generator: rasterising, enrolment, end-to-end frames.
+"""Benchmarks of the stages around the generator: rasterising, the warp, enrolment, end to end.
 
-End to end, per frame: track a 512 px photo (MediaPipe, VIDEO mode) -> retarget the
-68 landmarks onto the avatar (relative motion) -> rasterise -> render (one backend) ->
-encode H.264. The driver is the astronaut photo itself, so the tracker always finds a face.
+End to end, per frame: track a 512 px photo (MediaPipe, VIDEO mode) -> retarget the mesh
+onto the avatar (its motion relative to the first frame) -> warp the enrolled photo to it
+-> rasterise its 68 landmarks -> refine (one backend) -> encode H.264. The driver is the
+astronaut photo itself, so the tracker always finds a face.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from talkinghead.benchmarks.core import median_ms
 from talkinghead.benchmarks.generators import (
     TRAINED,
     Case,
-    build_student,
+    build_generator,
     demo_neutral,
+    demo_rig,
     open_backend,
 )
 from talkinghead.errors import InvalidInputError
@@ -39,28 +40,46 @@ def rasterise(resolutions: list[int], repeats: int) -> list[dict[str, Any]]:
     return rows
 
 
+def warp(resolutions: list[int], repeats: int) -> list[dict[str, Any]]:
+    """Median ms of the warp (numpy, ``sdk.warp.warp_to``) per resolution, on a frame of
+    built-in motion (a turned head and an open mouth: the z-test and the validity at work)."""
+    from talkinghead.sdk.mesh_motion import apply_mesh_motion
+    from talkinghead.sdk.motion import MotionParams
+    from talkinghead.sdk.warp import warp_to
+
+    rows = []
+    for res in resolutions:
+        rig = demo_rig(res)
+        target = apply_mesh_motion(rig.mesh, MotionParams(jaw_open=0.6, yaw=15.0, pitch=5.0))
+        ms = median_ms(lambda rig=rig, t=target: warp_to(rig, t), repeats)
+        rows.append({"resolution": res, "latency_ms": ms, "triangles": int(len(rig.triangles))})
+    return rows
+
+
 def end_to_end(
     frames: int, backend: str, precision: str, model_file: Path | None, progress: bool = True
 ) -> dict[str, Any]:
     """Per-stage medians (ms) and frames per second of the whole loop on ``frames`` frames.
 
-    model_file: the demo student exported for ``backend`` (None for eager torch).
+    model_file: the shipped refiner exported for ``backend`` (None for eager torch).
     """
     from skimage import data
 
     from talkinghead.models.rasterize import rasterize_landmarks
     from talkinghead.sdk.media import write_mp4
-    from talkinghead.sdk.retarget import relative_motion
-    from talkinghead.sdk.tensors import from_model_output, to_model_input
+    from talkinghead.sdk.mesh_motion import retarget_mesh
+    from talkinghead.sdk.tensors import from_model_output
     from talkinghead.sdk.tracker import FaceTracker, FaceTrackerOptions, RunningMode
+    from talkinghead.sdk.warp import landmarks68, refiner_input, warp_to
 
     if frames < 2:
         raise InvalidInputError(f"frames must be >= 2, got {frames}")
     case = Case(*TRAINED)
-    model = build_student(case)
+    model = build_generator(case)
     rt = open_backend(backend, model, model_file)
-    photo, neutral = data.astronaut(), demo_neutral(case.resolution)
-    stages: dict[str, list[float]] = {k: [] for k in ("track", "retarget", "rasterise", "render")}
+    photo, rig = data.astronaut(), demo_rig(case.resolution)
+    keys = ("track", "retarget", "warp", "rasterise", "render")
+    stages: dict[str, list[float]] = {k: [] for k in keys}
     video, ref = [], None
     opts = FaceTrackerOptions(running_mode=RunningMode.VIDEO)
     wall0 = time.perf_counter()
@@ -69,14 +88,16 @@ def end_to_end(
             range(frames), desc=f"end to end ({backend} {precision})", disable=not progress
         ):
             t = [time.perf_counter()]
-            lm = tracker.detect_for_video(photo, 40 * i)[0].landmarks68
+            mesh = tracker.detect_for_video(photo, 40 * i)[0].landmarks
             t.append(time.perf_counter())
-            ref = lm if ref is None else ref
-            avatar_lm = relative_motion(lm[None], neutral, driver_neutral=ref)[0]
+            ref = mesh if ref is None else ref
+            target = retarget_mesh(mesh, ref, rig.mesh)
             t.append(time.perf_counter())
-            x = to_model_input(rasterize_landmarks(avatar_lm, case.resolution))[None]
+            warped = warp_to(rig, target)
             t.append(time.perf_counter())
-            video.append(from_model_output(rt.run(x))[0])
+            lm_img = rasterize_landmarks(landmarks68(target), case.resolution)
+            t.append(time.perf_counter())
+            video.append(from_model_output(rt.run(refiner_input(warped, lm_img)))[0])
             t.append(time.perf_counter())
             for k, a, b in zip(stages, t, t[1:], strict=False):
                 stages[k].append(1000 * (b - a))
@@ -88,71 +109,68 @@ def end_to_end(
     wall_s = time.perf_counter() - wall0
     out: dict[str, Any] = {f"{k}_ms": float(np.median(v)) for k, v in stages.items()}
     out["encode_ms"] = encode_ms  # whole clip encoded at the end, per frame
-    out.update(backend=backend, precision=precision, frames=frames)
+    out.update(backend=backend, precision=precision, frames=frames, resolution=case.resolution)
     out["fps_from_medians"] = 1000 / sum(out[f"{k}_ms"] for k in (*stages, "encode"))
     out["fps_wall"] = frames / wall_s
     return out
 
 
-def enrolment(finetune_steps: int, progress: bool = True) -> tuple[dict[str, Any], torch.nn.Module]:
-    """Time feed-forward and fine-tuned enrolment of the astronaut with the committed teacher.
-
-    Returns the figures and the FT-enrolled generator (the teacher the demo student imitates,
-    re-enrolled here from the shipped float16 weights).
-    """
+def enrolment(finetune_steps: int, progress: bool = True) -> dict[str, Any]:
+    """Time enrolling the astronaut photo (track, crop, rig: no training), and the opt-in
+    fine-tuning of the shipped refiner on that face (``--finetune``) for ``finetune_steps``."""
     from skimage import data
 
-    from talkinghead.distill.distill import landmark_images
     from talkinghead.models.checkpoint import load_checkpoint
-    from talkinghead.pipeline import DEFAULT_TEACHER, enrol_photo, weights_path
-    from talkinghead.sdk.tensors import to_model_input
-    from talkinghead.train.finetune import enrol_feed_forward
+    from talkinghead.packs import DEFAULT_REFINER, enrol_photo, weights_path
+    from talkinghead.sdk.warp import landmarks68, rig_to_bytes
+    from talkinghead.train.refine import RefineTrainConfig, train_refiner
+    from talkinghead.train.refine_data import make_refine_pairs
 
     t0 = time.perf_counter()
-    teacher = load_checkpoint(weights_path(DEFAULT_TEACHER), "teacher")
-    load_s = time.perf_counter() - t0
-    enrolled, crop, neutral, fig = enrol_photo(
-        teacher, data.astronaut(), 8, finetune_steps, progress=progress
-    )
-    # FF enrolment on the same crop: 8 identical shots time the embedder over K = 8.
-    shots = landmark_images(np.repeat(neutral[None], 8, axis=0), teacher.cfg.resolution)
-    frames = torch.from_numpy(to_model_input(np.repeat(crop[None], 8, axis=0)))
+    face = enrol_photo(data.astronaut())
+    enrol_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    enrol_feed_forward(teacher, frames, shots)
-    ff_s = time.perf_counter() - t0
-    figures = {
-        "teacher": teacher.cfg.name,
-        "teacher_load_s": load_s,
-        "track_and_crop_s": fig["track_s"],
-        "pseudo_video_shots_s": fig["shots_s"],
-        "feed_forward_8_shots_s": ff_s,
+    rig_bytes = len(rig_to_bytes(face.rig))
+    rig_s = time.perf_counter() - t0
+    figures: dict[str, Any] = {
+        "refiner": "refiner-s",
+        "enrol_s": enrol_s,
+        "rig_write_s": rig_s,
+        "rig_bytes": rig_bytes,
         "finetune_steps": finetune_steps,
-        "finetune_s": fig["finetune_s"],
-        "finetune_ms_per_step": 1000 * fig["finetune_s"] / max(finetune_steps, 1),
+        "finetune_pairs_s": 0.0,
+        "finetune_s": 0.0,
+        "finetune_ms_per_step": 0.0,
     }
-    return figures, enrolled
+    if finetune_steps > 0:
+        t0 = time.perf_counter()
+        faces = {"astronaut": (face.crop, face.mesh, landmarks68(face.mesh))}
+        pairs = make_refine_pairs(faces, 16, face.rig.size, seed=3, progress=progress)
+        figures["finetune_pairs_s"] = time.perf_counter() - t0
+        model = load_checkpoint(weights_path(DEFAULT_REFINER), "refiner")
+        t0 = time.perf_counter()
+        cfg = RefineTrainConfig(steps=finetune_steps, lr=3e-4)
+        train_refiner(pairs, model, cfg, progress=progress)
+        figures["finetune_s"] = time.perf_counter() - t0
+        figures["finetune_ms_per_step"] = 1000 * figures["finetune_s"] / finetune_steps
+    return figures
 
 
 def demo_pack(cache_dir: Path, progress: bool = True) -> Path:
-    """The demo student exported to a pack with every runtime, cached by weights and versions."""
-    import hashlib
-    from importlib.metadata import version
-
-    from talkinghead.pipeline import DEFAULT_STUDENT, export_pack, weights_path
+    """The astronaut photo enrolled into a pack with every runtime and the shipped refiner,
+    cached by the refiner's weights, code and the exporters' versions."""
+    from talkinghead.packs import DEFAULT_REFINER, _checkpoint_key, weights_path
+    from talkinghead.pipeline import export_pack
     from talkinghead.sdk.pack import open_pack
 
-    student = weights_path(DEFAULT_STUDENT)
-    h = hashlib.sha256(student.read_bytes())
-    for dist in ("executorch", "litert-torch", "onnx", "onnxruntime"):
-        h.update(version(dist).encode())
-    folder = Path(cache_dir) / f"pack_{h.hexdigest()[:12]}"
+    folder = Path(cache_dir) / f"pack_{_checkpoint_key(weights_path(DEFAULT_REFINER))}"
     if (folder / "manifest.json").is_file():
         try:
             open_pack(folder).close()  # every file's sha256 still matches
             return folder
         except Exception:
             pass  # stale or damaged: export again
-    return export_pack(student, folder, progress=progress)
+    return export_pack("astronaut", folder, progress=progress)
 
 
 def pack_files(folder: Path) -> dict[tuple[str, str], Path]:

@@ -1,4 +1,4 @@
-"""Stages around the generator: tracking, rasterising, retargeting, encoding, GEMM peak.
+"""Stages around the generator: tracking, rasterising, the warp, retargeting, encoding, GEMM peak.
 
 pytest benchmarks/ --benchmark-only -k "not generator"
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from talkinghead.benchmarks.generators import demo_neutral
+from talkinghead.benchmarks.generators import demo_neutral, demo_rig
 
 
 @pytest.mark.parametrize("resolution", [128, 256])
@@ -30,19 +30,29 @@ def test_track_video_mode(benchmark):
     assert len(faces) == 1
 
 
-def test_retarget(benchmark):
-    from talkinghead.sdk.retarget import relative_motion
+@pytest.mark.parametrize("resolution", [128, 256])
+def test_warp(benchmark, resolution):
+    from talkinghead.sdk.mesh_motion import builtin_mesh_motion
+    from talkinghead.sdk.warp import warp_to
 
-    neutral = demo_neutral(128)
-    driver = np.stack([neutral * 1.5 + 3, neutral * 1.5 + 4])
-    out = benchmark(relative_motion, driver[1:], neutral, driver[0])
-    assert out.shape == (1, 68, 2)
+    rig = demo_rig(resolution)
+    target = builtin_mesh_motion(rig.mesh, 2, seed=1)[1]
+    out = benchmark(warp_to, rig, target)
+    assert out.image.shape == (resolution, resolution, 3)
+
+
+def test_retarget(benchmark):
+    from talkinghead.sdk.mesh_motion import retarget_mesh
+
+    mesh = demo_rig(256).mesh.astype(np.float64)
+    out = benchmark(retarget_mesh, mesh * 1.5 + 4, mesh * 1.5 + 3, mesh)
+    assert out.shape == (478, 3)
 
 
 def test_encode_h264_25_frames(benchmark, tmp_path):
     from talkinghead.sdk.media import write_mp4
 
-    frames = [np.full((128, 128, 3), i * 10, np.uint8) for i in range(25)]
+    frames = [np.full((256, 256, 3), i * 10, np.uint8) for i in range(25)]
     path = benchmark.pedantic(write_mp4, (frames, tmp_path / "a.mp4"), rounds=3)
     assert path.stat().st_size > 0
 
