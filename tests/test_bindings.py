@@ -40,8 +40,8 @@ from talkinghead.errors import (
 from talkinghead.models.rasterize import rasterize_landmarks, template_landmarks
 from talkinghead.sdk.avatar import Avatar
 from talkinghead.sdk.backends import ExecuTorchBackend
-from talkinghead.sdk.driver import DEFAULT_SMOOTHING, MeshDriver, drive_frame
-from talkinghead.sdk.mesh_motion import builtin_mesh_motion, rotate_head
+from talkinghead.sdk.driver import DEFAULT_SMOOTHING, MeshDriver, drive_frame, mesh_to_pixels
+from talkinghead.sdk.mesh_motion import builtin_mesh_motion, retarget_mesh, rotate_head
 from talkinghead.sdk.pack import load_manifest, open_pack
 from talkinghead.sdk.provenance import pack_id, pack_payload
 from talkinghead.sdk.smoothing import OneEuroParams
@@ -336,6 +336,15 @@ def test_native_drive_matches_the_python_sdk(avatar_pack, native_build, tracked_
         assert float(np.abs(got[0] - neutral).max()) < 1e-3  # the first frame is the reference
         assert float(np.abs(want - want[:1]).max()) > 5.0  # the avatar really moves
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
+        if smoothing is None:
+            # Before its float32 rounding, the C++ retargeting (Horn's similarity fits) is
+            # within 1e-9 px of numpy's (SVD): each float32 lies between the roundings of
+            # numpy's float64 value -1e-9 and +1e-9.
+            ref = mesh_to_pixels(meshes[0], size)
+            for k in (1, 5, 9, 15):
+                exact = retarget_mesh(mesh_to_pixels(meshes[k], size), ref, neutral)
+                lo, hi = (exact - 1e-9).astype(np.float32), (exact + 1e-9).astype(np.float32)
+                assert np.all((got[k] >= lo) & (got[k] <= hi)), k
         avatar.drive_reset()
         flat = [m[:468, :2] for m in meshes]
         irisless = np.stack([avatar.drive(m, size, i * FRAME_MS)[1] for i, m in enumerate(flat)])
@@ -445,8 +454,6 @@ def test_drive_rejects_bad_input(avatar_pack, native_build, lib, tracked_meshes)
 def test_python_driver_checks_its_input(rig):
     """MeshDriver refuses what th_drive refuses, with the same words, and a refused frame
     leaves it as it was."""
-    from talkinghead.sdk.driver import mesh_to_pixels
-
     driver = MeshDriver(rig.mesh)
     raw = (rig.mesh + np.float32([50, 40, 0])) / np.float32([400, 300, 400])
     first = driver.step(raw, (400, 300), 10)
