@@ -206,6 +206,26 @@ def test_native_warp_matches_python_warp(avatar_pack, native_build, rig):
     assert worst <= RENDER_TOLERANCE
 
 
+def test_native_warp_of_a_face_enrolled_at_the_crop_edge(avatar_pack, native_build, rig, tmp_path):
+    """A rig enrolled with the face against the crop's edge (its anchors off the crop are
+    dropped, so N and the triangles differ): th_warp still equals warp_to."""
+    from talkinghead.sdk.warp import build_rig
+
+    shift = np.float32([0.3 * rig.size, -0.2 * rig.size, 0])
+    edge = build_rig(np.roll(rig.source, (-51, 77), axis=(0, 1)), rig.mesh + shift)
+    assert len(edge.points) < len(rig.points)  # some anchors fell outside and were dropped
+    pack = _write_rig(_variant(Path(avatar_pack), tmp_path / "edge"), edge)
+    worst = 0
+    with native.NativeAvatar(pack, "int8", native_build.library) as avatar:
+        np.testing.assert_array_equal(avatar.neutral_mesh, edge.mesh)
+        for mesh in [edge.mesh, *_random_target_meshes(edge, 12, seed=8)]:
+            want = warp_to(edge, mesh)
+            rgb, valid = avatar.warp(mesh)
+            worst = max(worst, int(_abs_diff(rgb, want.image).max()))
+            worst = max(worst, int(_abs_diff(valid, want.validity).max()))
+    assert worst <= RENDER_TOLERANCE
+
+
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_native_render_matches_python_executorch(avatar_pack, native_build, motion, rig, precision):
     """Marked (the default) and unmarked (th_set_watermark 0): the Python SDK's Avatar
