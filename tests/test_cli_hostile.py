@@ -191,3 +191,20 @@ def test_demo_checks_its_driver_before_any_work(tmp_path):
     proc = run_cli("demo", "--driver", bad, "--out", tmp_path / "demo", timeout=60)
     assert_one_line_error(proc, "demo")
     assert not (tmp_path / "demo").exists()
+
+
+def test_verify_and_render_on_a_program_that_aborts_executorch(tmp_path):
+    """The re-hashed .pte that aborts ExecuTorch's binding in-process: exit 2, no signal."""
+    from talkinghead.benchmarks.fuzz_packs import _rehash
+
+    pack = make_tiny_pack(tmp_path / "p", runtimes=("executorch",))
+    pte = next(p for p in pack.iterdir() if p.suffix == ".pte")
+    data = bytearray(pte.read_bytes())
+    data[data.find(b"XnnpackBackend") + 1] = 0xFF
+    pte.write_bytes(bytes(data))
+    _rehash(pack, pte.name)
+    line = assert_one_line_error(run_cli("verify", pack), "verify")
+    assert "SIGABRT" in line
+    args = ["render", pack, "--out", tmp_path / "out", "--frames", "2", "--precision", "fp32"]
+    assert "SIGABRT" in assert_one_line_error(run_cli(*args), "render")
+    assert not (tmp_path / "out" / "avatar.mp4").exists()
