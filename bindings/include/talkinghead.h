@@ -207,8 +207,8 @@ TH_API th_status th_verify_files(th_avatar avatar, int32_t* out_files);
  * TH_ERR_CLOSED; no `info.bundled` in the manifest entry -> TH_ERR_UNSUPPORTED; a malformed
  * `info.bundled` or a missing .bpte -> TH_ERR_PACK; .bpte bytes not matching the sha256 ->
  * TH_ERR_INTEGRITY; a malformed .bpte, no test suite for "forward", no or more than 1024
- * test cases, or a test case whose input or expected output is not one float32
- * [1, 3, S, S] tensor -> TH_ERR_MODEL; a bundle format newer than BP08 ->
+ * test cases, or a test case whose input is not one float32 [1, 7, S, S] tensor or whose
+ * expected output is not one float32 [1, 3, S, S] tensor -> TH_ERR_MODEL; a bundle format newer than BP08 ->
  * TH_ERR_UNSUPPORTED; the model failing to run -> TH_ERR_RUNTIME; an
  * output off by more than the tolerance -> TH_ERR_SELF_CHECK (th_last_error names the
  * first such value).
@@ -269,7 +269,9 @@ TH_API th_status th_set_smoothing(th_avatar avatar, double min_cutoff_hz, double
 
 /*
  * Only the rasteriser: draw the landmark image (coloured polylines on black) that
- * th_render feeds the model, into `out_rgb` (size*size*3 bytes). `size` >= 16;
+ * th_render feeds the refiner (channels 3-5), from 68 landmarks (TH_LANDMARK_FLOATS
+ * floats, px; th_render takes them from the target mesh), into `out_rgb` (size*size*3
+ * bytes). `size` >= 16;
  * `thickness` in px, or 0 for the default max(1, size / 64). Not a model frame, so
  * never watermarked.
  */
