@@ -811,6 +811,13 @@ def test_malformed_rigs_are_refused(avatar_pack, native_build, lib, rig, tmp_pat
     def offsets(key, begin, end):
         return lambda h: h[key].update(data_offsets=[begin, end])
 
+    end = sum(np.asarray(a).nbytes for a in arrays.values())
+
+    def extra(dtype, shape):  # an unused tensor after the others, with no bytes
+        return lambda h: h.update(
+            extra={"dtype": dtype, "shape": shape, "data_offsets": [end, end]}
+        )
+
     nan_points = rig.points.copy()
     nan_points[3, 1] = np.nan
     bad_tris = rig.triangles.copy()
@@ -847,6 +854,8 @@ def test_malformed_rigs_are_refused(avatar_pack, native_build, lib, rig, tmp_pat
             arrays,
             header_edit=lambda h: h["kinds"].update(data_offsets=h["kinds"]["data_offsets"][::-1]),
         ),
+        "extra_tensor_2^96_elements": _safetensors(arrays, header_edit=extra("F32", [2**32] * 3)),
+        "extra_tensor_unknown_dtype": _safetensors(arrays, header_edit=extra("X9", [0])),
         "wrong_format": _safetensors(
             arrays, header_edit=lambda h: h["__metadata__"].update(format="something-else")
         ),
@@ -869,6 +878,8 @@ def test_malformed_rigs_are_refused(avatar_pack, native_build, lib, rig, tmp_pat
             "overlapping_tensors",
             "trailing_bytes",
             "offsets_reversed",
+            "extra_tensor_2^96_elements",
+            "extra_tensor_unknown_dtype",
         ):
             with pytest.raises(InvalidInputError):  # the Python reader refuses it as well
                 rig_from_bytes(data)

@@ -112,6 +112,17 @@ T load(const uint8_t* p) {
   return v;
 }
 
+// Bytes per element of a safetensors dtype; 0 for a name safetensors does not define.
+size_t dtype_size(const std::string& dtype) {
+  static const std::pair<const char*, size_t> kSizes[] = {
+      {"BOOL", 1}, {"U8", 1}, {"I8", 1}, {"F8_E5M2", 1}, {"F8_E4M3", 1}, {"I16", 2}, {"U16", 2},
+      {"F16", 2}, {"BF16", 2}, {"I32", 4}, {"U32", 4}, {"F32", 4}, {"I64", 8}, {"U64", 8}, {"F64", 8}};
+  for (const auto& kv : kSizes) {
+    if (dtype == kv.first) return kv.second;
+  }
+  return 0;
+}
+
 struct TensorRef {
   std::string dtype;
   std::vector<int64_t> shape;
@@ -239,6 +250,17 @@ Failure parse_rig(const std::vector<uint8_t>& data, int size, const std::string&
     if (ref.begin > ref.end || ref.end > data_len) {
       return fail(where, "tensor '" + kv.first + "' lies outside the file's " + std::to_string(data_len) + " data bytes");
     }
+    // Every tensor, used or not, holds exactly its shape's bytes (as safetensors requires).
+    const size_t item = dtype_size(ref.dtype);
+    if (item == 0) return fail(where, "tensor '" + kv.first + "' has an unknown dtype '" + ref.dtype + "'");
+    constexpr uint64_t kMaxElements = uint64_t(1) << 40;
+    uint64_t count = 1;
+    for (int64_t d : ref.shape) {  // checked before each product: no overflow
+      count = (d != 0 && count > kMaxElements / uint64_t(d)) ? kMaxElements + 1 : count * uint64_t(d);
+    }
+    if (count > kMaxElements || count * item != ref.end - ref.begin) {
+      return fail(where, "tensor '" + kv.first + "' has the wrong number of bytes for its shape");
+    }
     ranges.emplace_back(ref.begin, ref.end);
     tensors.emplace(kv.first, std::move(ref));
   }
@@ -251,26 +273,20 @@ Failure parse_rig(const std::vector<uint8_t>& data, int size, const std::string&
   }
   if (at != data_len) return fail(where, "bytes after the last tensor");
 
-  // name, dtype, item size, rank
+  // name, dtype, rank
   struct Want {
     const char* name;
     const char* dtype;
-    size_t item;
     size_t rank;
   };
-  const Want wants[] = {{"source", "U8", 1, 3},    {"points", "F32", 4, 2}, {"kinds", "U8", 1, 1},
-                        {"triangles", "I32", 4, 2}, {"interior", "U8", 1, 1}};
+  const Want wants[] = {{"source", "U8", 3},    {"points", "F32", 2}, {"kinds", "U8", 1},
+                        {"triangles", "I32", 2}, {"interior", "U8", 1}};
   const uint8_t* ptr[5];
   for (int w = 0; w < 5; ++w) {
     auto it = tensors.find(wants[w].name);
     if (it == tensors.end() || it->second.dtype != wants[w].dtype || it->second.shape.size() != wants[w].rank) {
       return fail(where, std::string("needs a ") + wants[w].dtype + " tensor '" + wants[w].name + "' of rank " +
                              std::to_string(wants[w].rank));
-    }
-    uint64_t count = 1;
-    for (int64_t d : it->second.shape) count *= uint64_t(d);  // each dim <= 2^32, rank <= 3
-    if (count > (uint64_t(1) << 40) || count * wants[w].item != it->second.end - it->second.begin) {
-      return fail(where, std::string("tensor '") + wants[w].name + "' has the wrong number of bytes for its shape");
     }
     ptr[w] = base + it->second.begin;
   }
