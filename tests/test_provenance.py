@@ -369,14 +369,20 @@ def test_verify_media_truncated_video_answers_or_fails_typed(tmp_path, rendered)
 
 
 def test_benchmark_tiny_run(tmp_path, avatar_pack):
-    from talkinghead.benchmarks.provenance import SPEC_ATTACKS, markdown, run
+    from talkinghead.benchmarks.provenance import CLIP, SPEC_ATTACKS, markdown, run
 
-    res = run(tmp_path, pack=avatar_pack, frames=3, fp_trials=40, repeats=3)
-    for name in ("avatar 128 px", "avatar 256 px"):
-        assert all(res["robustness"][name][a]["rate"] == 1.0 for a in SPEC_ATTACKS), name
-        assert res["robustness"][name]["psnr_min_db"] >= 40.0
+    res = run(tmp_path, pack=avatar_pack, frames=CLIP, fp_trials=40, repeats=3)
+    avatar = res["robustness"]["avatar 256 px"]
+    assert avatar["psnr_min_db"] >= 40.0 and avatar["clips"] == 1
+    for attack in SPEC_ATTACKS:
+        assert avatar[attack]["rate"] >= 7 / 8 and avatar[attack]["clip_rate"] == 1.0, attack
     assert res["false_positives"]["trials"] == 40 and res["false_positives"]["false_positives"] == 0
+    cred = res["credentials"]
+    assert cred["mp4"]["state"] == cred["webp"]["state"] == "trusted"
+    assert cred["mp4"]["digital_source_type"].endswith("/trainedAlgorithmicMedia")
+    assert cred["mp4, one byte flipped"]["state"] == "invalid"
     table = markdown(res)
-    assert "| avatar 128 px | 3 |" in table and "false positives" in table
+    assert "| avatar 256 px | 8 |" in table and "false positives" in table
+    assert "**H.264 crf 28 at 0.5x, PNG** (the issue's)" in table
     assert (tmp_path / "provenance.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "provenance.json").read_text())["score_min"] == res["score_min"]
