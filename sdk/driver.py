@@ -2,9 +2,9 @@
 
     with Avatar.create_from_pack("my_avatar/") as avatar:
         driver = MeshDriver(avatar.neutral_mesh)
-        for mesh, t_ms in tracked_frames:           # FaceLandmarker: (478, 3) normalised
-            target = driver.step(mesh, (width, height), t_ms)  # (478, 3) crop px
-            frame = drive_frame(avatar, driver, mesh, (width, height), t_ms)  # or both at once
+        for mesh, t_ms in tracked_frames:      # FaceLandmarker: (478, 3) normalised
+            frame = drive_frame(avatar, driver, mesh, (width, height), t_ms)
+            # or only the target mesh, (478, 3) crop px: driver.step(mesh, (width, height), t_ms)
 
 Per frame, as the C ABI's ``th_drive`` does (and equal to it within 1 level):
 
@@ -46,7 +46,10 @@ def mesh_to_pixels(mesh: object, image_size: tuple[int, int]) -> np.ndarray:
     x is scaled by the width, y by the height, z by the width (0 when absent); a 468-point
     mesh gets its irises from the eye contours.
     """
-    arr = np.asarray(mesh, np.float32) if isinstance(mesh, np.ndarray | list) else None
+    try:
+        arr = np.asarray(mesh, np.float32) if isinstance(mesh, np.ndarray | list) else None
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"mesh must be numeric: {e}") from e
     if (
         arr is None
         or arr.ndim != 2

@@ -484,6 +484,7 @@ def test_python_driver_checks_its_input(rig):
         (raw[:477], "478 or 468"),
         (raw[:, :1], "478 or 468"),
         (np.full((478, 3), np.nan), "NaN"),
+        ([["x"] * 3] * 478, "must be numeric"),
     ):
         with pytest.raises(InvalidInputError, match=match):
             driver.step(bad, (400, 300), 20)
