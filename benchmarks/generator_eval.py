@@ -167,6 +167,14 @@ def evaluate_pair(source: str, driver_path: Path, ident, gallery: dict, work: Pa
             "yaw_r": round(_pearson(driver_measures["yaw"], measures["yaw"]), 3),
         }
     out["_frames"] = {"driver": driver_frames, "old": old, "warp": warp_only, "new": new, "source": crop}
+    # The sheet shows the driver's widest mouth, both extremes of yaw and two frames between.
+    mouth = np.nan_to_num(driver_measures["mouth"], nan=-1.0)
+    yaw = np.nan_to_num(driver_measures["yaw"], nan=0.0)
+    picks = {int(np.argmax(mouth)), int(np.argmin(yaw)), int(np.argmax(yaw))}
+    for i in np.linspace(0, len(new) - 1, 7).astype(int)[1:-1]:
+        if len(picks) < 5:
+            picks.add(int(i))
+    out["_picks"] = sorted(picks)
     return out
 
 
@@ -182,7 +190,7 @@ def contact_sheet(results: list[dict], path: Path, picks: int = 5) -> Path:
     rows = []
     for r in results:
         f = r["_frames"]
-        idx = np.linspace(5, len(f["new"]) - 1, picks).astype(int)
+        idx = r.get("_picks") or np.linspace(5, len(f["new"]) - 1, picks).astype(int)
         for key in ("driver", "old", "warp", "new"):
             cells = [fit(f["source"]) if key == "driver" else Image.new("RGB", (tile, tile), "white")]
             cells += [fit(f[key][i]) for i in idx]
@@ -221,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             clip = _driver_clip(other, work, args.frames, seed=21 + i)
             results.append(evaluate_pair(source, clip, ident, gallery, work))
     sheet = contact_sheet(results, args.out / "img" / "generator-sheet.png")
-    clean = [{k: v for k, v in r.items() if k != "_frames"} for r in results]
+    clean = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
     summary = {}
     for key in ("old", "warp", "new"):
         rows = [r[key] for r in clean]

@@ -32,6 +32,10 @@ from talkinghead.models.registry import create_model, register_model
 from talkinghead.models.student import SeparableConv
 
 IN_CHANNELS = 7
+# Bumped whenever forward() computes something else for the same weights: exported models
+# are cached and shipped prebuilt under (weights, ARCH_VERSION). Packs check parity
+# against eager on every enrolment, so a missed bump fails loudly, never silently.
+ARCH_VERSION = 2
 WARP_CHANNELS = slice(0, 3)
 LANDMARK_CHANNELS = slice(3, 6)
 VALIDITY_CHANNEL = 6

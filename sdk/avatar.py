@@ -60,6 +60,9 @@ class AvatarOptions:
     trusted_keys: Ed25519 public keys (bytes, hex, or ``.pub`` files; ``sdk.signing``).
         When given, a pack not signed by one of them is refused (SignatureError).
 
+    isolate_models: with ``verify``, load each model in a child process first (below); turn
+        it off only for a pack this process has just written itself.
+
     With ``verify``, each model is also loaded and run once in a child process before this
     process parses it, and its real input and output shapes must be the manifest's
     (``sdk.model_check``): a hostile program that aborts or crashes its runtime takes only
@@ -76,6 +79,7 @@ class AvatarOptions:
     running_mode: RunningMode = RunningMode.IMAGE
     result_callback: FrameCallback | None = None
     verify: bool = True
+    isolate_models: bool = True
     watermark: bool = True
     num_threads: int | None = None
     trusted_keys: Sequence[bytes | str | os.PathLike[str]] | None = None
@@ -139,7 +143,9 @@ class Avatar:
             entry = pack.model(options.precision, name)
             backend = create_backend(name, num_threads=options.num_threads)
             if hasattr(backend, "load_bytes"):
-                load_pack_model(pack, entry, backend, isolate=options.verify)
+                load_pack_model(
+                    pack, entry, backend, isolate=options.verify and options.isolate_models
+                )
             else:
                 backend.load(pack.path(entry.file), sha256=entry.sha256)
         except BaseException:

@@ -37,7 +37,7 @@ PREBUILT_DIR = "refiner-s"
 RUNTIMES = ("executorch", "litert", "onnxruntime")
 PRECISIONS = ("fp32", "int8")
 CALIBRATION_FRAMES = 24
-PARITY_FRAMES = 4
+PARITY_FRAMES = 2
 # Parity thresholds every pack states in its manifest and `talkinghead verify` checks: fp32 as
 # max abs difference from eager on [-1, 1]; int8 as PSNR against eager (peak-to-peak 2).
 FP32_MAX_ABS = 1e-4
@@ -138,18 +138,34 @@ def _cache_root() -> Path:
 
 
 def _checkpoint_key(path: Path) -> str:
-    from importlib.metadata import version
+    from talkinghead.models.refiner import ARCH_VERSION
 
-    from talkinghead.models import refiner as refiner_code
-
+    # The exported graph depends on the weights and on what forward() computes with them
+    # (the same weights under a new forward() are another model): ARCH_VERSION says which.
     h = hashlib.sha256(path.read_bytes())
-    # The exported graph also depends on the architecture's code (the same weights under a
-    # new forward() are another model) and on the exporters' versions (executorch has no
-    # __version__ attribute: ask the installed distributions).
-    h.update(Path(refiner_code.__file__).read_bytes())
-    for dist in ("executorch", "litert-torch", "onnx", "onnxruntime"):
-        h.update(version(dist).encode())
+    h.update(f"refiner-arch-{ARCH_VERSION}".encode())
     return h.hexdigest()[:16]
+
+
+# Per runtime, the distributions whose versions an exported file depends on (executorch
+# has no __version__ attribute: ask the installed distributions).
+_EXPORTERS = {
+    "executorch": ("executorch",),
+    "litert": ("litert-torch", "ai-edge-litert"),
+    "onnxruntime": ("onnx", "onnxruntime"),
+}
+
+
+def _exporter_versions(runtime: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for dist in _EXPORTERS[runtime]:
+        try:
+            out.append(f"{dist}=={version(dist)}")
+        except PackageNotFoundError:
+            out.append(f"{dist}==none")
+    return ",".join(out)
 
 
 def refiner_models(
@@ -195,6 +211,8 @@ def _read_sources(folder: Path, key: str) -> dict[tuple[str, str], list]:
         return {}
     out: dict[tuple[str, str], list] = {}
     for e in data.get("models", []):
+        if e.get("exporters") != _exporter_versions(e["runtime"]):
+            continue  # made by another version of that runtime's tools: export again
         path = folder / e["file"]
         if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != e["sha256"]:
             continue  # a stale or damaged file is exported again
@@ -278,6 +296,7 @@ def _write_sources(folder: Path, key: str, new: dict) -> None:
                     "file": path.name,
                     "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
                     "runtime": s.runtime,
+                    "exporters": _exporter_versions(s.runtime),
                     "backend": s.backend,
                     "precision": s.precision,
                     "format": s.format,

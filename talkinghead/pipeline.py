@@ -292,8 +292,12 @@ def render_pack(
     num_threads: int | None = None,
     force: bool = True,
     credentials: C2paCredentials | None = None,
+    own_pack: bool = False,
 ) -> dict:
     """Render a pack from built-in motion or a driving video; write MP4 + WebP.
+
+    ``own_pack``: the pack was written by this process a moment ago (the demo), so its
+    models are not first loaded in a child process; hashes are still checked.
 
     ``credentials`` signs both files with a C2PA manifest (``talkinghead.sdk.credentials``).
 
@@ -326,8 +330,9 @@ def render_pack(
         )
     else:
         video, fps, label, result = _render_python(
-            pack, driver, frames, precision, fps, progress, watermark, backend, num_threads
-        )
+            pack, driver, frames, precision, fps, progress, watermark, backend, num_threads,
+            own_pack,
+        )  # fmt: skip
     for path, write in zip(outputs, (write_mp4, write_webp), strict=True):
         with output_file(path, force) as tmp:
             write(video, tmp, fps=fps, label=label, credentials=credentials)
@@ -340,9 +345,12 @@ def render_pack(
     return result
 
 
-def _render_python(pack, driver, frames, precision, fps, progress, watermark, backend, threads):
+def _render_python(
+    pack, driver, frames, precision, fps, progress, watermark, backend, threads, own_pack=False
+):
     """render_pack through the Python SDK's Avatar: (frames, fps, label, timings)."""
     from talkinghead.sdk.avatar import Avatar, AvatarOptions, track_video
+    from talkinghead.sdk.mesh_motion import builtin_mesh_motion, retarget_meshes
 
     result: dict = {}
     t0 = time.perf_counter()
@@ -352,6 +360,7 @@ def _render_python(pack, driver, frames, precision, fps, progress, watermark, ba
         precision=precision,
         watermark=watermark,
         num_threads=threads,
+        isolate_models=not own_pack,
     )
     with Avatar.create_from_options(opts) as avatar:
         label = avatar.provenance_label
@@ -361,10 +370,14 @@ def _render_python(pack, driver, frames, precision, fps, progress, watermark, ba
         if driver is not None:
             driver_meshes, fps = track_video(driver, max_frames=frames, progress=progress)
             result["track_s"] = round(time.perf_counter() - t0, 2)
-            t0 = time.perf_counter()
-            video = avatar.drive(driver_meshes, progress=progress)
+            targets = retarget_meshes(driver_meshes, avatar.neutral_mesh)
         else:
-            video = avatar.animate(frames, fps=fps, progress=progress)
+            targets = builtin_mesh_motion(avatar.neutral_mesh, frames, fps=fps)
+        t0 = time.perf_counter()
+        first = avatar.render_sequence(targets[:1])
+        result["first_frame_since_process_start_s"] = round(process_age_s(), 2)
+        rest = avatar.render_sequence(targets[1:], progress=progress) if len(targets) > 1 else first[:0]
+        video = np.concatenate([first, rest])
         secs = time.perf_counter() - t0
         result["render_ms_per_frame"] = round(1000 * secs / len(video), 2)
     return video, fps, label, result
@@ -441,6 +454,20 @@ def _render_native(pack, driver, frames, precision, fps, progress, watermark):
                 )
     result["render_ms_per_frame"] = round(1000 * (time.perf_counter() - t0) / len(video), 2)
     return video, fps, label, result
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (Linux: /proc; elsewhere since import)."""
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19]) / ticks
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - start
+    except (OSError, ValueError, IndexError):
+        return time.perf_counter() - _IMPORTED
+
+
+_IMPORTED = time.perf_counter()
 
 
 def check_readable_input(path: str | os.PathLike[str], what: str) -> None:
@@ -523,7 +550,7 @@ def run_demo(opts: DemoOptions) -> dict:
     timings.update({f"enrol.{k}": v for k, v in figures.items()})
     result = render_pack(
         pack, out, driver=opts.driver, frames=opts.frames, precision=opts.precision,
-        force=opts.force,
+        force=opts.force, own_pack=True,
     )  # fmt: skip
     result.update(timings)
     result["pack"] = str(pack)
