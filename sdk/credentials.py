@@ -23,6 +23,7 @@ Verdicts of ``read_credentials`` (``CredentialsReport.state``):
 - ``invalid``: a hash or signature fails: the media was changed after signing, or the
   manifest was forged or altered.
 - ``unreadable``: a manifest is there but cannot be parsed (truncated or corrupt).
+- ``unsupported``: c2pa cannot read manifests in this file's format.
 """
 
 from __future__ import annotations
@@ -405,6 +406,8 @@ def read_credentials(
             manifest = reader.get_active_manifest() or {}
     except c2pa.C2paError.ManifestNotFound:
         return CredentialsReport("absent")
+    except c2pa.C2paError.NotSupported as e:
+        return CredentialsReport("unsupported", detail=str(e)[:300])
     except c2pa.C2paError as e:
         return CredentialsReport("unreadable", detail=str(e)[:300])
     active = results.get("activeManifest") or {}

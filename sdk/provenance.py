@@ -141,6 +141,7 @@ def provenance_verdict(
             "unreadable": "but the C2PA manifest is truncated or corrupt",
             "absent": "; no C2PA manifest (stripped, or never signed)",
             "unchecked": "; the C2PA manifest was not checked (c2pa-python not installed)",
+            "unsupported": "; C2PA manifests cannot be read in this format",
         }[state]
         sb = credentials.soft_binding if credentials else None
         if sb is not None and payload is not None and sb != (payload.pack_id, payload.version):
@@ -156,6 +157,7 @@ def provenance_verdict(
         "unreadable": "no watermark, and the C2PA manifest is truncated or corrupt",
         "absent": "no watermark and no C2PA manifest: no sign that talkinghead made this file",
         "unchecked": "no watermark; the C2PA manifest was not checked (c2pa-python not installed)",
+        "unsupported": "no watermark; C2PA manifests cannot be read in this format",
     }[state]
 
 

@@ -242,3 +242,17 @@ def test_cli_keygen_c2pa_and_verify_media_with_a_trust_anchor(tmp_path, capsys):
     plain = write_mp4(frames(6, marked=False), tmp_path / "p.mp4", label=False)
     assert main(["verify-media", str(plain)]) == 1
     capsys.readouterr()
+
+
+def test_soft_binding_that_names_another_mark_and_unsupported_formats(tmp_path, chain):
+    other = dict(LABEL, pack_id="123456")  # a manifest about another pack's frames
+    path = write_webp(frames(4), tmp_path / "a.webp", label=other, credentials=chain)
+    r = verify_media(path, trust_anchors=chain.trust_anchors)
+    assert r.marked and r.credentials.state == "trusted"
+    assert r.credentials.soft_binding == (0x123456, PAYLOAD.version)
+    assert "another payload than the mark" in r.verdict
+    bmp = tmp_path / "a.bmp"
+    Image.fromarray(frames(1)[0]).save(bmp)
+    r = verify_media(bmp)
+    assert r.marked and r.credentials.state == "unsupported"
+    assert r.verdict.endswith("C2PA manifests cannot be read in this format")
