@@ -522,6 +522,12 @@ def _folds(frame: np.ndarray) -> dict[tuple[float, float, float], np.ndarray]:
     return out
 
 
+@lru_cache(maxsize=1)
+def _coarse_bank() -> np.ndarray:
+    """The tile templates' spectra averaged over the sub-pixel phases: (1, CODED_BITS, ...)."""
+    return _tile_spectra()[0].mean(axis=0, keepdims=True)
+
+
 def _correlations(folded: np.ndarray, phases: slice | None) -> np.ndarray:
     """Each coded bit's circular correlation with the folded residual, per sub-pixel phase
     and shift, over the template's norm: (phases, CODED_BITS, PERIOD, PERIOD). phases=None:
@@ -529,7 +535,7 @@ def _correlations(folded: np.ndarray, phases: slice | None) -> np.ndarray:
     which finds a peak wherever between the pixels it lies)."""
     spectra, norms = _tile_spectra()
     spec = np.fft.rfft2(folded).astype(np.complex64)
-    bank = spectra.mean(axis=0, keepdims=True) if phases is None else spectra[phases]
+    bank = _coarse_bank() if phases is None else spectra[phases]
     corr = np.fft.irfft2(bank * spec, s=(PERIOD, PERIOD))
     return corr / norms[None, :, None, None]
 
