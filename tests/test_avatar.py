@@ -383,7 +383,5 @@ def test_drive(int8):
     assert np.mean(frames[0] != neutral) < 0.01
     # The other frames carry the driver's motion, which is the avatar's own motion.
     for t in (1, 2):
-        np.testing.assert_allclose(
-            int8.target_mesh(driver[t], driver[0]), own[t], atol=1e-2
-        )
+        np.testing.assert_allclose(int8.target_mesh(driver[t], driver[0]), own[t], atol=1e-2)
         assert not np.array_equal(frames[t], neutral)

@@ -127,7 +127,11 @@ def test_retargeting_carries_motion_across_face_shapes(mesh):
     """Another face (wider, shorter) opening its jaw and turning opens and turns the avatar."""
     other = mesh * np.array([1.3, 0.8, 1.0])
     frames = np.stack(
-        [other, apply_mesh_motion(other, MotionParams(jaw_open=1.0)), rotate_head(other, 25.0, 0, 0)]
+        [
+            other,
+            apply_mesh_motion(other, MotionParams(jaw_open=1.0)),
+            rotate_head(other, 25.0, 0, 0),
+        ]
     )
     out = retarget_meshes(similarity(frames, 1.7, 0.0, 0.0, (30, 10, 0)), mesh)
     np.testing.assert_allclose(out[0], mesh, atol=1e-3)  # frame 0 is the reference pose
@@ -139,14 +143,21 @@ def test_retargeting_carries_motion_across_face_shapes(mesh):
 
 
 def test_retarget_mesh_matches_retarget_meshes(mesh):
-    frames = similarity(builtin_mesh_motion(mesh, 3, seed=6).astype(np.float64), 1.4, 5.0, 3.0, (7, 9, 0))
+    frames = similarity(
+        builtin_mesh_motion(mesh, 3, seed=6).astype(np.float64), 1.4, 5.0, 3.0, (7, 9, 0)
+    )
     out = retarget_meshes(frames, mesh)
     np.testing.assert_allclose(retarget_mesh(frames[2], frames[0], mesh), out[2], atol=1e-4)
 
 
 @pytest.mark.parametrize(
     "bad",
-    [np.zeros((0, 478, 3)), np.zeros((2, 478, 2)), np.zeros((478, 3)), np.full((2, 478, 3), np.nan)],
+    [
+        np.zeros((0, 478, 3)),
+        np.zeros((2, 478, 2)),
+        np.zeros((478, 3)),
+        np.full((2, 478, 3), np.nan),
+    ],
     ids=["empty", "2d-points", "one-frame-unbatched", "nan"],
 )
 def test_bad_drivers_are_invalid_input(mesh, bad):

@@ -380,7 +380,9 @@ def test_bundled_program_self_check(avatar_pack, tmp_path):
         # The same program with a wrong expected output fails its self-check.
         x = torch.tensor(pack.load_parity()["inputs"][0].copy())
         s = pack.manifest.resolution
-        wrong = bundle_pte(pack.path(entry.file), [x], [torch.zeros(1, 3, s, s)], tmp_path / "w.bpte")
+        wrong = bundle_pte(
+            pack.path(entry.file), [x], [torch.zeros(1, 3, s, s)], tmp_path / "w.bpte"
+        )
     with pytest.raises(BackendError, match="bundled test case 0"):
         run_bundled_program(wrong.read_bytes(), atol=0.02)
     with pytest.raises(BackendError, match="not an ExecuTorch bundled program"):
