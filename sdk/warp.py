@@ -45,6 +45,13 @@ HALF_RING_SCALE = 1.75
 RING_POINTS = 20
 BORDER_POINTS_PER_EDGE = 6
 BARY_EPS = 1e-9
+# Interior triangle flags (``WarpRig.interior``): an eye strip or the mouth strip.
+EYE_INTERIOR, MOUTH_INTERIOR = 1, 2
+# Where a mouth opens wider than in the photo, the photo has nothing to show between the
+# lips (at most a strip of teeth): the stretched seam is blended toward the dark inside of a
+# mouth by how far it was stretched, so the opening reads as an opening; the refiner then
+# draws what is in it.
+MOUTH_RGB = (40.0, 18.0, 22.0)
 Z_QUANT = 64.0  # depth key resolution: 1/64 px
 _TRI_BITS = 20  # a depth key is (quantised z << 20) | triangle index
 
@@ -81,7 +88,8 @@ class WarpRig:
             (x, y, z; z in x's scale, smaller is nearer), then the anchors.
         kinds: ``(N,) uint8``: MESH, HEAD, HALF or FIXED.
         triangles: ``(M, 3) int32`` indices into ``points``.
-        interior: ``(M,) uint8``: 1 for triangles inside the mouth or an eye.
+        interior: ``(M,) uint8``: EYE_INTERIOR (1) or MOUTH_INTERIOR (2) for triangles
+            inside an eye or the mouth, 0 elsewhere.
     """
 
     source: np.ndarray
@@ -191,7 +199,9 @@ def rig_triangles(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     outer = outer[keep].astype(np.int32)
     triangles = np.concatenate([face, strips, outer])
     interior = np.zeros(len(triangles), np.uint8)
-    interior[len(face) : len(face) + len(strips)] = 1
+    n_mouth = len(_strip(MOUTH_UPPER, MOUTH_LOWER))
+    interior[len(face) : len(face) + n_mouth] = MOUTH_INTERIOR
+    interior[len(face) + n_mouth : len(face) + len(strips)] = EYE_INTERIOR
     return triangles, interior
 
 
@@ -402,7 +412,8 @@ def warp_image(
         src_points: ``(N, 2+)`` px in ``image``.
         dst_points: ``(N, 3)`` px in the output; column 2 is depth (smaller is nearer).
         triangles: ``(M, 3)`` indices.
-        interior: ``(M,)`` 1 for triangles whose stretching lowers validity.
+        interior: ``(M,)`` nonzero for triangles whose stretching lowers validity; inside
+            MOUTH_INTERIOR ones, stretched pixels also blend toward ``MOUTH_RGB``.
     """
     size = image.shape[0]
     src = np.asarray(src_points, np.float64)
@@ -414,18 +425,24 @@ def warp_image(
     tri_src = src[triangles]  # (M, 3, 2+)
     sx = (w[:, :, None] * tri_src[k][:, :, :2]).sum(axis=1)
     out = _bilinear(image if image_f64 is None else image_f64, sx[:, 0], sx[:, 1])
-    pixels = np.where(covered[:, None], np.floor(out + 0.5), 0.0).astype(np.uint8)
     h = image.shape[0]
     inside = (sx[:, 0] >= 0) & (sx[:, 0] <= h) & (sx[:, 1] >= 0) & (sx[:, 1] <= h)
     valid = np.where(covered & inside, 255.0, 0.0)
     if interior is not None and np.any(interior):
+        interior = np.asarray(interior)
         s = src[triangles][:, :, :2]
         src_area2 = (s[:, 1, 0] - s[:, 0, 0]) * (s[:, 2, 1] - s[:, 0, 1]) - (
             s[:, 2, 0] - s[:, 0, 0]
         ) * (s[:, 1, 1] - s[:, 0, 1])
         stretch = np.clip(np.abs(src_area2) / np.maximum(np.abs(area2), 1e-12), 0.0, 1.0)
-        tri_valid = np.where(np.asarray(interior) > 0, stretch, 1.0)
+        tri_valid = np.where(interior > 0, stretch, 1.0)
         valid = valid * tri_valid[k]
+        mouth = covered & (interior[k] == MOUTH_INTERIOR)
+        if np.any(mouth):
+            # Squared: a seam stretched 3x is 90 % mouth, not 66 %.
+            st = stretch[k[mouth]][:, None] ** 2
+            out[mouth] = out[mouth] * st + np.array(MOUTH_RGB) * (1.0 - st)
+    pixels = np.where(covered[:, None], np.floor(out + 0.5), 0.0).astype(np.uint8)
     validity = np.floor(valid + 0.5).astype(np.uint8)
     return WarpResult(pixels.reshape(size, size, 3), validity.reshape(size, size))
 
@@ -481,8 +498,8 @@ def rig_from_bytes(data: bytes, where: str = "rig.safetensors") -> WarpRig:
         raise InvalidInputError(f"{where}: triangles must be (M, 3) indices below {n}")
     if len(tris) >= 1 << _TRI_BITS:
         raise InvalidInputError(f"{where}: more than {1 << _TRI_BITS} triangles")
-    if interior.shape != (len(tris),):
-        raise InvalidInputError(f"{where}: interior must be (M,)")
+    if interior.shape != (len(tris),) or interior.max(initial=0) > MOUTH_INTERIOR:
+        raise InvalidInputError(f"{where}: interior must be (M,) values 0..{MOUTH_INTERIOR}")
     return WarpRig(src, pts, kinds, tris, interior)
 
 

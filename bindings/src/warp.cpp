@@ -329,6 +329,9 @@ Failure parse_rig(const std::vector<uint8_t>& data, int size, const std::string&
     }
   }
   rig.interior.assign(ptr[4], ptr[4] + m);
+  for (uint8_t v : rig.interior) {
+    if (v > kMouthInterior) return fail(where, "interior must be values 0..2");
+  }
   *out = std::move(rig);
   return {};
 }
@@ -495,16 +498,22 @@ void Warper::warp(const double* dst, uint8_t* rgb, uint8_t* validity) {
       const double ax = fx - double(ix), ay = fy - double(iy);
       const uint8_t* r0 = &img[3 * (size_t(iy) * size + ix)];
       const uint8_t* r1 = r0 + 3 * size_t(size);
+      const uint8_t flag = rig_->interior[size_t(t)];
+      double st = 1.0;  // the interior triangle's stretch: its area in the photo / here, <= 1
+      if (flag) {
+        const double stretch = std::fabs(src_area2_[size_t(t)]) / std::max(std::fabs(area2), 1e-12);
+        st = std::min(std::max(stretch, 0.0), 1.0);
+      }
       for (int c = 0; c < 3; ++c) {
         const double top = double(r0[c]) * (1.0 - ax) + double(r0[3 + c]) * ax;
         const double bot = double(r1[c]) * (1.0 - ax) + double(r1[3 + c]) * ax;
-        o[c] = uint8_t(int(top * (1.0 - ay) + bot * ay + 0.5));
+        double v = top * (1.0 - ay) + bot * ay;
+        // An opened mouth: the stretched seam blends toward the inside of a mouth (sdk/warp.py).
+        if (flag == kMouthInterior) v = v * (st * st) + kMouthRgb[c] * (1.0 - st * st);
+        o[c] = uint8_t(int(v + 0.5));
       }
       double valid = (sx >= 0.0 && sx <= lim && sy >= 0.0 && sy <= lim) ? 255.0 : 0.0;
-      if (rig_->interior[size_t(t)]) {
-        const double stretch = std::fabs(src_area2_[size_t(t)]) / std::max(std::fabs(area2), 1e-12);
-        valid = valid * std::min(std::max(stretch, 0.0), 1.0);
-      }
+      if (flag) valid = valid * st;
       validity[pix] = uint8_t(int(valid + 0.5));
     }
   }

@@ -21,6 +21,11 @@ constexpr int kRigMaxPoints = 1 << 16;        // mesh + anchors (a rig has about
 constexpr int kRigTriangleBits = 20;          // a depth key is (z << 20) | triangle
 constexpr int kRigMaxTriangles = 1 << kRigTriangleBits;
 enum RigKind : uint8_t { kMesh = 0, kHead = 1, kHalf = 2, kFixed = 3 };
+// Interior triangle flags (sdk/warp.py EYE_INTERIOR, MOUTH_INTERIOR) and the colour a
+// stretched mouth blends toward (MOUTH_RGB).
+constexpr uint8_t kEyeInterior = 1;
+constexpr uint8_t kMouthInterior = 2;
+constexpr double kMouthRgb[3] = {40.0, 18.0, 22.0};
 
 // sdk/warp.py WarpRig: arrays as the safetensors file stores them.
 struct WarpRig {
@@ -29,7 +34,7 @@ struct WarpRig {
   std::vector<float> points;       // N*3 crop px (x, y, z); the first 478 are the mesh
   std::vector<uint8_t> kinds;      // N: RigKind
   std::vector<int32_t> triangles;  // M*3 indices into points
-  std::vector<uint8_t> interior;   // M: 1 inside the mouth or an eye
+  std::vector<uint8_t> interior;   // M: kEyeInterior, kMouthInterior, or 0 elsewhere
   int num_points() const { return int(kinds.size()); }
   int num_triangles() const { return int(interior.size()); }
 };
