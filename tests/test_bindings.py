@@ -41,7 +41,13 @@ from talkinghead.models.rasterize import rasterize_landmarks, template_landmarks
 from talkinghead.sdk.avatar import Avatar
 from talkinghead.sdk.backends import ExecuTorchBackend
 from talkinghead.sdk.driver import DEFAULT_SMOOTHING, MeshDriver, drive_frame, mesh_to_pixels
-from talkinghead.sdk.mesh_motion import builtin_mesh_motion, retarget_mesh, rotate_head
+from talkinghead.sdk.mesh_motion import (
+    apply_mesh_motion,
+    builtin_mesh_motion,
+    retarget_mesh,
+    rotate_head,
+)
+from talkinghead.sdk.motion import MotionParams
 from talkinghead.sdk.pack import load_manifest, open_pack
 from talkinghead.sdk.provenance import pack_id, pack_payload
 from talkinghead.sdk.smoothing import OneEuroParams
@@ -187,7 +193,12 @@ def test_native_warp_matches_python_warp(avatar_pack, native_build, rig):
     over random turned, folded, scaled and off-edge target meshes."""
     worst = 0
     with native.NativeAvatar(avatar_pack, "int8", native_build.library) as avatar:
-        for mesh in [rig.mesh, *_random_target_meshes(rig, 40, seed=5)]:
+        # Opened mouths (the stretched seam blends toward the mouth colour) and closed eyes.
+        talking = [
+            apply_mesh_motion(rig.mesh, MotionParams(jaw_open=j, smile=sm, blink_left=b, yaw=y))
+            for j, sm, b, y in ((1.0, 0.0, 0.0, 0.0), (0.6, 0.8, 1.0, 20.0), (0.3, 0.0, 0.5, -30.0))
+        ]
+        for mesh in [rig.mesh, *talking, *_random_target_meshes(rig, 40, seed=5)]:
             want = warp_to(rig, mesh)
             rgb, valid = avatar.warp(mesh)
             worst = max(worst, int(_abs_diff(rgb, want.image).max()))
