@@ -216,8 +216,8 @@ def _export_one(runtime: str, precision: str, ctx: dict) -> list:
                 quantization=io[k]["quantization"],
             )
             for k, n, d in (
-                ("input", "landmark_image", "rasterised 68-point landmark image"),
-                ("output", "face_image", "generated RGB face image"),
+                ("input", "refiner_input", "warped photo, rasterised landmarks, validity"),
+                ("output", "frame", "the finished RGB frame"),
             )
         }
         return [

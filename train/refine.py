@@ -74,7 +74,7 @@ def refine_loss(
     hole = (err * (1 - valid)).mean()
     grad = _grad_l1(frame, target)
     loss = l1 + cfg.hole_weight * hole + cfg.grad_weight * grad
-    return loss, {"l1": float(l1), "hole": float(hole), "grad": float(grad)}
+    return loss, {"l1": l1.item(), "hole": hole.item(), "grad": grad.item()}
 
 
 def train_refiner(
