@@ -40,7 +40,7 @@ def neutral_landmarks() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def real_pte(tmp_path_factory) -> Path:
-    """A real XNNPACK .pte of a tiny (1, 3, 64, 64) -> (1, 3, 64, 64) generator."""
+    """A real XNNPACK .pte of a tiny (1, 7, 64, 64) -> (1, 3, 64, 64) refiner."""
     import torch
     from torch import nn
 
@@ -50,15 +50,15 @@ def real_pte(tmp_path_factory) -> Path:
         def __init__(self) -> None:
             super().__init__()
             self.body = nn.Sequential(
-                nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1)
+                nn.Conv2d(7, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 3, 3, padding=1)
             )
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.tanh(self.body(x) + x)
+            return torch.tanh(self.body(x) + x[:, :3])
 
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("pte") / pte_filename("tiny", quantized=False)
-    return export_executorch(TinyGenerator().eval(), (torch.zeros(1, 3, S, S),), out)
+    return export_executorch(TinyGenerator().eval(), (torch.zeros(1, 7, S, S),), out)
 
 
 @pytest.fixture
@@ -73,6 +73,24 @@ def model_files(tmp_path) -> list[ModelSource]:
     ]
 
 
+@pytest.fixture(scope="module")
+def rig_bytes() -> bytes:
+    """A real warp rig of the astronaut at S px (the pack layer only stores and hashes it)."""
+    from talkinghead.sdk.warp import rig_to_bytes
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tiny_packs import enrolled_astronaut
+
+    return rig_to_bytes(enrolled_astronaut().rig)
+
+
+_RIG: list[bytes] = []
+
+
+@pytest.fixture(autouse=True)
+def _rig_for_make_pack(rig_bytes):
+    _RIG[:] = [rig_bytes]
+
+
 def make_pack(folder: Path, models: list[ModelSource], **overrides) -> Path:
     rng = np.random.default_rng(0)
     kwargs = dict(
@@ -80,11 +98,12 @@ def make_pack(folder: Path, models: list[ModelSource], **overrides) -> Path:
         resolution=S,
         models=models,
         neutral_landmarks=neutral_landmarks(),
+        rig=_RIG[0],
         photo=None,
         identity_params={"shots": 1, "embedding_norm": 12.5},
         files={"notes/README.txt": b"enrolled from one photo\n"},
         parity={
-            "inputs": rng.uniform(-1, 1, (2, 1, 3, S, S)).astype(np.float32),
+            "inputs": rng.uniform(-1, 1, (2, 1, 7, S, S)).astype(np.float32),
             "outputs.tiny_xnnpack_fp32.pte": rng.uniform(-1, 1, (2, 1, 3, S, S)).astype(np.float32),
         },
         parity_info={"atol": 1e-4},
@@ -109,11 +128,13 @@ def test_round_trip(tmp_path, model_files):
     photo.write_bytes(PNG_BYTES)
     folder = make_pack(tmp_path / "pack", model_files, photo=photo)
     raw = json.loads((folder / MANIFEST_NAME).read_text())
-    assert raw["schema_version"] == SCHEMA_VERSION == 2
+    assert raw["schema_version"] == SCHEMA_VERSION == 3
+    assert raw["generator"] == {"kind": "warp-refine", "rig": "rig.safetensors"}
     assert raw["format"] == "talkinghead.avatar-pack"
     assert raw["landmark_convention"] == {"name": "ibug68", "space": "crop_pixels", "size": S}
-    assert raw["input"]["shape"] == [1, 3, S, S] and raw["input"]["range"] == [-1.0, 1.0]
-    assert raw["input"]["description"] == "rasterised 68-point landmark image"
+    assert raw["input"]["shape"] == [1, 7, S, S] and raw["input"]["range"] == [-1.0, 1.0]
+    assert raw["output"]["shape"] == [1, 3, S, S]
+    assert raw["input"]["name"] == "refiner_input"
     assert raw["identity"]["photo"] == "photo.png" and raw["identity"]["shots"] == 1
     # Every file but the manifest is listed with its hash: models, photo, parity, extras.
     on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
@@ -131,13 +152,15 @@ def test_round_trip(tmp_path, model_files):
         assert pack.read_verified("photo.png") == PNG_BYTES
         parity = pack.load_parity()
         assert set(parity) == {"inputs", "outputs.tiny_xnnpack_fp32.pte"}
-        assert parity["inputs"].shape == (2, 1, 3, S, S) and parity["inputs"].dtype == np.float32
+        assert parity["inputs"].shape == (2, 1, 7, S, S) and parity["inputs"].dtype == np.float32
+        rig = pack.load_rig()
+        assert rig.size == S and rig.mesh.shape == (478, 3)
         assert m.parity["atol"] == 1e-4
         with pytest.raises(PackError, match="no executorch/fp16"):
             pack.model("fp16")
 
     report = verify_pack(folder)
-    assert report.ok and not report.extra and len(report.checked) == 5
+    assert report.ok and not report.extra and len(report.checked) == 6
 
 
 def test_write_refuses_non_empty_folder(tmp_path, model_files):
@@ -208,7 +231,7 @@ def test_unknown_schema_version(tmp_path, model_files):
     folder = make_pack(tmp_path / "pack", model_files)
     edit_manifest(folder, lambda d: d.update(schema_version=0))
     with pytest.raises(
-        PackError, match="unknown pack schema_version 0.*supports schema_version 1, 2"
+        PackError, match="unknown pack schema_version 0.*supports schema_version 3"
     ):
         load_manifest(folder)
 
@@ -354,7 +377,7 @@ def test_corrupt_zip(tmp_path):
 def test_pack_runs_on_executorch_and_parity_holds(tmp_path, real_pte):
     from talkinghead.sdk.backends import ExecuTorchBackend
 
-    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, S, S)).astype(np.float32)
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 7, S, S)).astype(np.float32)
     with ExecuTorchBackend() as backend:
         backend.load(real_pte)
         y = backend.run(x)
