@@ -256,3 +256,30 @@ def test_soft_binding_that_names_another_mark_and_unsupported_formats(tmp_path, 
     r = verify_media(bmp)
     assert r.marked and r.credentials.state == "unsupported"
     assert r.verdict.endswith("C2PA manifests cannot be read in this format")
+
+
+def test_cli_render_signs_both_files(avatar_pack, tmp_path, capsys):
+    keys = tmp_path / "c2pa"
+    generate_dev_chain(keys)
+    out = tmp_path / "render"
+    args = ["render", str(avatar_pack), "--out", str(out), "--frames", "3", "--c2pa", str(keys)]
+    assert main(args) in (0, None)
+    result = json.loads(capsys.readouterr().out)
+    assert result["c2pa"] == "signed"
+    anchors = (keys / "root.pem").read_bytes()
+    for ext in ("mp4", "webp"):
+        r = read_credentials(out / f"avatar.{ext}", anchors)
+        assert r.state == "trusted" and r.digital_source_type == DIGITAL_SOURCE_TYPE
+        assert r.soft_binding is not None  # frames are marked: the manifest names the mark
+    # --c2pa-key without a chain: refused before rendering, one line on stderr, exit 2.
+    bad = [
+        "render",
+        str(avatar_pack),
+        "--out",
+        str(tmp_path / "x"),
+        "--c2pa-key",
+        str(keys / "signer.key"),
+    ]
+    assert main(bad) == 2
+    assert "certificate chain" in capsys.readouterr().err
+    assert not (tmp_path / "x" / "avatar.mp4").exists()
