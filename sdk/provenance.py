@@ -78,7 +78,8 @@ def pack_label(manifest: AvatarManifest, watermark: bool) -> dict[str, object]:
 class MediaReport:
     """What ``verify_media`` found.
 
-    marked: the mark decodes from the file's frames taken together (their soft bits summed).
+    marked: the mark decodes from the file's frames taken together (``MarkSearch``: they
+        share one crop, rotation and scale, so they are aligned together).
     frames / frames_marked: frames read, and how many carry a decodable mark on their own.
     score: the combined frames' correlation with the decoded codeword when a payload decodes
         (its CRC holds), else 0. Marked files score about 0.8-0.9; see docs/provenance.md.
