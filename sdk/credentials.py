@@ -344,7 +344,12 @@ class CredentialsReport:
 
 
 def _settings(c2pa, trust_anchors: bytes | None):
-    verify: dict[str, Any] = {"verify_trust": trust_anchors is not None}
+    # Untrusted files must not make the reader go online (a remote manifest URL, OCSP).
+    verify: dict[str, Any] = {
+        "verify_trust": trust_anchors is not None,
+        "remote_manifest_fetch": False,
+        "ocsp_fetch": False,
+    }
     config: dict[str, Any] = {"verify": verify}
     if trust_anchors is not None:
         config["trust"] = {"trust_anchors": trust_anchors.decode("ascii", "replace")}
