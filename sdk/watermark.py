@@ -398,8 +398,9 @@ class WatermarkResult:
 # coordinates at CANON px per frame side, folds the weighted residual onto one tile (the
 # pattern repeats every PERIOD px), and finds the translation by circular correlation with
 # each coded bit's tile template. The whitened energy of the soft bits ranks hypotheses and
-# shifts; the untouched frame and the best few alignments are Viterbi-decoded, and the CRC
-# with the score floor decides (each decode passes both by chance with p ~ 1e-7).
+# shifts; the untouched frame and some 430 alignments around the best peaks are
+# Viterbi-decoded in one batch, and the CRC, the score floors and (for searched alignments)
+# a second agreeing alignment decide (see _best).
 PERIOD = CANON * TILE // GRID  # px of the canonical frame per tile: 32
 SEARCH_ANGLES = tuple(float(a) for a in range(-10, 11))  # degrees; 1 degree steps
 CROP_SCALES = (1 / 0.95, 1 / 0.9, 1 / 0.85, 1 / 0.8)  # frame side over the image's longer side
