@@ -487,6 +487,25 @@ def _check_video(path: str | os.PathLike[str]) -> None:
     frames.close()
 
 
+def _check_driver_has_a_face(path: str | os.PathLike[str], frames: int = 60, every: int = 6) -> None:
+    """NoFaceError unless a face is found in one of the driver's first ``frames`` frames
+    (every ``every``-th is looked at): a video that is not of a face is refused before
+    enrolment, not after it."""
+    from talkinghead.errors import NoFaceError
+    from talkinghead.sdk.media import read_video
+    from talkinghead.sdk.tracker import FaceTracker, FaceTrackerOptions
+
+    with FaceTracker.create_from_options(FaceTrackerOptions()) as tracker:
+        video = read_video(path, max_frames=frames)
+        try:
+            for i, (frame, _) in enumerate(video):
+                if i % every == 0 and tracker.detect(frame):
+                    return
+        finally:
+            video.close()
+    raise NoFaceError(f"no face found in the first {frames} frames of the driver {path}")
+
+
 def track_photo_preview(image: str | os.PathLike[str], out: Path, force: bool = True) -> str:
     """Track a photo and save it with the 68 mapped points drawn over it."""
     from PIL import Image, ImageDraw
@@ -541,6 +560,7 @@ def run_demo(opts: DemoOptions) -> dict:
         check_output_file(out / f"avatar.{ext}", opts.force)
     if opts.driver is not None:
         _check_video(opts.driver)
+        _check_driver_has_a_face(opts.driver)
     t0 = time.perf_counter()
     pack, figures = export_avatar_pack(
         opts.photo or "astronaut", out / "pack", runtimes=("executorch",),

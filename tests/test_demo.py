@@ -138,3 +138,19 @@ def test_driver_video_of_another_face_drives_the_avatar(
     assert rendered.shape[0] == 10
     # The driver talks, so the avatar's frames must change over time.
     assert np.abs(rendered[1:].astype(int) - rendered[:1].astype(int)).max() > 20
+
+
+def test_a_driver_without_a_face_is_refused_before_enrolment(tmp_path):
+    """A driving video that is not of a face fails with NoFaceError before any pack is
+    written (the check runs before enrolment, not after it)."""
+    from talkinghead.errors import NoFaceError
+    from talkinghead.pipeline import DemoOptions, run_demo
+    from talkinghead.sdk.media import write_mp4
+
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (12, 96, 96, 3), dtype=np.uint8)
+    clip = write_mp4(noise, tmp_path / "noise.mp4", label=False)
+    out = tmp_path / "out"
+    with pytest.raises(NoFaceError, match="no face found in the first"):
+        run_demo(DemoOptions(driver=str(clip), out_dir=out, frames=4))
+    assert not (out / "pack").exists()
