@@ -122,21 +122,25 @@ def _old_generator(source: str, driver68: np.ndarray) -> tuple[np.ndarray, np.nd
     enrolled = enrol_feed_forward(teacher, shots, landmark_images(neutral[None], size))
     lms = relative_motion(driver68, neutral)
     with torch.no_grad():
-        out = torch.cat([enrolled(landmark_images(lms[i : i + 16], size)) for i in range(0, len(lms), 16)])
+        out = torch.cat(
+            [enrolled(landmark_images(lms[i : i + 16], size)) for i in range(0, len(lms), 16)]
+        )
     return from_model_output(out.numpy()), crop, lms
 
 
 def evaluate_pair(source: str, driver_path: Path, ident, gallery: dict, work: Path) -> dict:
     from talkinghead.packs import export_avatar_pack
     from talkinghead.sdk.avatar import Avatar, AvatarOptions, track_video
+    from talkinghead.sdk.media import read_video
     from talkinghead.sdk.mesh_motion import retarget_meshes
     from talkinghead.sdk.warp import landmarks68, warp_to
     from talkinghead.train.evaluate import rank_identity
-    from talkinghead.sdk.media import read_video
 
     driver_frames = np.stack([f for f, _ in read_video(driver_path)])
     driver_meshes, _ = track_video(driver_path)
-    pack, _ = export_avatar_pack(source, work / f"pack-{source.replace(':', '_')}", force=True, progress=False)
+    pack, _ = export_avatar_pack(
+        source, work / f"pack-{source.replace(':', '_')}", force=True, progress=False
+    )
     # The watermark is off here: its pattern is high-frequency energy that the photo does not
     # have, and would count as sharpness. (It is on by default everywhere else.)
     opts = AvatarOptions(pack=pack, precision="int8", watermark=False)
@@ -150,10 +154,17 @@ def evaluate_pair(source: str, driver_path: Path, ident, gallery: dict, work: Pa
         crop = rig.source
         neutral68 = landmarks68(avatar.neutral_mesh)
     lms = np.stack([landmarks68(m) for m in targets])
-    old, old_crop, old_lms = _old_generator(source, np.stack([landmarks68(m) for m in driver_meshes]))
+    old, old_crop, old_lms = _old_generator(
+        source, np.stack([landmarks68(m) for m in driver_meshes])
+    )
     src_desc = ident(crop, neutral68)
     driver_measures = _track_measures(driver_frames)
-    out = {"source": source, "driver": driver_path.name, "frames": len(new), "render_ms_per_frame": round(render_ms, 1)}
+    out = {
+        "source": source,
+        "driver": driver_path.name,
+        "frames": len(new),
+        "render_ms_per_frame": round(render_ms, 1),
+    }
     src_sharp = face_sharpness(crop, neutral68)
     old_src_sharp = face_sharpness(old_crop, old_lms[0])
     for key, frames, frame_lms, ref_sharp in (
@@ -165,7 +176,9 @@ def evaluate_pair(source: str, driver_path: Path, ident, gallery: dict, work: Pa
         dists = np.linalg.norm(descs - src_desc, axis=1)
         ranked = rank_identity(descs.mean(0), source, {**gallery, source: src_desc})
         measures = _track_measures(frames)
-        sharp = np.nanmedian([face_sharpness(f, lm) for f, lm in zip(frames, frame_lms, strict=True)])
+        sharp = np.nanmedian(
+            [face_sharpness(f, lm) for f, lm in zip(frames, frame_lms, strict=True)]
+        )
         out[key] = {
             "id_dist_mean": round(float(dists.mean()), 3),
             "id_under_0.6": round(float((dists < 0.6).mean()), 3),
@@ -176,7 +189,13 @@ def evaluate_pair(source: str, driver_path: Path, ident, gallery: dict, work: Pa
             "mouth_r": round(_pearson(driver_measures["mouth"], measures["mouth"]), 3),
             "yaw_r": round(_pearson(driver_measures["yaw"], measures["yaw"]), 3),
         }
-    out["_frames"] = {"driver": driver_frames, "old": old, "warp": warp_only, "new": new, "source": crop}
+    out["_frames"] = {
+        "driver": driver_frames,
+        "old": old,
+        "warp": warp_only,
+        "new": new,
+        "source": crop,
+    }
     # The sheet shows the driver's widest mouth, both extremes of yaw and two frames between.
     mouth = np.nan_to_num(driver_measures["mouth"], nan=-1.0)
     yaw = np.nan_to_num(driver_measures["yaw"], nan=0.0)
@@ -202,12 +221,19 @@ def contact_sheet(results: list[dict], path: Path, picks: int = 5) -> Path:
         f = r["_frames"]
         idx = r.get("_picks") or np.linspace(5, len(f["new"]) - 1, picks).astype(int)
         for key in ("driver", "old", "warp", "new"):
-            cells = [fit(f["source"]) if key == "driver" else Image.new("RGB", (tile, tile), "white")]
+            cells = [
+                fit(f["source"]) if key == "driver" else Image.new("RGB", (tile, tile), "white")
+            ]
             cells += [fit(f[key][i]) for i in idx]
             row = Image.new("RGB", (tile * (picks + 1) + 90, tile), "white")
             for j, c in enumerate(cells):
                 row.paste(c, (90 + j * tile, 0))
-            label = {"driver": f"{r['source']}\nsource |\ndriver", "old": "old\n(direct)", "warp": "warp\nonly", "new": "new\n(warp+\nrefine)"}[key]
+            label = {
+                "driver": f"{r['source']}\nsource |\ndriver",
+                "old": "old\n(direct)",
+                "warp": "warp\nonly",
+                "new": "new\n(warp+\nrefine)",
+            }[key]
             ImageDraw.Draw(row).multiline_text((4, 40), label, fill="black")
             rows.append(row)
     sheet = Image.new("RGB", (rows[0].width, tile * len(rows)), "white")
@@ -247,8 +273,12 @@ def main(argv: list[str] | None = None) -> int:
             m: round(float(np.nanmean([row[m] for row in rows])), 3)
             for m in ("id_dist_mean", "id_under_0.6", "sharpness_ratio", "mouth_r", "yaw_r")
         }
-        summary[key]["own_source_nearest"] = f"{sum(row['id_rank'] == 1 for row in rows)}/{len(rows)}"
-    (args.out / "generator-eval.json").write_text(json.dumps({"pairs": clean, "summary": summary}, indent=1))
+        summary[key]["own_source_nearest"] = (
+            f"{sum(row['id_rank'] == 1 for row in rows)}/{len(rows)}"
+        )
+    (args.out / "generator-eval.json").write_text(
+        json.dumps({"pairs": clean, "summary": summary}, indent=1)
+    )
     print(json.dumps(summary, indent=1))
     print(f"contact sheet: {sheet}")
     return 0

@@ -33,8 +33,8 @@ from talkinghead.sdk.model_check import load_pack_model
 from talkinghead.sdk.pack import AvatarPack, open_pack
 from talkinghead.sdk.provenance import pack_label, pack_watermark
 from talkinghead.sdk.tensors import from_model_output
-from talkinghead.sdk.warp import check_mesh, landmarks68, refiner_input, warp_to
 from talkinghead.sdk.tracker import RunningMode, check_running_mode, next_timestamp
+from talkinghead.sdk.warp import check_mesh, landmarks68, refiner_input, warp_to
 
 FrameCallback = Callable[[np.ndarray, int], None]
 log = logging.getLogger(__name__)
@@ -201,10 +201,14 @@ class Avatar:
         """(T, 478, 3) target meshes, crop px -> (T, S, S, 3) uint8. Works in any running mode."""
         if self._backend is None:
             raise BackendError("the avatar is closed")
-        arr = np.asarray(meshes, dtype=np.float64) if isinstance(meshes, np.ndarray | list) else None
+        arr = (
+            np.asarray(meshes, dtype=np.float64) if isinstance(meshes, np.ndarray | list) else None
+        )
         if arr is None or arr.ndim != 3 or arr.shape[1:] != (NUM_MESH_POINTS, 3) or len(arr) == 0:
             shape = getattr(meshes, "shape", type(meshes).__name__)
-            raise InvalidInputError(f"meshes must be (T, {NUM_MESH_POINTS}, 3) with T >= 1, got {shape}")
+            raise InvalidInputError(
+                f"meshes must be (T, {NUM_MESH_POINTS}, 3) with T >= 1, got {shape}"
+            )
         checked = [check_mesh(m, f"meshes[{t}]") for t, m in enumerate(arr)]
         with self._lock:
             if self._backend is None:  # closed by another thread meanwhile

@@ -41,7 +41,11 @@ class Enrolment:
 
 
 def crop_with_mesh(
-    image: np.ndarray, mesh: np.ndarray, landmarks68: np.ndarray, size: int, scale: float = CROP_SCALE
+    image: np.ndarray,
+    mesh: np.ndarray,
+    landmarks68: np.ndarray,
+    size: int,
+    scale: float = CROP_SCALE,
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
     """Cut the square crop around a face and map its mesh into it.
 
@@ -85,9 +89,7 @@ def enrol_face(image: np.ndarray, face, size: int = 256, scale: float = CROP_SCA
     x0, y0, side = box
     h, w = image.shape[:2]
     if x0 < 0 or y0 < 0 or x0 + side > w or y0 + side > h:
-        warnings.append(
-            "the face is near the photo's edge: the crop repeats the edge pixels there"
-        )
+        warnings.append("the face is near the photo's edge: the crop repeats the edge pixels there")
     for msg in warnings:
         log.warning(msg)
     return Enrolment(crop, mesh, box, tuple(warnings))

@@ -62,7 +62,9 @@ def propagate(mesh: np.ndarray, moved68: np.ndarray) -> np.ndarray:
     idx = np.asarray(MEDIAPIPE_TO_68)
     fixed = np.array([i for i in STABLE_MESH_POINTS if i not in set(idx.tolist())])
     ctrl = np.concatenate([idx, fixed])
-    disp = np.concatenate([np.asarray(moved68, np.float64) - mesh[idx, :2], np.zeros((len(fixed), 2))])
+    disp = np.concatenate(
+        [np.asarray(moved68, np.float64) - mesh[idx, :2], np.zeros((len(fixed), 2))]
+    )
     width = float(np.ptp(mesh[list(FACE_OVAL), 0])) or 1.0
     sigma = SIGMA_FACE_WIDTHS * width
     d2 = ((mesh[:, None, :2] - mesh[None, ctrl, :2]) ** 2).sum(-1)

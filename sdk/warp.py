@@ -141,7 +141,9 @@ def mesh_triangles() -> np.ndarray:
     from mediapipe.tasks.python.vision.face_landmarker import FaceLandmarksConnections
 
     edges = FaceLandmarksConnections.FACE_LANDMARKS_TESSELATION
-    return np.array([[e.start for e in edges[i : i + 3]] for i in range(0, len(edges), 3)], np.int32)
+    return np.array(
+        [[e.start for e in edges[i : i + 3]] for i in range(0, len(edges), 3)], np.int32
+    )
 
 
 def _strip(upper: tuple[int, ...], lower: tuple[int, ...]) -> list[tuple[int, int, int]]:
@@ -172,7 +174,9 @@ def _inside_polygon(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
     x, y = pts[:, 0:1], pts[:, 1:2]
     x0, y0 = poly[:, 0][None], poly[:, 1][None]
     x1, y1 = np.roll(poly[:, 0], -1)[None], np.roll(poly[:, 1], -1)[None]
-    crosses = ((y0 > y) != (y1 > y)) & (x < (x1 - x0) * (y - y0) / np.where(y1 == y0, 1e-12, y1 - y0) + x0)
+    crosses = ((y0 > y) != (y1 > y)) & (
+        x < (x1 - x0) * (y - y0) / np.where(y1 == y0, 1e-12, y1 - y0) + x0
+    )
     return crosses.sum(axis=1) % 2 == 1
 
 
@@ -195,7 +199,9 @@ def rig_triangles(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     outer_idx = np.concatenate([np.array(FACE_OVAL), np.arange(NUM_MESH_POINTS, len(points))])
     outer = outer_idx[Delaunay(points[outer_idx, :2].astype(np.float64)).simplices]
     centroids = points[outer, :2].mean(axis=1)
-    keep = ~_inside_polygon(centroids.astype(np.float64), points[list(FACE_OVAL), :2].astype(np.float64))
+    keep = ~_inside_polygon(
+        centroids.astype(np.float64), points[list(FACE_OVAL), :2].astype(np.float64)
+    )
     outer = outer[keep].astype(np.int32)
     triangles = np.concatenate([face, strips, outer])
     interior = np.zeros(len(triangles), np.uint8)

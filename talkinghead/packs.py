@@ -93,7 +93,9 @@ def enrol_photo(
         listed = ", ".join(
             f"{i}: {f.bbox[2] - f.bbox[0]:.0f} px at x={f.bbox[0]:.0f}" for i, f in enumerate(faces)
         )
-        log.info("%s: %d faces, left to right (pick one with --face N): %s", name, len(faces), listed)
+        log.info(
+            "%s: %d faces, left to right (pick one with --face N): %s", name, len(faces), listed
+        )
     if face_index is None:
         face = largest_face(faces)
     else:
@@ -217,13 +219,21 @@ def _read_sources(folder: Path, key: str) -> dict[tuple[str, str], list]:
         if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != e["sha256"]:
             continue  # a stale or damaged file is exported again
         specs = {
-            k: None if e.get(k) is None else TensorSpec.from_json(e[k], k) for k in ("input", "output")
+            k: None if e.get(k) is None else TensorSpec.from_json(e[k], k)
+            for k in ("input", "output")
         }
         bundled = folder / e["bundled"] if e.get("bundled") else None
         out.setdefault((e["runtime"], e["precision"]), []).append(
             ModelSource(
-                path, e["precision"], e["runtime"], e["backend"], e["format"],
-                specs["input"], specs["output"], e.get("info", {}), bundled,
+                path,
+                e["precision"],
+                e["runtime"],
+                e["backend"],
+                e["format"],
+                specs["input"],
+                specs["output"],
+                e.get("info", {}),
+                bundled,
                 e.get("bundled_info", {}),
             )  # fmt: skip
         )
@@ -272,7 +282,9 @@ def _with_bundle(source, refiner, x: np.ndarray, precision: str):
     with create_backend("executorch") as backend:
         backend.load(path)
         y = backend.run(np.ascontiguousarray(x))
-    bpte = bundle_pte(path, [torch.tensor(x.copy())], [torch.tensor(y.copy())], path.with_suffix(".bpte"))
+    bpte = bundle_pte(
+        path, [torch.tensor(x.copy())], [torch.tensor(y.copy())], path.with_suffix(".bpte")
+    )
     info = {"test_cases": 1, "atol": BUNDLED_ATOL[precision], "rtol": 0.0}
     return replace(source, bundled=bpte, bundled_info=info)
 
@@ -338,9 +350,13 @@ def export_avatar_pack(
     from talkinghead.sdk.warp import landmarks68, rig_to_bytes
 
     if not precisions or any(p not in PRECISIONS for p in precisions):
-        raise InvalidInputError(f"precisions must be a non-empty subset of fp32, int8: {precisions}")
+        raise InvalidInputError(
+            f"precisions must be a non-empty subset of fp32, int8: {precisions}"
+        )
     if not runtimes or any(r not in RUNTIMES for r in runtimes):
-        raise InvalidInputError(f"runtimes must be a non-empty subset of {', '.join(RUNTIMES)}: {runtimes}")
+        raise InvalidInputError(
+            f"runtimes must be a non-empty subset of {', '.join(RUNTIMES)}: {runtimes}"
+        )
     if not isinstance(finetune_steps, int) or finetune_steps < 0:
         raise InvalidInputError(f"finetune_steps must be an int >= 0, got {finetune_steps!r}")
     out_dir = Path(out_dir)
@@ -380,7 +396,9 @@ def export_avatar_pack(
                 out = np.stack([backend.run(x) for x in inputs])
             measured = {
                 "max_abs_vs_eager": float(np.abs(out - eager).max()),
-                "psnr_db_vs_eager": round(min(psnr_db(out, eager), 100.0), 2),  # identical: inf, not JSON
+                "psnr_db_vs_eager": round(
+                    min(psnr_db(out, eager), 100.0), 2
+                ),  # identical: inf, not JSON
             }
             fails = (
                 measured["max_abs_vs_eager"] > FP32_MAX_ABS
@@ -433,21 +451,26 @@ def export_avatar_pack(
     return pack, figures
 
 
-def _finetune_refiner(refiner_path: Path, face: EnrolledFace, steps: int, out_dir: Path, progress: bool) -> Path:
+def _finetune_refiner(
+    refiner_path: Path, face: EnrolledFace, steps: int, out_dir: Path, progress: bool
+) -> Path:
     """A copy of the refiner fine-tuned on this face's own degraded pairs (opt-in)."""
     import tempfile
 
     from talkinghead.models.checkpoint import load_checkpoint, save_checkpoint
+    from talkinghead.sdk.warp import landmarks68
     from talkinghead.train.refine import RefineTrainConfig, train_refiner
     from talkinghead.train.refine_data import make_refine_pairs
-
-    from talkinghead.sdk.warp import landmarks68
 
     model = load_checkpoint(refiner_path, "refiner")
     image, mesh = face.crop, face.mesh
     lm68 = landmarks68(mesh)
-    pairs = make_refine_pairs({face.name: (image, mesh, lm68)}, 48, face.rig.size, seed=3, progress=progress)
-    model, _ = train_refiner(pairs, model, RefineTrainConfig(steps=steps, lr=3e-4), progress=progress)
+    pairs = make_refine_pairs(
+        {face.name: (image, mesh, lm68)}, 48, face.rig.size, seed=3, progress=progress
+    )
+    model, _ = train_refiner(
+        pairs, model, RefineTrainConfig(steps=steps, lr=3e-4), progress=progress
+    )
     folder = Path(tempfile.mkdtemp(prefix="talkinghead-finetune-"))
     notes = dict(getattr(model, "notes", {}) or {})
     notes["finetuned_on"] = face.name
@@ -463,7 +486,9 @@ def prebuild(refiner: str | os.PathLike[str] | None = None, progress: bool = Tru
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     key = _checkpoint_key(refiner_path)
-    _export_refiner(refiner_path, folder, key, [(r, p) for r in RUNTIMES for p in PRECISIONS], progress)
+    _export_refiner(
+        refiner_path, folder, key, [(r, p) for r in RUNTIMES for p in PRECISIONS], progress
+    )
     return folder
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -376,7 +376,11 @@ def _render_python(
         t0 = time.perf_counter()
         first = avatar.render_sequence(targets[:1])
         result["first_frame_since_process_start_s"] = round(process_age_s(), 2)
-        rest = avatar.render_sequence(targets[1:], progress=progress) if len(targets) > 1 else first[:0]
+        rest = (
+            avatar.render_sequence(targets[1:], progress=progress)
+            if len(targets) > 1
+            else first[:0]
+        )
         video = np.concatenate([first, rest])
         secs = time.perf_counter() - t0
         result["render_ms_per_frame"] = round(1000 * secs / len(video), 2)
@@ -487,7 +491,9 @@ def _check_video(path: str | os.PathLike[str]) -> None:
     frames.close()
 
 
-def _check_driver_has_a_face(path: str | os.PathLike[str], frames: int = 60, every: int = 6) -> None:
+def _check_driver_has_a_face(
+    path: str | os.PathLike[str], frames: int = 60, every: int = 6
+) -> None:
     """NoFaceError unless a face is found in one of the driver's first ``frames`` frames
     (every ``every``-th is looked at): a video that is not of a face is refused before
     enrolment, not after it."""

@@ -77,6 +77,7 @@ def model_files(tmp_path) -> list[ModelSource]:
 def rig_bytes() -> bytes:
     """A real warp rig of the astronaut at S px (the pack layer only stores and hashes it)."""
     from talkinghead.sdk.warp import rig_to_bytes
+
     sys.path.insert(0, str(Path(__file__).parent))
     from tiny_packs import enrolled_astronaut
 
@@ -230,9 +231,7 @@ def test_listed_symlink_is_unsafe(tmp_path, model_files):
 def test_unknown_schema_version(tmp_path, model_files):
     folder = make_pack(tmp_path / "pack", model_files)
     edit_manifest(folder, lambda d: d.update(schema_version=0))
-    with pytest.raises(
-        PackError, match="unknown pack schema_version 0.*supports schema_version 3"
-    ):
+    with pytest.raises(PackError, match="unknown pack schema_version 0.*supports schema_version 3"):
         load_manifest(folder)
 
 

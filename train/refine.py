@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from talkinghead.errors import InvalidInputError
@@ -106,10 +105,16 @@ def train_refiner(
         oy = torch.randint(lo, hi + 1, (cfg.batch,), generator=gen)
         ox = torch.randint(lo, hi + 1, (cfg.batch,), generator=gen)
         xs = torch.stack(
-            [x_all[i, :, y : y + cfg.patch, x : x + cfg.patch] for i, y, x in zip(idx, oy, ox, strict=True)]
+            [
+                x_all[i, :, y : y + cfg.patch, x : x + cfg.patch]
+                for i, y, x in zip(idx, oy, ox, strict=True)
+            ]
         )
         ts = torch.stack(
-            [t_all[i, :, y : y + cfg.patch, x : x + cfg.patch] for i, y, x in zip(idx, oy, ox, strict=True)]
+            [
+                t_all[i, :, y : y + cfg.patch, x : x + cfg.patch]
+                for i, y, x in zip(idx, oy, ox, strict=True)
+            ]
         )
         loss, parts = refine_loss(model, to_unit(xs), to_unit(ts), cfg)
         opt.zero_grad(set_to_none=True)
@@ -154,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     cached = args.out / f"pairs-{args.pairs_per_photo}-{args.size}.npz"
     if cached.is_file():  # a rerun reuses the pairs (make_refine_pairs is deterministic)
         with np.load(cached) as z:
-            pairs = RefinePairs(*(z[k] for k in ("warped", "landmarks", "validity", "target", "ids")))
+            pairs = RefinePairs(
+                *(z[k] for k in ("warped", "landmarks", "validity", "target", "ids"))
+            )
     else:
         pairs = make_refine_pairs(tracked, args.pairs_per_photo, args.size)
         np.savez(cached, **vars(pairs))
@@ -174,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         train_s=round(train_s, 1),
     )
     (args.out / "history.json").write_text(json.dumps(history))
-    print(f"wrote {ckpt}: {len(pairs.target)} pairs in {data_s:.0f} s, {args.steps} steps in {train_s:.0f} s")
+    print(
+        f"wrote {ckpt}: {len(pairs.target)} pairs in {data_s:.0f} s, {args.steps} steps in {train_s:.0f} s"
+    )
     return 0
 
 

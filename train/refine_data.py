@@ -160,4 +160,11 @@ def track_photos(images: dict[str, np.ndarray], mirror: bool = True) -> dict:
     return out
 
 
-__all__ = ["RefinePairs", "close_mouth", "degrade", "make_pair", "make_refine_pairs", "track_photos"]
+__all__ = [
+    "RefinePairs",
+    "close_mouth",
+    "degrade",
+    "make_pair",
+    "make_refine_pairs",
+    "track_photos",
+]
