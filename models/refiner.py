@@ -21,14 +21,14 @@ convolution is strided, so no 3x3 convolution runs at full resolution but the ou
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from talkinghead.errors import InvalidInputError
-from talkinghead.models.registry import create_model, register_model
+from talkinghead.models.registry import ChannelsConfig, create_model, register_model
 from talkinghead.models.student import SeparableConv
 
 IN_CHANNELS = 7
@@ -42,7 +42,7 @@ VALIDITY_CHANNEL = 6
 
 
 @dataclass(frozen=True)
-class RefinerConfig:
+class RefinerConfig(ChannelsConfig):
     name: str
     resolution: int = 256
     channels: tuple[int, ...] = (16, 32, 64, 96)  # level i works at S / 2**(i + 1)
@@ -54,17 +54,6 @@ class RefinerConfig:
                 f"resolution {self.resolution} must be >= 32 and divisible by "
                 f"{2 ** len(self.channels)}"
             )
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RefinerConfig:
-        d = dict(d)
-        d["channels"] = tuple(d["channels"])
-        return cls(**d)
 
 
 def _up(x: torch.Tensor) -> torch.Tensor:

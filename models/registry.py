@@ -39,3 +39,20 @@ def create_model(kind: str, name: str, **overrides: Any) -> Any:
             f"unknown {kind} variant {name!r}; registered: {', '.join(sorted(variants)) or 'none'}"
         )
     return variants[name](**overrides)
+
+
+class ChannelsConfig:
+    """JSON round trip for frozen config dataclasses whose ``channels`` is a tuple."""
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        d = asdict(self)  # type: ignore[call-overload]
+        d["channels"] = list(d["channels"])
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Any:
+        d = dict(d)
+        d["channels"] = tuple(d["channels"])
+        return cls(**d)

@@ -21,20 +21,20 @@ Output: (B, 3, S, S) float32 in [-1, 1], RGB.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from talkinghead.errors import InvalidInputError
-from talkinghead.models.registry import create_model, register_model
+from talkinghead.models.registry import ChannelsConfig, create_model, register_model
 
 OUTPUTS = ("tanh", "clamp")
 
 
 @dataclass(frozen=True)
-class StudentConfig:
+class StudentConfig(ChannelsConfig):
     name: str
     resolution: int = 128
     channels: tuple[int, ...] = (16, 32, 64, 96)  # per level; level i works at S / 2**i
@@ -51,17 +51,6 @@ class StudentConfig:
             raise InvalidInputError(f"output must be one of {OUTPUTS}, got {self.output!r}")
         if self.e_dim and not self.norm:
             raise InvalidInputError("a universal student (e_dim > 0) needs norm=True")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> StudentConfig:
-        d = dict(d)
-        d["channels"] = tuple(d["channels"])
-        return cls(**d)
 
 
 class IdentityNorm(nn.Module):
