@@ -241,25 +241,15 @@ def check_status(lib: ctypes.CDLL, status: int, what: str) -> None:
     raise _STATUS_ERRORS.get(name, BackendError)(f"{what}: {name}: {message}")
 
 
-def _landmark_buffer(landmarks: object) -> np.ndarray:
-    """(68, 2) float px -> contiguous float32; finiteness is left to the native side."""
+def _float_buffer(value: object, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """``value`` as a contiguous float32 array of ``shape``; finiteness is left to the
+    native side (it answers TH_ERR_INVALID_LANDMARKS)."""
     try:
-        arr = np.ascontiguousarray(landmarks, dtype=np.float32)
+        arr = np.ascontiguousarray(value, dtype=np.float32)
     except (TypeError, ValueError) as e:
-        raise InvalidInputError(f"landmarks must be numeric: {e}") from e
-    if arr.shape != (68, 2):
-        raise InvalidInputError(f"landmarks must have shape (68, 2), got {arr.shape}")
-    return arr
-
-
-def _mesh_buffer(mesh: object) -> np.ndarray:
-    """(478, 3) float px -> contiguous float32; finiteness is left to the native side."""
-    try:
-        arr = np.ascontiguousarray(mesh, dtype=np.float32)
-    except (TypeError, ValueError) as e:
-        raise InvalidInputError(f"mesh must be numeric: {e}") from e
-    if arr.shape != (478, 3):
-        raise InvalidInputError(f"mesh must have shape (478, 3), got {arr.shape}")
+        raise InvalidInputError(f"{what} must be numeric: {e}") from e
+    if arr.shape != shape:
+        raise InvalidInputError(f"{what} must have shape {shape}, got {arr.shape}")
     return arr
 
 
@@ -276,7 +266,7 @@ def rasterize(
 ) -> np.ndarray:
     """The native rasteriser: (68, 2) px -> (size, size, 3) uint8; ``thickness`` 0 = default."""
     lib = load_library(library)
-    lm = _landmark_buffer(landmarks)
+    lm = _float_buffer(landmarks, (68, 2), "landmarks")
     out = np.zeros((size, size, 3), np.uint8)
     status = lib.th_rasterize(_f32(lm), lm.size, int(size), float(thickness), _u8(out), out.nbytes)
     check_status(lib, status, "th_rasterize")
@@ -357,7 +347,7 @@ class NativeAvatar:
 
     def render(self, mesh: np.ndarray) -> np.ndarray:
         """mesh: (478, 3) float, the target face in crop px -> (S, S, 3) uint8 RGB."""
-        arr = _mesh_buffer(mesh)
+        arr = _float_buffer(mesh, (478, 3), "mesh")
         s = self.resolution
         out = np.empty((s, s, 3), np.uint8)
         status = self._lib.th_render(self._handle, _f32(arr), arr.size, _u8(out), out.nbytes)
@@ -367,7 +357,7 @@ class NativeAvatar:
     def warp(self, mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Only the warp (th_warp): (478, 3) crop px -> ((S, S, 3) uint8 RGB, (S, S) uint8
         validity), ``sdk.warp.warp_to`` within 1 level."""
-        arr = _mesh_buffer(mesh)
+        arr = _float_buffer(mesh, (478, 3), "mesh")
         s = self.resolution
         rgb = np.empty((s, s, 3), np.uint8)
         valid = np.empty((s, s), np.uint8)
