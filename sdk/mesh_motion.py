@@ -119,8 +119,25 @@ def builtin_mesh_motion(
     return np.stack([apply_mesh_motion(mesh, p) for p in params]).astype(np.float32)
 
 
-def _check_driver_mesh(mesh: object, name: str) -> np.ndarray:
-    return check_mesh(mesh, name)
+def _alignment(
+    ref: np.ndarray, avatar: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """Driver frame -> avatar frame, fixed for a driver's reference pose: (scale, rotation,
+    driver centre, avatar centre) of the faces' stable points."""
+    idx = list(STABLE_MESH_POINTS)
+    s_a, r_a, _ = rigid_fit(ref[idx], avatar[idx])
+    return s_a, r_a, ref[idx].mean(axis=0), avatar[idx].mean(axis=0)
+
+
+def _retarget(frame: np.ndarray, ref: np.ndarray, avatar: np.ndarray, align) -> np.ndarray:
+    s_a, r_a, c_ref, c_av = align
+    idx = list(STABLE_MESH_POINTS)
+    s, r, _ = rigid_fit(ref[idx], frame[idx])
+    c_t = frame[idx].mean(axis=0)
+    canon = (frame - c_t) @ r / s + c_ref  # the driver's expression in its reference pose
+    expr = (canon - ref) * s_a @ r_a.T
+    r_av = r_a @ r @ r_a.T
+    return s * (avatar + expr - c_av) @ r_av.T + c_av + s_a * (c_t - c_ref) @ r_a.T
 
 
 def retarget_mesh(frame: np.ndarray, reference: np.ndarray, avatar_mesh: np.ndarray) -> np.ndarray:
@@ -136,18 +153,10 @@ def retarget_mesh(frame: np.ndarray, reference: np.ndarray, avatar_mesh: np.ndar
     left once that motion is undone is the expression, added to the avatar's mesh after
     scaling and turning it from the driver's face into the avatar's.
     """
-    frame = _check_driver_mesh(frame, "frame")
-    ref = _check_driver_mesh(reference, "reference")
+    frame = check_mesh(frame, "frame")
+    ref = check_mesh(reference, "reference")
     avatar = check_mesh(avatar_mesh, "avatar_mesh")
-    idx = list(STABLE_MESH_POINTS)
-    s_a, r_a, _ = rigid_fit(ref[idx], avatar[idx])
-    c_ref, c_av = ref[idx].mean(axis=0), avatar[idx].mean(axis=0)
-    s, r, _ = rigid_fit(ref[idx], frame[idx])
-    c_t = frame[idx].mean(axis=0)
-    canon = (frame - c_t) @ r / s + c_ref  # the driver's expression in its reference pose
-    expr = (canon - ref) * s_a @ r_a.T
-    r_av = r_a @ r @ r_a.T
-    return s * (avatar + expr - c_av) @ r_av.T + c_av + s_a * (c_t - c_ref) @ r_a.T
+    return _retarget(frame, ref, avatar, _alignment(ref, avatar))
 
 
 def retarget_meshes(driver: np.ndarray, avatar_mesh: np.ndarray) -> np.ndarray:
@@ -168,7 +177,9 @@ def retarget_meshes(driver: np.ndarray, avatar_mesh: np.ndarray) -> np.ndarray:
         )
     if not np.all(np.isfinite(arr)):
         raise InvalidInputError("driver contains NaN or infinite values")
-    return np.stack([retarget_mesh(f, arr[0], avatar_mesh) for f in arr]).astype(np.float32)
+    avatar = check_mesh(avatar_mesh, "avatar_mesh")
+    align = _alignment(arr[0], avatar)  # once per driver, not per frame
+    return np.stack([_retarget(f, arr[0], avatar, align) for f in arr]).astype(np.float32)
 
 
 __all__ = [
