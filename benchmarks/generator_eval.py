@@ -45,7 +45,7 @@ FRAMES = 100
 def _driver_clip(name: str, folder: Path, frames: int, seed: int) -> Path:
     """A talking MP4 of another person's real photo, 256 px."""
     from talkinghead.sdk.media import write_mp4
-    from talkinghead.train.make_data import load_photo, track_and_crop
+    from talkinghead.sdk.photos import load_photo, track_and_crop
     from talkinghead.train.pseudo_video import make_pseudo_video
 
     _, image = load_photo(name)
@@ -109,10 +109,10 @@ def _old_generator(source: str, driver68: np.ndarray) -> tuple[np.ndarray, np.nd
     from talkinghead.distill.distill import landmark_images
     from talkinghead.models.checkpoint import load_checkpoint
     from talkinghead.packs import weights_path
+    from talkinghead.sdk.photos import load_photo, track_and_crop
     from talkinghead.sdk.retarget import relative_motion
     from talkinghead.sdk.tensors import from_model_output, to_model_input
     from talkinghead.train.finetune import enrol_feed_forward
-    from talkinghead.train.make_data import load_photo, track_and_crop
 
     teacher = load_checkpoint(weights_path("teacher-xs.safetensors"), "teacher").eval()
     size = teacher.cfg.resolution
@@ -130,14 +130,15 @@ def _old_generator(source: str, driver68: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def evaluate_pair(source: str, driver_path: Path, ident, gallery: dict, work: Path) -> dict:
     from talkinghead.packs import export_avatar_pack
-    from talkinghead.sdk.avatar import Avatar, AvatarOptions, track_video
+    from talkinghead.sdk.avatar import Avatar, AvatarOptions
     from talkinghead.sdk.media import read_video
     from talkinghead.sdk.mesh_motion import retarget_meshes
+    from talkinghead.sdk.video_tracks import track_video
     from talkinghead.sdk.warp import landmarks68, warp_to
     from talkinghead.train.evaluate import rank_identity
 
     driver_frames = np.stack([f for f, _ in read_video(driver_path)])
-    driver_meshes, _ = track_video(driver_path)
+    driver_meshes = track_video(driver_path).meshes
     pack, _ = export_avatar_pack(
         source, work / f"pack-{source.replace(':', '_')}", force=True, progress=False
     )

@@ -80,7 +80,7 @@ def demo_neutral(resolution: int) -> np.ndarray:
 
 def motion_inputs(resolution: int, frames: int, seed: int) -> torch.Tensor:
     """(frames, 7, S, S) float32 refiner inputs along built-in motion of the demo face."""
-    from talkinghead.models.rasterize import rasterize_landmarks
+    from talkinghead.sdk.rasterize import rasterize_landmarks
     from talkinghead.sdk.mesh_motion import builtin_mesh_motion
     from talkinghead.sdk.warp import landmarks68, refiner_input, warp_to
 

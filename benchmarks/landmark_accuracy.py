@@ -69,7 +69,7 @@ def evaluation_photos() -> dict[str, np.ndarray]:
     """Real photos and simple variants: name -> (H, W, 3) uint8. Names start with the identity."""
     from PIL import Image
 
-    from talkinghead.train.make_data import builtin_photo
+    from talkinghead.sdk.photos import builtin_photo
 
     out = {}
     for who in ("astronaut", "grace_hopper"):

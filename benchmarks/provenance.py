@@ -339,7 +339,7 @@ def run(
     out.mkdir(parents=True, exist_ok=True)
     if pack is None:
         from talkinghead.pipeline import export_pack
-        from talkinghead.train.make_data import builtin_photo
+        from talkinghead.sdk.photos import builtin_photo
 
         pack = export_pack(
             builtin_photo("astronaut"), out / "pack", ["int8"], progress=False,

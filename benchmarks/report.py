@@ -153,7 +153,7 @@ def _save(fig, path: Path, title: str) -> tuple[str, str]:
 # ----------------------------------------------------------------------------- markdown
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join("" if c is None else str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
@@ -174,7 +174,7 @@ def _markdown(res: dict[str, Any], plots: list[tuple[str, str]]) -> str:
         "generated: edit `benchmarks/report.py`, not the report.\n",
         _summary(res),
         "## Machine\n",
-        _table(
+        markdown_table(
             ["", ""],
             [
                 ["CPU", f"{m['cpu']} ({m['arch']})"],
@@ -213,7 +213,7 @@ def _markdown(res: dict[str, Any], plots: list[tuple[str, str]]) -> str:
         "the warp section).\n"
     )
     md += ["## Teacher against the refiner\n", _teacher_tables(res)]
-    md += ["## Cost against resolution (eager fp32)\n", _table(
+    md += ["## Cost against resolution (eager fp32)\n", markdown_table(
         ["variant", "px", "MMACs", "latency ms"],
         [[r["variant"], r["resolution"], _f(r["macs"] / 1e6), _f(r["latency_ms"], ".2f")]
          for r in res["scaling"]],
@@ -283,16 +283,16 @@ def _generators_table(rows: list[dict]) -> str:
         )
     header = ["variant", "px", "weights", "backend", "precision", "latency ms", "fps", "MMACs",
               "k params", "file kB", "% of peak", "PSNR vs fp32 dB", "PSNR vs teacher dB"]  # fmt: skip
-    return _table(header, body)
+    return markdown_table(header, body)
 
 
 def _teacher_tables(res: dict[str, Any]) -> str:
-    t = _table(
+    t = markdown_table(
         ["teacher", "px", "latency ms", "GMACs", "M params", "% of peak"],
         [[r["variant"], r["resolution"], _f(r["latency_ms"]), _f(r["macs"] / 1e9, ".2f"),
           _f(r["params"] / 1e6, ".2f"), _f(100 * r["fraction_of_peak"])] for r in res["teachers"]],
     )  # fmt: skip
-    ratios = _table(
+    ratios = markdown_table(
         ["teacher", "refiner", "px", "latency ratio", "MACs ratio"],
         [[r["teacher"], r["student"], r["resolution"], _f(r["latency_ratio"]) + "x",
           _f(r["macs_ratio"]) + "x"] for r in res["ratios"]],
@@ -314,7 +314,7 @@ def _stage_sections(res: dict[str, Any]) -> list[str]:
         "clip is encoded at the end (libx264, preset medium); its per-frame share includes "
         "the encoder's start-up, which short runs magnify:\n"
     )
-    md.append(_table(
+    md.append(markdown_table(
         ["track ms", "retarget ms", "warp ms", "rasterise ms", "render ms", "encode ms",
          "fps (medians)", "fps (wall)"],
         [[_f(e["track_ms"], ".2f"), _f(e["retarget_ms"], ".3f"), _f(e["warp_ms"], ".2f"),
@@ -322,7 +322,7 @@ def _stage_sections(res: dict[str, Any]) -> list[str]:
           _f(e["fps_from_medians"]), _f(e["fps_wall"])]],
     ))  # fmt: skip
     md.append("## Enrolment\n")
-    md.append(_table(
+    md.append(markdown_table(
         ["refiner", "enrol s (track, crop, rig)", "rig kB", "fine-tune steps",
          "fine-tune pairs s", "fine-tune s", "fine-tune ms/step"],
         [[en["refiner"], _f(en["enrol_s"], ".2f"), _f(en["rig_bytes"] / 1e3, ".0f"),
@@ -337,7 +337,7 @@ def _stage_sections(res: dict[str, Any]) -> list[str]:
     )
     md.append("## The warp (numpy, `sdk/warp.py`)\n")
     md.append(
-        _table(
+        markdown_table(
             ["px", "triangles", "ms"],
             [[r["resolution"], r["triangles"], _f(r["latency_ms"], ".2f")] for r in res["warp"]],
         )
@@ -349,13 +349,13 @@ def _stage_sections(res: dict[str, Any]) -> list[str]:
     )
     md.append("## Rasterising 68 landmarks\n")
     md.append(
-        _table(
+        markdown_table(
             ["px", "ms"], [[r["resolution"], _f(r["latency_ms"], ".2f")] for r in res["rasterise"]]
         )
     )
     if res["memory"]:
         md.append("## Peak memory (each in a fresh process)\n")
-        md.append(_table(
+        md.append(markdown_table(
             ["model", "backend", "precision", "after imports MB", "peak MB", "added by model + runs MB"],
             [[f"{r['variant']} {r['resolution']} px", r["backend"], r["precision"],
               *([_f(r["after_import_bytes"] / 1e6), _f(r["peak_bytes"] / 1e6),
@@ -369,7 +369,9 @@ def _stage_sections(res: dict[str, Any]) -> list[str]:
         )
     md.append("## Model files\n")
     md.append(
-        _table(["file", "kB"], [[r["file"], _f(r["bytes"] / 1e3, ".0f")] for r in res["sizes"]])
+        markdown_table(
+            ["file", "kB"], [[r["file"], _f(r["bytes"] / 1e3, ".0f")] for r in res["sizes"]]
+        )
     )
     return md
 

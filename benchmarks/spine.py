@@ -24,12 +24,12 @@ def measure(out: Path, repeats: int = 30, pack: Path | None = None) -> list[tupl
     """(figure, value) rows. With ``pack``, that pack is measured instead of a fresh export."""
     from skimage import data
 
-    from talkinghead.models.rasterize import rasterize_landmarks
     from talkinghead.packs import DEFAULT_REFINER, weights_path
     from talkinghead.pipeline import export_pack
     from talkinghead.sdk.avatar import Avatar, AvatarOptions
     from talkinghead.sdk.mesh_motion import builtin_mesh_motion
     from talkinghead.sdk.pack import open_pack
+    from talkinghead.sdk.rasterize import rasterize_landmarks
     from talkinghead.sdk.tracker import FaceTracker, FaceTrackerOptions, RunningMode
     from talkinghead.sdk.warp import warp_to
 

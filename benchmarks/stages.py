@@ -30,7 +30,7 @@ from talkinghead.errors import InvalidInputError
 
 def rasterise(resolutions: list[int], repeats: int) -> list[dict[str, Any]]:
     """Median ms to rasterise the demo face's 68 points, per resolution."""
-    from talkinghead.models.rasterize import rasterize_landmarks
+    from talkinghead.sdk.rasterize import rasterize_landmarks
 
     rows = []
     for res in resolutions:
@@ -65,9 +65,9 @@ def end_to_end(
     """
     from skimage import data
 
-    from talkinghead.models.rasterize import rasterize_landmarks
     from talkinghead.sdk.media import write_mp4
     from talkinghead.sdk.mesh_motion import retarget_mesh
+    from talkinghead.sdk.rasterize import rasterize_landmarks
     from talkinghead.sdk.tensors import from_model_output
     from talkinghead.sdk.tracker import FaceTracker, FaceTrackerOptions, RunningMode
     from talkinghead.sdk.warp import landmarks68, refiner_input, warp_to

@@ -13,7 +13,7 @@ from talkinghead.benchmarks.generators import demo_neutral, demo_rig
 
 @pytest.mark.parametrize("resolution", [128, 256])
 def test_rasterise(benchmark, resolution):
-    from talkinghead.models.rasterize import rasterize_landmarks
+    from talkinghead.sdk.rasterize import rasterize_landmarks
 
     img = benchmark(rasterize_landmarks, demo_neutral(resolution), resolution)
     assert img.shape == (resolution, resolution, 3)

@@ -30,10 +30,10 @@ from talkinghead.distill.losses import (
 )
 from talkinghead.distill.motion import scripted_landmarks
 from talkinghead.errors import InvalidInputError
-from talkinghead.models.rasterize import rasterize_landmarks
 from talkinghead.models.student import StudentGenerator, create_student, fold_student
 from talkinghead.sdk.landmarks import validate_landmarks68
 from talkinghead.sdk.parity import psnr_db
+from talkinghead.sdk.rasterize import rasterize_landmarks
 from talkinghead.sdk.tensors import to_model_input
 from talkinghead.train.losses import hinge_d, hinge_g
 

@@ -202,7 +202,7 @@ def enrol_photo_universal(
 
     The K shots are the tracked crop plus pseudo-video frames of it, as FT enrolment uses.
     """
-    from talkinghead.train.make_data import track_and_crop
+    from talkinghead.sdk.photos import track_and_crop
     from talkinghead.train.pseudo_video import make_pseudo_video
 
     size = teacher.cfg.resolution
@@ -233,8 +233,8 @@ def distill_universal_files(
     """
     from talkinghead.distill.motion import track_sequences
     from talkinghead.models.checkpoint import save_checkpoint
+    from talkinghead.sdk.photos import load_photo
     from talkinghead.train.data import read_shards
-    from talkinghead.train.make_data import load_photo
 
     cfg.validate()
     teacher = load_teacher(teacher_path, teacher_variant)

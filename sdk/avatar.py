@@ -25,15 +25,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from talkinghead.errors import BackendError, InvalidInputError
-from talkinghead.models.rasterize import rasterize_landmarks
 from talkinghead.sdk.backends import check_num_threads, choose_backend, create_backend
 from talkinghead.sdk.landmarks import NUM_MESH_POINTS
 from talkinghead.sdk.mesh_motion import builtin_mesh_motion, retarget_mesh, retarget_meshes
 from talkinghead.sdk.model_check import load_pack_model
 from talkinghead.sdk.pack import AvatarPack, open_pack
 from talkinghead.sdk.provenance import pack_label, pack_watermark
+from talkinghead.sdk.rasterize import rasterize_landmarks
 from talkinghead.sdk.tensors import from_model_output
-from talkinghead.sdk.tracker import RunningMode, check_running_mode, next_timestamp
+from talkinghead.sdk.tracking_types import RunningMode, check_running_mode, next_timestamp
 from talkinghead.sdk.warp import check_mesh, landmarks68, refiner_input, warp_to
 
 FrameCallback = Callable[[np.ndarray, int], None]
@@ -261,34 +261,3 @@ class Avatar:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def track_video(
-    path: str | os.PathLike[str], max_frames: int | None = None, progress: bool = False
-) -> tuple[np.ndarray, float]:
-    """Track a driving video in VIDEO mode: ((T, 478, 3) px meshes, fps).
-
-    One face is followed by track id, One Euro smoothed, and held where it is lost
-    (frames before the first face take the first one); a video with no face at all raises
-    NoFaceError.
-    """
-    from talkinghead.errors import NoFaceError
-    from talkinghead.sdk.sources import VideoFileSource
-    from talkinghead.sdk.tracker import FaceTrackerOptions
-    from talkinghead.sdk.tracks import track_frames
-
-    with VideoFileSource(path, max_frames=max_frames) as source:
-        fps = source.fps
-        results = track_frames(
-            source, FaceTrackerOptions(on_face_lost="hold"), progress=progress, total=max_frames
-        )
-    out = [None if face is None else face.landmarks for _, face in results]
-    found = [x for x in out if x is not None]
-    if not found:
-        raise NoFaceError(f"no face found in any frame of {path}")
-    last = found[0]
-    filled = []
-    for x in out:
-        last = x if x is not None else last
-        filled.append(last)
-    return np.stack(filled).astype(np.float32), fps

@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from talkinghead.errors import InvalidInputError
-from talkinghead.models.rasterize import NUM_LANDMARKS, validate_landmarks
+from talkinghead.sdk.rasterize import NUM_LANDMARKS, validate_landmarks
 
 # Largest head angles apply_motion accepts (deg). Past these the flat depth profile
 # below stops looking like a head.

@@ -20,7 +20,8 @@ import numpy as np
 from talkinghead.errors import BackendError, InvalidInputError, PackError, ParityError
 from talkinghead.sdk.backends import create_backend, runtime_installed
 from talkinghead.sdk.model_check import check_model_isolated, load_pack_model
-from talkinghead.sdk.pack import AvatarPack, ModelEntry, open_pack
+from talkinghead.sdk.pack import AvatarPack, open_pack
+from talkinghead.sdk.pack_schema import PARITY_FP32_MAX_ABS, PARITY_INT8_MIN_PSNR_DB, ModelEntry
 
 EAGER_KEY = "outputs.eager"
 
@@ -113,10 +114,10 @@ def check_model_parity(pack: AvatarPack, entry: ModelEntry) -> ParityResult:
     max_abs = float(np.abs(out - ref).max())
     psnr = psnr_db(out, ref)
     if entry.precision == "fp32":
-        limit = _threshold(info, "fp32_max_abs", 1e-4, "parity")
+        limit = _threshold(info, "fp32_max_abs", PARITY_FP32_MAX_ABS, "parity")
         ok, threshold = max_abs <= limit, f"(max abs <= {limit:g})"
     else:
-        limit = _threshold(info, "int8_min_psnr_db", 25.0, "parity")
+        limit = _threshold(info, "int8_min_psnr_db", PARITY_INT8_MIN_PSNR_DB, "parity")
         ok, threshold = psnr >= limit, f"(PSNR >= {limit:g} dB)"
     message = ""
     bundled = entry.info.get("bundled")

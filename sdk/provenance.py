@@ -31,7 +31,7 @@ from talkinghead.errors import (
 from talkinghead.sdk.credentials import CredentialsReport, read_credentials
 from talkinghead.sdk.files import check_regular
 from talkinghead.sdk.media import MAX_FRAME_PIXELS, read_label, read_video, synthetic_label
-from talkinghead.sdk.pack import AvatarManifest
+from talkinghead.sdk.pack_schema import AvatarManifest
 from talkinghead.sdk.watermark import MarkSearch, Payload, Watermark, sdk_version_code
 
 MAX_MEDIA_BYTES = 4 << 30

@@ -127,7 +127,7 @@ def sign_manifest(manifest_bytes: bytes, seed: bytes) -> bytes:
 def sign_pack_folder(folder: str | os.PathLike[str], seed: bytes) -> Path:
     """Write ``folder/manifest.sig`` over ``folder/manifest.json``; return its path."""
     from talkinghead.sdk.files import MAX_MANIFEST_BYTES
-    from talkinghead.sdk.pack import MANIFEST_NAME
+    from talkinghead.sdk.pack_schema import MANIFEST_NAME
 
     folder = Path(folder)
     raw = read_regular(folder / MANIFEST_NAME, MAX_MANIFEST_BYTES, PackError)

@@ -30,6 +30,8 @@ import numpy as np
 
 from talkinghead.errors import InvalidInputError
 
+from .tracking_types import next_timestamp
+
 
 @dataclass(frozen=True)
 class OneEuroParams:
@@ -114,8 +116,6 @@ class OneEuroFilter:
             raise InvalidInputError(
                 f"OneEuroFilter input shape changed from {self._x.shape} to {arr.shape}"
             )
-        from .tracker import next_timestamp  # here, because the tracker imports this module
-
         t = next_timestamp(timestamp_ms, self._t_ms)
         if self._x is None:
             self._x, self._dx, self._t_ms = arr.copy(), np.zeros_like(arr), t

@@ -27,8 +27,9 @@ import numpy as np
 
 from talkinghead.errors import InvalidInputError
 
-from .landmarks import mediapipe_to_68
+from .landmarks import FEATURE_MESH_POINTS, mediapipe_to_68
 from .smoothing import OneEuroFilter, OneEuroParams
+from .tracking_types import FaceResult, largest_face
 
 LOSS_POLICIES = ("hold", "neutral", "none")
 MIN_IOU = 0.3  # below this overlap two boxes in consecutive frames are different faces
@@ -71,7 +72,9 @@ def orthonormalise_transform(m: np.ndarray) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def _blend(a, b, w: float):
+def _blend(
+    a: FaceResult, b: FaceResult, w: float
+) -> tuple[np.ndarray, dict[str, float], np.ndarray | None]:
     """Linear blend of two faces' arrays and blendshapes (weight ``w`` on ``b``)."""
     lm = (1 - w) * a.landmarks + w * b.landmarks
     shapes = {k: (1 - w) * v + w * b.blendshapes.get(k, v) for k, v in a.blendshapes.items()}
@@ -82,19 +85,17 @@ def _blend(a, b, w: float):
 
 
 class _Track:
-    def __init__(self, track_id: int, face, params: OneEuroParams | None) -> None:
+    def __init__(self, track_id: int, face: FaceResult, params: OneEuroParams | None) -> None:
         self.id = track_id
         self.last = face  # last reported result (smoothed)
-        self.neutral = None  # first smoothed result
+        self.neutral: FaceResult | None = None  # first smoothed result
         self.lost_since_ms: int | None = None
         self.smooth = params is not None
-        self.f_lm = OneEuroFilter(params) if self.smooth else None
+        self.f_lm = OneEuroFilter(params, FEATURE_MESH_POINTS) if self.smooth else None
         self.f_bs = OneEuroFilter(params) if self.smooth else None
         self.f_tf = OneEuroFilter(params) if self.smooth else None
 
-    def observe(self, face, t_ms: int):
-        from .tracker import FaceResult
-
+    def observe(self, face: FaceResult, t_ms: int) -> FaceResult:
         lm, shapes, tf = face.landmarks, face.blendshapes, face.transform
         if self.smooth:
             x0, y0, x1, y1 = face.bbox
@@ -119,7 +120,7 @@ class _Track:
             self.neutral = out
         return out
 
-    def stand_in(self, policy: str, t_ms: int, fade_ms: float):
+    def stand_in(self, policy: str, t_ms: int, fade_ms: float) -> FaceResult | None:
         """The result reported for this lost track, or None (policy "none")."""
         if policy == "none":
             return None
@@ -159,7 +160,7 @@ class FaceTracks:
         self._tracks: list[_Track] = []
         self._next_id = 0
 
-    def update(self, faces: list, t_ms: int) -> list:
+    def update(self, faces: list[FaceResult], t_ms: int) -> list[FaceResult]:
         """Raw detections of one frame -> results with track ids, sorted by track id."""
         pairs = sorted(
             (
@@ -177,7 +178,7 @@ class FaceTracks:
             if ti not in matched_t and fi not in matched_f:
                 matched_t[ti] = fi
                 matched_f.add(fi)
-        out = {}
+        out: dict[int, FaceResult] = {}
         for ti, tr in enumerate(self._tracks):
             if ti in matched_t:
                 out[tr.id] = tr.observe(faces[matched_t[ti]], t_ms)
@@ -218,7 +219,7 @@ class FaceSelector:
         self.by = by
         self.track_id: int | None = None
 
-    def __call__(self, faces: list):
+    def __call__(self, faces: list[FaceResult]) -> FaceResult | None:
         """The chosen face, or None when ``faces`` is empty."""
         if not faces:
             return None
@@ -226,71 +227,9 @@ class FaceSelector:
             for f in faces:
                 if f.track_id == self.track_id:
                     return f
-        from .tracker import largest_face
-
         face = largest_face(faces)
         self.track_id = face.track_id
         return face
-
-
-def track_frames(
-    frames,
-    options=None,
-    select: str = "track",
-    progress: bool = False,
-    total: int | None = None,
-) -> list[tuple[int, object]]:
-    """Track an iterable of ``(frame, timestamp_ms)`` in VIDEO mode, one face per frame.
-
-    Args:
-        frames: e.g. a :mod:`talkinghead.sdk.sources` source.
-        options: FaceTrackerOptions; its running mode is forced to VIDEO. Default options.
-        select: "track" (follow one track id) or "largest"; see :class:`FaceSelector`.
-
-    Returns:
-        ``[(timestamp_ms, FaceResult or None), ...]``, one entry per frame.
-    """
-    from tqdm.auto import tqdm
-
-    from .tracker import FaceTracker, FaceTrackerOptions, RunningMode
-
-    options = dataclasses.replace(options or FaceTrackerOptions(), running_mode=RunningMode.VIDEO)
-    chooser = FaceSelector(select)
-    out = []
-    with FaceTracker.create_from_options(options) as tracker:
-        for frame, ts in tqdm(frames, desc="track", disable=not progress, total=total):
-            out.append((int(ts), chooser(tracker.detect_for_video(frame, ts))))
-    return out
-
-
-def save_track(path, results: list[tuple[int, object]]) -> None:
-    """Write :func:`track_frames` results to ``.npz``: timestamps_ms (T,), landmarks68
-    (T, 68, 2) px, landmarks (T, 478, 3) px, head_pose (T, 3) deg, blendshapes (T, 52) with
-    blendshape_names, track_id (T,) and tracked (T,); NaN / -1 / False where no face."""
-    names = sorted(next((f.blendshapes for _, f in results if f and f.blendshapes), {}))
-    t = len(results)
-    arrays = {
-        "timestamps_ms": np.array([ts for ts, _ in results], np.int64),
-        "landmarks68": np.full((t, 68, 2), np.nan, np.float32),
-        "landmarks": np.full((t, 478, 3), np.nan, np.float32),
-        "head_pose": np.full((t, 3), np.nan, np.float32),
-        "blendshapes": np.full((t, len(names)), np.nan, np.float32),
-        "blendshape_names": np.array(names),
-        "track_id": np.full(t, -1, np.int64),
-        "tracked": np.zeros(t, bool),
-    }
-    for i, (_, f) in enumerate(results):
-        if f is None:
-            continue
-        arrays["landmarks68"][i] = f.landmarks68
-        arrays["landmarks"][i, : len(f.landmarks)] = f.landmarks
-        if f.head_pose is not None:
-            arrays["head_pose"][i] = f.head_pose
-        if f.blendshapes:
-            arrays["blendshapes"][i] = [f.blendshapes.get(n, np.nan) for n in names]
-        arrays["track_id"][i] = -1 if f.track_id is None else f.track_id
-        arrays["tracked"][i] = f.tracked
-    np.savez_compressed(path, **arrays)
 
 
 __all__ = [
@@ -300,6 +239,4 @@ __all__ = [
     "bbox_iou",
     "check_loss_policy",
     "orthonormalise_transform",
-    "save_track",
-    "track_frames",
 ]

@@ -39,12 +39,13 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _cmd_make_data(args: argparse.Namespace) -> None:
+    from talkinghead.sdk.photos import load_photo
     from talkinghead.train.data import write_shard
-    from talkinghead.train.make_data import build_pseudo_videos, load_photo
+    from talkinghead.train.make_data import build_pseudo_videos
 
     photos = dict(load_photo(p) for p in args.photos)
     if args.pypi_faces:
-        from talkinghead.train.face_photos import face_photos
+        from talkinghead.sdk.face_photos import face_photos
 
         photos.update(face_photos("train"))
     if not photos:
@@ -108,6 +109,7 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from talkinghead.models.checkpoint import load_checkpoint
     from talkinghead.pipeline import DEFAULT_TEACHER, weights_path
+    from talkinghead.sdk.photos import load_photo
     from talkinghead.train.data import read_shards
     from talkinghead.train.evaluate import (
         EvalConfig,
@@ -116,7 +118,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         photo_clip,
         shard_clips,
     )
-    from talkinghead.train.make_data import load_photo
 
     cfg = EvalConfig(
         shots=_int_list(args.shots, "--shots"),
@@ -189,7 +190,8 @@ def _csv_choices(text: str, choices: tuple[str, ...], what: str) -> list[str]:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from talkinghead.pipeline import RUNTIMES, export_pack
+    from talkinghead.export.registry import RUNTIMES
+    from talkinghead.pipeline import export_pack
     from talkinghead.sdk.files import check_output_file, check_output_folder, output_file
 
     runtimes = _csv_choices(args.runtimes, RUNTIMES, "--runtimes")
@@ -241,7 +243,7 @@ def _cmd_keygen(args: argparse.Namespace) -> None:
 
 
 def _cmd_verify(args: argparse.Namespace) -> None:
-    from talkinghead.pipeline import RUNTIMES
+    from talkinghead.export.registry import RUNTIMES
     from talkinghead.sdk.pack import open_pack, verify_pack
     from talkinghead.sdk.parity import check_pack_parity, raise_for_parity
 
@@ -331,7 +333,7 @@ def _cmd_track(args: argparse.Namespace) -> None:
     from talkinghead.sdk.smoothing import OneEuroParams
     from talkinghead.sdk.sources import open_source
     from talkinghead.sdk.tracker import FaceTrackerOptions
-    from talkinghead.sdk.tracks import save_track, track_frames
+    from talkinghead.sdk.video_tracks import save_track, track_frames
 
     out = Path(args.out or "out/track.npz")
     if out.suffix != ".npz":
@@ -392,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument(
         "--pypi-faces",
         action="store_true",
-        help="add the training faces fetched from PyPI source archives (train/face_photos.py)",
+        help="add the training faces fetched from PyPI source archives (sdk/face_photos.py)",
     )
     m.add_argument("--out", required=True)
     m.add_argument("--size", type=int, default=128)

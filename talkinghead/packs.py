@@ -28,22 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from talkinghead.errors import InvalidInputError
+from talkinghead.export.registry import PRECISIONS, RUNTIMES, ExportContext, export_model
 from talkinghead.sdk.files import check_output_folder
+from talkinghead.sdk.pack_schema import BUNDLED_ATOL, PARITY_FP32_MAX_ABS, PARITY_INT8_MIN_PSNR_DB
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REFINER = "refiner-s.safetensors"
 PREBUILT_DIR = "refiner-s"
-RUNTIMES = ("executorch", "litert", "onnxruntime")
-PRECISIONS = ("fp32", "int8")
 CALIBRATION_FRAMES = 24
 PARITY_FRAMES = 2
-# Parity thresholds every pack states in its manifest and `talkinghead verify` checks: fp32 as
-# max abs difference from eager on [-1, 1]; int8 as PSNR against eager (peak-to-peak 2).
-FP32_MAX_ABS = 1e-4
-INT8_MIN_PSNR_DB = 25.0
-# A phone re-running the bundled test cases has other kernels (ARM, other SIMD): looser atol.
-BUNDLED_ATOL = {"fp32": 1e-3, "int8": 0.05}
 
 
 def weights_path(name: str) -> Path:
@@ -76,9 +70,9 @@ def enrol_photo(
     from talkinghead.errors import NoFaceError
     from talkinghead.sdk.enrol import enrol_face
     from talkinghead.sdk.faces import detect_faces, implausible_face
+    from talkinghead.sdk.photos import load_photo
     from talkinghead.sdk.tracker import FaceTracker, FaceTrackerOptions, largest_face
     from talkinghead.sdk.warp import build_rig
-    from talkinghead.train.make_data import load_photo
 
     t0 = time.perf_counter()
     if isinstance(photo, np.ndarray):
@@ -120,8 +114,8 @@ def enrol_photo(
 
 def _face_inputs(rig, frames: int, seed: int) -> np.ndarray:
     """Refiner inputs ``(frames, 1, 7, S, S) float32`` along built-in motion of a rig."""
-    from talkinghead.models.rasterize import rasterize_landmarks
     from talkinghead.sdk.mesh_motion import builtin_mesh_motion
+    from talkinghead.sdk.rasterize import rasterize_landmarks
     from talkinghead.sdk.warp import landmarks68, refiner_input, warp_to
 
     meshes = builtin_mesh_motion(rig.mesh, frames, seed=seed)
@@ -200,7 +194,7 @@ def refiner_models(
 
 
 def _read_sources(folder: Path, key: str) -> dict[tuple[str, str], list]:
-    from talkinghead.sdk.pack import ModelSource, TensorSpec
+    from talkinghead.sdk.pack_schema import ModelSource, TensorSpec
 
     index = folder / "sources.json"
     if not index.is_file():
@@ -241,32 +235,52 @@ def _read_sources(folder: Path, key: str) -> dict[tuple[str, str], list]:
 
 
 def _export_refiner(refiner_path: Path, folder: Path, key: str, wanted, progress: bool) -> dict:
-    """Export ``wanted`` (runtime, precision) pairs into ``folder``; update its sources.json."""
+    """Export ``wanted`` (runtime, precision) pairs into ``folder``; update its sources.json.
+
+    Files are written to a staging folder inside ``folder`` and moved in only when every
+    export succeeded; the staging folder is removed on every path (a failed export or a
+    failed bundle leaves nothing behind).
+    """
+    import tempfile
+
     import torch
     from tqdm.auto import tqdm
 
     from talkinghead.models.checkpoint import load_checkpoint
-    from talkinghead.pipeline import _export_one
 
     refiner = load_checkpoint(refiner_path, "refiner").eval()
     calib_face = enrol_photo("astronaut", refiner.cfg.resolution)
     calib = _face_inputs(calib_face.rig, CALIBRATION_FRAMES, seed=101)
-    ctx = {
-        "stem": refiner.cfg.name,
-        "student": refiner,
-        "example": refiner.get_example_inputs(),
-        "calibration": [(torch.from_numpy(x),) for x in calib],
-        "etrecord_dir": None,
-        "tmp": folder,
-    }
-    out: dict[tuple[str, str], list] = {}
-    for runtime, precision in tqdm(wanted, desc="export refiner", disable=not progress):
-        sources = _export_one(runtime, precision, ctx)
-        if runtime == "executorch":
-            sources = [_with_bundle(s, refiner, calib[0], precision) for s in sources]
-        out[(runtime, precision)] = sources
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
+    try:
+        ctx = ExportContext(
+            model=refiner,
+            example=refiner.get_example_inputs(),
+            out_dir=staging,
+            stem=refiner.cfg.name,
+            calibration=[(torch.from_numpy(x),) for x in calib],
+        )
+        staged: dict[tuple[str, str], list] = {}
+        for runtime, precision in tqdm(wanted, desc="export refiner", disable=not progress):
+            sources = export_model(runtime, precision, ctx)
+            if runtime == "executorch":
+                sources = [_with_bundle(s, refiner, calib[0], precision) for s in sources]
+            staged[(runtime, precision)] = sources
+        for f in staging.iterdir():
+            os.replace(f, folder / f.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    out = {w: [_moved(s, folder) for s in sources] for w, sources in staged.items()}
     _write_sources(folder, key, out)
     return out
+
+
+def _moved(source, folder: Path):
+    """``source`` with its files' paths in ``folder`` (where the staging folder moved them)."""
+    from dataclasses import replace
+
+    bundled = None if source.bundled is None else folder / Path(source.bundled).name
+    return replace(source, path=folder / Path(source.path).name, bundled=bundled)
 
 
 def _with_bundle(source, refiner, x: np.ndarray, precision: str):
@@ -401,9 +415,9 @@ def export_avatar_pack(
                 ),  # identical: inf, not JSON
             }
             fails = (
-                measured["max_abs_vs_eager"] > FP32_MAX_ABS
+                measured["max_abs_vs_eager"] > PARITY_FP32_MAX_ABS
                 if source.precision == "fp32"
-                else measured["psnr_db_vs_eager"] < INT8_MIN_PSNR_DB
+                else measured["psnr_db_vs_eager"] < PARITY_INT8_MIN_PSNR_DB
             )
             if fails:
                 raise ParityError(f"{path.name} misses its parity threshold: {measured}")
@@ -431,8 +445,8 @@ def export_avatar_pack(
             parity_info={
                 "reference": "outputs.eager",
                 "frames": PARITY_FRAMES,
-                "fp32_max_abs": FP32_MAX_ABS,
-                "int8_min_psnr_db": INT8_MIN_PSNR_DB,
+                "fp32_max_abs": PARITY_FP32_MAX_ABS,
+                "int8_min_psnr_db": PARITY_INT8_MIN_PSNR_DB,
             },
             provenance={
                 "refiner": model.cfg.to_dict(),

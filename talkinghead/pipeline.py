@@ -57,9 +57,9 @@ def enrol_photo(
     import torch
 
     from talkinghead.distill.distill import landmark_images
+    from talkinghead.sdk.photos import track_and_crop
     from talkinghead.sdk.tensors import to_model_input
     from talkinghead.train.finetune import FinetuneConfig, enrol_fine_tuned
-    from talkinghead.train.make_data import track_and_crop
     from talkinghead.train.pseudo_video import make_pseudo_video
 
     size = teacher.cfg.resolution
@@ -104,7 +104,7 @@ def distill_for_photo(
     """
     from talkinghead.distill.distill import DistillConfig, distill_student
     from talkinghead.models.checkpoint import load_checkpoint, save_checkpoint
-    from talkinghead.train.make_data import load_photo
+    from talkinghead.sdk.photos import load_photo
 
     teacher = load_checkpoint(teacher_path, "teacher", expect_variant=teacher_variant)
     size = teacher.cfg.resolution
@@ -165,96 +165,12 @@ def _tracked_motion(crop: np.ndarray, neutral: np.ndarray, videos: int, progress
     }
 
 
-RUNTIMES = ("executorch", "litert", "onnxruntime")
-# Parity thresholds every pack states in its manifest and `talkinghead verify` checks: fp32 as
-# max abs difference from eager on [-1, 1]; int8 as PSNR against eager (peak-to-peak 2).
-FP32_MAX_ABS = 1e-4
-INT8_MIN_PSNR_DB = 25.0
-# A phone re-running the bundled test cases has other kernels (ARM, other SIMD): looser atol.
-BUNDLED_ATOL = {"fp32": 1e-3, "int8": 0.02}
-
-
-def _export_one(runtime: str, precision: str, ctx: dict) -> list:
-    """Export one runtime/precision into ctx["tmp"]; return the ModelSource(s) for the pack."""
-    from talkinghead.sdk.pack import ModelSource, TensorSpec
-
-    q = precision == "int8"
-    stem, student, example = ctx["stem"], ctx["student"], ctx["example"]
-    calib = ctx["calibration"] if q else None
-    tmp: Path = ctx["tmp"]
-    if runtime == "executorch":
-        from talkinghead.export.executorch import (
-            ExecuTorchOptions,
-            export_executorch,
-            pte_filename,
-        )
-
-        pte = tmp / pte_filename(stem, q)
-        record = ctx["etrecord_dir"] / (pte.stem + ".etrecord") if ctx["etrecord_dir"] else None
-        # Students trained with norms and a clamp output keep their stem in fp32 under int8
-        # (docs/distillation.md: +4 dB on student-xs); tanh-output students gain nothing.
-        keep = ("stem",) if q and getattr(student.cfg, "output", "tanh") == "clamp" else ()
-        options = ExecuTorchOptions(quantize=q, keep_float=keep)
-        export_executorch(
-            student, example, pte, options=options, calibration=calib, etrecord=record
-        )
-        return [ModelSource(pte, precision=precision)]
-    if runtime == "litert":
-        from talkinghead.export.litert import describe_tflite, export_litert, tflite_filename
-
-        path = export_litert(
-            student, example, tmp / tflite_filename(stem, q), quantize=q, calibration=calib
-        )
-        io = describe_tflite(path.read_bytes())
-        specs = {
-            k: TensorSpec(
-                name=n,
-                shape=tuple(io[k]["shape"]),
-                description=f"{d}, NHWC",
-                dtype=io[k]["dtype"],
-                layout="NHWC",
-                quantization=io[k]["quantization"],
-            )
-            for k, n, d in (
-                ("input", "refiner_input", "warped photo, rasterised landmarks, validity"),
-                ("output", "frame", "the finished RGB frame"),
-            )
-        }
-        return [
-            ModelSource(path, precision, "litert", "cpu", "tflite", specs["input"], specs["output"])
-        ]
-    from talkinghead.export.onnx import (
-        check_mobile_usability,
-        convert_to_ort,
-        export_onnx,
-        onnx_filename,
-        quantize_onnx_static,
-    )
-
-    if q and ctx.get("onnx_fp32") is not None:  # quantize the fp32 file: no second torch export
-        path = quantize_onnx_static(ctx["onnx_fp32"], tmp / onnx_filename(stem, True), calib)
-    else:
-        path = export_onnx(
-            student, example, tmp / onnx_filename(stem, q), quantize=q, calibration=calib
-        )
-    if not q:
-        ctx["onnx_fp32"] = path
-    ort = convert_to_ort(path, tmp)
-    mobile = {"mobile_usability": check_mobile_usability(path), "ort_file": ort.name}
-    return [
-        ModelSource(path, precision, "onnxruntime", "cpu", "onnx", info=mobile),
-        ModelSource(
-            ort, precision, "onnxruntime", "cpu", "ort", info={"converted_from": path.name}
-        ),
-    ]
-
-
 def export_pack(
     photo: str | os.PathLike[str] | np.ndarray,
     out_dir: Path,
     precisions: list[str] | tuple[str, ...] = ("fp32", "int8"),
     progress: bool = True,
-    runtimes: list[str] | tuple[str, ...] = RUNTIMES,
+    runtimes: list[str] | tuple[str, ...] | None = None,
     refiner: str | os.PathLike[str] | None = None,
     face_index: int | None = None,
     finetune_steps: int = 0,
@@ -269,10 +185,11 @@ def export_pack(
     force: accept a non-empty ``out_dir`` and replace the pack's own files there; False
         refuses it up front. signing_key: a 32-byte Ed25519 seed: sign the manifest.
     """
+    from talkinghead.export.registry import RUNTIMES
     from talkinghead.packs import export_avatar_pack
 
     pack, _ = export_avatar_pack(
-        photo, out_dir, refiner=refiner, runtimes=tuple(runtimes), precisions=tuple(precisions),
+        photo, out_dir, refiner=refiner, runtimes=tuple(runtimes or RUNTIMES), precisions=tuple(precisions),
         face_index=face_index, finetune_steps=finetune_steps, force=force,
         signing_key=signing_key, progress=progress,
     )  # fmt: skip
@@ -349,8 +266,9 @@ def _render_python(
     pack, driver, frames, precision, fps, progress, watermark, backend, threads, own_pack=False
 ):
     """render_pack through the Python SDK's Avatar: (frames, fps, label, timings)."""
-    from talkinghead.sdk.avatar import Avatar, AvatarOptions, track_video
+    from talkinghead.sdk.avatar import Avatar, AvatarOptions
     from talkinghead.sdk.mesh_motion import builtin_mesh_motion, retarget_meshes
+    from talkinghead.sdk.video_tracks import track_video
 
     result: dict = {}
     t0 = time.perf_counter()
@@ -368,9 +286,10 @@ def _render_python(
         result["load_s"] = round(time.perf_counter() - t0, 3)
         t0 = time.perf_counter()
         if driver is not None:
-            driver_meshes, fps = track_video(driver, max_frames=frames, progress=progress)
+            track = track_video(driver, max_frames=frames, progress=progress)
+            fps = track.fps
             result["track_s"] = round(time.perf_counter() - t0, 2)
-            targets = retarget_meshes(driver_meshes, avatar.neutral_mesh)
+            targets = retarget_meshes(track.meshes, avatar.neutral_mesh)
         else:
             targets = builtin_mesh_motion(avatar.neutral_mesh, frames, fps=fps)
         t0 = time.perf_counter()
@@ -387,33 +306,6 @@ def _render_python(
     return video, fps, label, result
 
 
-def _tracked_meshes(driver, frames: int, progress: bool) -> tuple[list, tuple[int, int], float]:
-    """Raw MediaPipe meshes of a driving video, normalised as the phone's tracker gives them
-    (no smoothing: th_drive smooths): ([(timestamp_ms, (478, 3) or None)], (w, h), fps)."""
-    from talkinghead.errors import NoFaceError
-    from talkinghead.sdk.sources import VideoFileSource
-    from talkinghead.sdk.tracker import FaceTrackerOptions
-    from talkinghead.sdk.tracks import track_frames
-
-    size: list[tuple[int, int]] = []
-
-    def sized(source):
-        for frame, ts in source:
-            size[:] = [(frame.shape[1], frame.shape[0])]
-            yield frame, ts
-
-    with VideoFileSource(driver, max_frames=frames) as source:
-        fps = source.fps
-        options = FaceTrackerOptions(smoothing=None, on_face_lost="hold")
-        results = track_frames(sized(source), options, progress=progress, total=frames)
-    if not any(face is not None for _, face in results):
-        raise NoFaceError(f"no face found in any frame of {driver}")
-    w, h = size[0]
-    scale = np.array([w, h, w], np.float32)
-    meshes = [(ts, None if f is None else f.landmarks / scale) for ts, f in results]
-    return meshes, (w, h), fps
-
-
 def _render_native(pack, driver, frames, precision, fps, progress, watermark):
     """render_pack through the C library (bindings/), as a phone app runs it: the pack's
     every file hash-checked by th_verify_files, the driver's raw MediaPipe meshes through
@@ -425,6 +317,7 @@ def _render_native(pack, driver, frames, precision, fps, progress, watermark):
     from talkinghead.sdk.mesh_motion import builtin_mesh_motion
     from talkinghead.sdk.pack import open_pack
     from talkinghead.sdk.provenance import pack_label
+    from talkinghead.sdk.video_tracks import track_video
 
     result: dict = {"backend": "native"}
     t0 = time.perf_counter()
@@ -442,13 +335,15 @@ def _render_native(pack, driver, frames, precision, fps, progress, watermark):
             result["load_s"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()
             if driver is not None:
-                meshes, size, fps = _tracked_meshes(driver, frames, progress)
+                # Raw MediaPipe meshes, as the phone's tracker gives them: th_drive smooths.
+                track = track_video(driver, max_frames=frames, smoothing=None, progress=progress)
+                fps = track.fps
                 result["track_s"] = round(time.perf_counter() - t0, 2)
                 t0 = time.perf_counter()
-                first = next(i for i, (_, m) in enumerate(meshes) if m is not None)
+                first, meshes = track.first_found, track.normalised()
                 driven = [
-                    avatar.drive(mesh, size, ts)[0]  # the tracker holds a lost face
-                    for ts, mesh in tqdm(meshes[first:], desc="render", disable=not progress)
+                    avatar.drive(meshes[i], track.size, int(track.timestamps_ms[i]))[0]
+                    for i in tqdm(range(first, len(meshes)), desc="render", disable=not progress)
                 ]
                 video = np.stack([driven[0]] * first + driven)
             else:
@@ -516,8 +411,8 @@ def track_photo_preview(image: str | os.PathLike[str], out: Path, force: bool = 
     """Track a photo and save it with the 68 mapped points drawn over it."""
     from PIL import Image, ImageDraw
 
+    from talkinghead.sdk.photos import load_photo
     from talkinghead.sdk.tracker import track_image
-    from talkinghead.train.make_data import load_photo
 
     check_output_file(out, force)
     name, img = load_photo(image)

@@ -24,11 +24,12 @@ from talkinghead.errors import (
     TimestampError,
 )
 from talkinghead.models.checkpoint import load_checkpoint
-from talkinghead.models.rasterize import rasterize_landmarks
 from talkinghead.sdk.avatar import Avatar, AvatarOptions
 from talkinghead.sdk.mesh_motion import apply_mesh_motion, builtin_mesh_motion
 from talkinghead.sdk.motion import MotionParams, builtin_motion
-from talkinghead.sdk.pack import RIG_NAME, ModelSource, load_manifest, open_pack, write_pack
+from talkinghead.sdk.pack import load_manifest, open_pack, write_pack
+from talkinghead.sdk.pack_schema import RIG_NAME, ModelSource
+from talkinghead.sdk.rasterize import rasterize_landmarks
 from talkinghead.sdk.retarget import relative_motion
 from talkinghead.sdk.tensors import from_model_output
 from talkinghead.sdk.tracker import RunningMode

@@ -1,7 +1,7 @@
 """The native runtime (bindings/): built with CMake against the executorch wheel, called
 through ctypes, compared with the Python SDK's ExecuTorch path.
 
-Tolerances: the rasteriser must match models/rasterize.py exactly (every pixel); the C++
+Tolerances: the rasteriser must match sdk/rasterize.py exactly (every pixel); the C++
 warp may differ from sdk/warp.py by at most 1 uint8 level per channel (in practice it is
 identical: the same double arithmetic, inclusion, depth and tie rules); a rendered frame
 may differ from the Python SDK's by at most 1 uint8 level per channel (both run the same
@@ -37,7 +37,6 @@ from talkinghead.errors import (
     ParityError,
     TimestampError,
 )
-from talkinghead.models.rasterize import rasterize_landmarks, template_landmarks
 from talkinghead.sdk.avatar import Avatar
 from talkinghead.sdk.backends import ExecuTorchBackend
 from talkinghead.sdk.driver import DEFAULT_SMOOTHING, MeshDriver, drive_frame, mesh_to_pixels
@@ -50,6 +49,7 @@ from talkinghead.sdk.mesh_motion import (
 from talkinghead.sdk.motion import MotionParams
 from talkinghead.sdk.pack import load_manifest, open_pack
 from talkinghead.sdk.provenance import pack_id, pack_payload
+from talkinghead.sdk.rasterize import rasterize_landmarks, template_landmarks
 from talkinghead.sdk.smoothing import OneEuroParams
 from talkinghead.sdk.tracker import FaceTracker, FaceTrackerOptions, RunningMode
 from talkinghead.sdk.warp import WarpRig, rig_from_bytes, rig_to_bytes, warp_to

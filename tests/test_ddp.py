@@ -53,7 +53,7 @@ def test_torchrun_two_processes_train_in_sync(tmp_path):
     out = tmp_path / "run"
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        "-m", "talkinghead.train.meta", str(shard), "--out", str(out), "--teacher", "teacher-xs",
+        "-m", "talkinghead.cli", "train", str(shard), "--out", str(out), "--teacher", "teacher-xs",
         "--k", "2", "--batch-size", "1", "--steps", str(STEPS),
     ]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

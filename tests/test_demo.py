@@ -124,7 +124,7 @@ def test_driver_video_of_another_face_drives_the_avatar(
     """A real MP4 of a held-out face (mesh-warped photo) is tracked and drives the avatar."""
     from talkinghead.pipeline import render_pack
     from talkinghead.sdk.media import read_video, write_mp4
-    from talkinghead.train.make_data import builtin_photo, track_and_crop
+    from talkinghead.sdk.photos import builtin_photo, track_and_crop
     from talkinghead.train.pseudo_video import make_pseudo_video
 
     crop, lm = track_and_crop(builtin_photo("grace_hopper"), 256)

@@ -24,8 +24,8 @@ from talkinghead.distill.distill import (
 )
 from talkinghead.errors import InvalidInputError
 from talkinghead.models.checkpoint import load_checkpoint
-from talkinghead.models.rasterize import rasterize_landmarks
 from talkinghead.models.student import StudentGenerator, create_student
+from talkinghead.sdk.rasterize import rasterize_landmarks
 from talkinghead.sdk.tensors import to_model_input
 from talkinghead.train.finetune import enrol_feed_forward
 from talkinghead.train.pseudo_video import ASTRONAUT_LANDMARKS_68

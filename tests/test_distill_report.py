@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from talkinghead.distill.report import ReportConfig, check_targets, run_report
+from talkinghead.benchmarks.distill_report import ReportConfig, check_targets, run_report
 from talkinghead.errors import InvalidInputError
 from talkinghead.models.checkpoint import save_checkpoint
 from talkinghead.models.student import create_student

@@ -11,6 +11,7 @@ import skimage.data
 from talkinghead.errors import InvalidInputError
 from talkinghead.models.checkpoint import load_checkpoint
 from talkinghead.sdk.landmarks import crop_face
+from talkinghead.sdk.photos import builtin_photo
 from talkinghead.train.data import VideoSet
 from talkinghead.train.evaluate import (
     EvalConfig,
@@ -26,7 +27,6 @@ from talkinghead.train.evaluate import (
     shard_clips,
     ssim,
 )
-from talkinghead.train.make_data import builtin_photo
 from talkinghead.train.pseudo_video import ASTRONAUT_LANDMARKS_68
 
 

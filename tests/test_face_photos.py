@@ -19,8 +19,8 @@ from PIL import Image
 from talkinghead.errors import CheckpointError, InvalidInputError, ModelAssetError
 from talkinghead.models.checkpoint import save_checkpoint
 from talkinghead.models.teacher import create_teacher
-from talkinghead.train import face_photos as fp
-from talkinghead.train.make_data import builtin_photo
+from talkinghead.sdk import face_photos as fp
+from talkinghead.sdk.photos import builtin_photo
 from talkinghead.train.meta import warm_start
 
 

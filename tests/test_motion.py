@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from talkinghead.errors import InvalidInputError
-from talkinghead.models.rasterize import template_landmarks
 from talkinghead.sdk.motion import (
     MotionParams,
     apply_motion,
@@ -17,6 +16,7 @@ from talkinghead.sdk.motion import (
     motion_landmarks,
     scripted_motion,
 )
+from talkinghead.sdk.rasterize import template_landmarks
 
 
 @pytest.fixture

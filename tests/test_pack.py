@@ -16,10 +16,6 @@ import pytest
 
 from talkinghead.errors import BackendError, PackError, PackIntegrityError
 from talkinghead.sdk.pack import (
-    MANIFEST_NAME,
-    SCHEMA_VERSION,
-    AvatarManifest,
-    ModelSource,
     extract_zip,
     load_manifest,
     open_pack,
@@ -27,6 +23,7 @@ from talkinghead.sdk.pack import (
     write_pack,
     zip_pack,
 )
+from talkinghead.sdk.pack_schema import MANIFEST_NAME, SCHEMA_VERSION, AvatarManifest, ModelSource
 
 S = 64
 PNG_BYTES = b"\x89PNG\r\n\x1a\n" + bytes(range(256))  # contents do not matter to the pack layer

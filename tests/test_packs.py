@@ -20,9 +20,11 @@ from PIL import Image, ImageDraw
 from talkinghead.cli import main
 from talkinghead.errors import InvalidInputError, NoFaceError, PackError, TalkingHeadError
 from talkinghead.packs import EnrolledFace, enrol_photo, export_avatar_pack, refiner_models
-from talkinghead.sdk.avatar import Avatar, track_video
+from talkinghead.sdk.avatar import Avatar
 from talkinghead.sdk.media import write_mp4
-from talkinghead.sdk.pack import MANIFEST_NAME, RIG_NAME, load_manifest, open_pack, verify_pack
+from talkinghead.sdk.pack import load_manifest, open_pack, verify_pack
+from talkinghead.sdk.pack_schema import MANIFEST_NAME, RIG_NAME
+from talkinghead.sdk.video_tracks import track_video
 from talkinghead.sdk.warp import rig_from_bytes, warp_to
 
 pytestmark = pytest.mark.usefixtures("face_landmarker_task")
@@ -199,8 +201,11 @@ def test_driver_whose_face_leaves_the_frame_still_renders(avatar_pack, astronaut
     empty = np.full_like(astronaut, 90)
     clip = [astronaut] * 4 + [empty] * 4 + [astronaut] * 2
     video = write_mp4(clip, tmp_path / "leaves.mp4")
-    meshes, fps = track_video(video)
-    assert meshes.shape == (10, 478, 3) and meshes.dtype == np.float32 and fps > 0
+    track = track_video(video)
+    meshes = track.meshes
+    assert meshes.shape == (10, 478, 3) and meshes.dtype == np.float32 and track.fps > 0
+    assert track.found.all() and track.first_found == 0
+    assert np.all(np.diff(track.timestamps_ms) > 0)
     assert np.isfinite(meshes).all()
     for t in range(4, 8):  # lost: the last face is held
         np.testing.assert_array_equal(meshes[t], meshes[3])

@@ -8,8 +8,8 @@ import pytest
 import skimage.data
 
 from talkinghead.errors import InvalidInputError
-from talkinghead.models.rasterize import FLIP_PERMUTATION_68, template_landmarks
 from talkinghead.sdk.motion import MotionParams, apply_motion, motion_landmarks, scripted_motion
+from talkinghead.sdk.rasterize import FLIP_PERMUTATION_68, template_landmarks
 from talkinghead.train.pseudo_video import (
     ASTRONAUT_LANDMARKS_68,
     augment_video,

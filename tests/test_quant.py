@@ -87,7 +87,7 @@ def test_tracked_sequences_of_a_real_face(face_landmarker_task):
     from skimage import data
 
     from talkinghead.distill.motion import pseudo_videos, track_sequences, tracked_landmarks
-    from talkinghead.train.make_data import track_and_crop
+    from talkinghead.sdk.photos import track_and_crop
 
     crop, neutral = track_and_crop(data.astronaut(), 128)
     videos = pseudo_videos(crop, neutral, 1, 3, seed=0)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from talkinghead.errors import InvalidInputError
-from talkinghead.models import rasterize
-from talkinghead.models.rasterize import (
+from talkinghead.sdk import rasterize
+from talkinghead.sdk.rasterize import (
     FACE_PARTS,
     FLIP_PERMUTATION_68,
     MEAN_FACE_68,

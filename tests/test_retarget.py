@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from talkinghead.errors import InvalidInputError
-from talkinghead.models.rasterize import template_landmarks
 from talkinghead.sdk.motion import MotionParams, apply_motion
+from talkinghead.sdk.rasterize import template_landmarks
 from talkinghead.sdk.retarget import (
     BLENDSHAPE_GAINS,
     blendshape_motion,
@@ -156,8 +156,8 @@ def test_blendshape_motion_plays_on_avatar_neutral() -> None:
 
 def test_real_jaw_and_smile_drive_the_avatar(face_landmarker_task: Path) -> None:
     """A real face (mesh-warped Grace Hopper) opening the mouth and smiling, tracked by MediaPipe."""
+    from talkinghead.sdk.photos import builtin_photo
     from talkinghead.sdk.tracker import FaceTracker, FaceTrackerOptions
-    from talkinghead.train.make_data import builtin_photo
     from talkinghead.train.pseudo_video import mesh_warp
 
     photo = builtin_photo("grace_hopper")

@@ -25,15 +25,24 @@ from torch import nn
 
 from talkinghead.cli import main
 from talkinghead.errors import BackendError, InvalidInputError, PackError, PackIntegrityError
+from talkinghead.export.registry import RUNTIMES
 from talkinghead.models.checkpoint import load_checkpoint
-from talkinghead.models.rasterize import rasterize_landmarks
-from talkinghead.packs import FP32_MAX_ABS, INT8_MIN_PSNR_DB, RUNTIMES
 from talkinghead.sdk import backends
 from talkinghead.sdk.avatar import Avatar
 from talkinghead.sdk.backends import choose_backend, create_backend, run_bundled_program
 from talkinghead.sdk.mesh_motion import builtin_mesh_motion
-from talkinghead.sdk.pack import MANIFEST_NAME, load_manifest, open_pack
+from talkinghead.sdk.pack import load_manifest, open_pack
+from talkinghead.sdk.pack_schema import (
+    MANIFEST_NAME,
+)
+from talkinghead.sdk.pack_schema import (
+    PARITY_FP32_MAX_ABS as FP32_MAX_ABS,
+)
+from talkinghead.sdk.pack_schema import (
+    PARITY_INT8_MIN_PSNR_DB as INT8_MIN_PSNR_DB,
+)
 from talkinghead.sdk.parity import check_pack_parity, psnr_db
+from talkinghead.sdk.rasterize import rasterize_landmarks
 from talkinghead.sdk.warp import landmarks68, refiner_input, warp_to
 
 # (runtime, format) of every model file a full pack holds.

@@ -448,7 +448,7 @@ def test_selector_sticks_to_one_track(astronaut_face: FaceResult) -> None:
 @pytest.fixture(scope="module")
 def two_faces(astronaut: np.ndarray) -> np.ndarray:
     """(400, 600, 3): the astronaut and Grace Hopper side by side."""
-    from talkinghead.train.make_data import builtin_photo
+    from talkinghead.sdk.photos import builtin_photo
 
     grace = builtin_photo("grace_hopper")
     return np.concatenate([astronaut[:400, 100:400], grace[50:450, 50:350]], axis=1)

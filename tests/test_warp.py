@@ -177,7 +177,7 @@ def test_opening_the_mouth_lowers_validity_inside_it(rig):
 
 
 def test_refiner_input_channels(rig):
-    from talkinghead.models.rasterize import rasterize_landmarks
+    from talkinghead.sdk.rasterize import rasterize_landmarks
 
     out = warp_to(rig, rig.mesh)
     lm = landmarks68(rig.mesh)

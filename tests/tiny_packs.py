@@ -28,7 +28,7 @@ def tiny_refiner(out_size: int | None = None):
     import torch
     from torch import nn
 
-    from talkinghead.sdk.pack import INPUT_CHANNELS
+    from talkinghead.sdk.pack_schema import INPUT_CHANNELS
 
     torch.manual_seed(0)
     layers: list[nn.Module] = [nn.Conv2d(INPUT_CHANNELS, 3, 1), nn.Tanh()]
@@ -50,7 +50,8 @@ def make_tiny_pack(
 
     from talkinghead.export.executorch import bundle_pte, export_executorch
     from talkinghead.packs import _face_inputs
-    from talkinghead.sdk.pack import ModelSource, TensorSpec, write_pack
+    from talkinghead.sdk.pack import write_pack
+    from talkinghead.sdk.pack_schema import ModelSource, TensorSpec
     from talkinghead.sdk.warp import landmarks68, rig_to_bytes
 
     face = enrolled_astronaut()

@@ -18,7 +18,7 @@ from safetensors.numpy import save_file
 
 from talkinghead.errors import CheckpointError, InvalidInputError
 from talkinghead.models.checkpoint import read_safetensors
-from talkinghead.models.rasterize import rasterize_landmarks
+from talkinghead.sdk.rasterize import rasterize_landmarks
 from talkinghead.sdk.tensors import to_model_input
 from talkinghead.train.ddp import shard_indices
 

@@ -1,6 +1,6 @@
 """Distributed training on ``torch.distributed``, launched by ``torchrun``.
 
-``torchrun --nproc_per_node N -m talkinghead.train.meta ...`` sets RANK, WORLD_SIZE,
+``torchrun --nproc_per_node N -m talkinghead.cli train ...`` sets RANK, WORLD_SIZE,
 LOCAL_RANK and the rendezvous address; :func:`init_distributed` reads them and joins the
 process group (NCCL on GPUs, gloo on CPUs). Without them training runs in one process.
 """

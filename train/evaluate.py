@@ -32,8 +32,8 @@ import torch
 from tqdm.auto import tqdm
 
 from talkinghead.errors import InvalidInputError, ModelAssetError, NoFaceError
-from talkinghead.models.rasterize import rasterize_landmarks
 from talkinghead.models.teacher import Teacher
+from talkinghead.sdk.rasterize import rasterize_landmarks
 from talkinghead.sdk.tensors import from_model_output, to_model_input
 from talkinghead.train.data import VideoSet
 from talkinghead.train.fid import CONVENTIONS, inception_features, load_inception
@@ -231,13 +231,13 @@ def face_descriptor(ident: IdentityDescriptor, frames: np.ndarray, lms: np.ndarr
 def gallery_crops(photos: list[str], size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Name -> ((size, size, 3) uint8 crop, (68, 2) landmarks) for each photo.
 
-    Photos are files or built-in names (see :func:`talkinghead.train.make_data.load_photo`);
+    Photos are files or built-in names (see :func:`talkinghead.sdk.photos.load_photo`);
     ``pypi:train`` stands for every training face of the PyPI set. A photo with no face
     raises NoFaceError naming it.
     """
+    from talkinghead.sdk.face_photos import PREFIX, face_photos
+    from talkinghead.sdk.photos import load_photo, track_and_crop
     from talkinghead.sdk.tracker import FaceTracker
-    from talkinghead.train.face_photos import PREFIX, face_photos
-    from talkinghead.train.make_data import load_photo, track_and_crop
 
     images: dict[str, np.ndarray] = {}
     for p in photos:
@@ -261,7 +261,7 @@ def photo_clip(
 ) -> Clip:
     """A photo as an identity: shots from one pseudo-video, tests from another (every 4th
     frame of a longer clip, so the test poses vary)."""
-    from talkinghead.train.make_data import track_and_crop
+    from talkinghead.sdk.photos import track_and_crop
     from talkinghead.train.pseudo_video import make_pseudo_video
 
     crop, lm = track_and_crop(image, size)

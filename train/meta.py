@@ -12,14 +12,13 @@ from its landmarks, and D judges it. Losses (``talkinghead.train.losses``):
 Runs in one process, or on several under ``torchrun`` (DistributedDataParallel; each rank
 draws episodes from its own share of the videos; rank 0 alone writes files):
 
-    torchrun --nproc_per_node 2 -m talkinghead.train.meta shard.safetensors --out runs/x
+    torchrun --nproc_per_node 2 -m talkinghead.cli train shard.safetensors --out runs/x
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -248,9 +247,3 @@ def _save(teacher, opt_g, opt_d, history, out: Path, step, cfg: MetaTrainConfig,
     torch.save({"g": opt_g.state_dict(), "d": opt_d.state_dict()}, out / "optim.pt")
     (out / "history.json").write_text(json.dumps(history))
     log.info("step %d saved (%.0f s)", step, secs)
-
-
-if __name__ == "__main__":  # torchrun -m talkinghead.train.meta <train arguments>
-    from talkinghead.cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))

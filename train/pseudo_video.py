@@ -19,8 +19,8 @@ import numpy as np
 from scipy.spatial import Delaunay
 
 from talkinghead.errors import InvalidInputError
-from talkinghead.models.rasterize import FLIP_PERMUTATION_68, validate_landmarks
 from talkinghead.sdk.motion import motion_landmarks, scripted_motion
+from talkinghead.sdk.rasterize import FLIP_PERMUTATION_68, validate_landmarks
 
 # The ring of fixed points sits this many times the face's half-extent from its centre:
 # far enough that the chin can drop and the head turn without squeezing the neck.

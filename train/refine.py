@@ -147,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", default="refiner-s")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from talkinghead.train.face_photos import face_photos
-    from talkinghead.train.make_data import builtin_photo
+    from talkinghead.sdk.face_photos import face_photos
+    from talkinghead.sdk.photos import builtin_photo
     from talkinghead.train.refine_data import make_refine_pairs, track_photos
 
     args.out.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from talkinghead.errors import InvalidInputError
-from talkinghead.models.rasterize import rasterize_landmarks
+from talkinghead.sdk.rasterize import rasterize_landmarks
 from talkinghead.sdk.enrol import crop_with_mesh
 from talkinghead.sdk.landmarks import MEDIAPIPE_TO_68
 from talkinghead.sdk.mesh_motion import apply_mesh_motion, propagate

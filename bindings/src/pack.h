@@ -7,17 +7,18 @@
 #include <utility>
 #include <vector>
 
+#include "constants.h"
 #include "talkinghead.h"
 
 namespace talkinghead {
 
-// Schema versions this library reads: 3, warp and refine (generator.rig). Schemas 1 and 2
-// held the old direct-synthesis generator and are refused with a clear error.
-constexpr int64_t kMinSchemaVersion = 3;
-constexpr int64_t kMaxSchemaVersion = 3;
+// Schema versions this library reads (sdk/pack_schema.py SUPPORTED_SCHEMA_VERSIONS, in
+// constants.h): 3, warp and refine (generator.rig). Schemas 1 and 2 held the old
+// direct-synthesis generator and are refused with a clear error.
+constexpr int64_t kMinSchemaVersion = kSupportedSchemaVersions[0];
+constexpr int64_t kMaxSchemaVersion = kSupportedSchemaVersions[kSupportedSchemaVersionsCount - 1];
 // The refiner's input channels: warped RGB, the landmark image, validity.
-constexpr int kInputChannels = 7;
-constexpr const char* kPackFormat = "talkinghead.avatar-pack";
+constexpr int kInputChannels = kRefinerInputChannels;
 
 // A failed step: a status code and a message naming what was wrong.
 struct Failure {

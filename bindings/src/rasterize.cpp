@@ -1,4 +1,4 @@
-// Mirrors models/rasterize.py and sdk/tensors.py operation by operation. Exactness
+// Mirrors sdk/rasterize.py and sdk/tensors.py operation by operation. Exactness
 // rests on doing the same IEEE operations in the same order:
 //   - landmarks widened to double, distances in double, `<=` against radius^2;
 //   - no fused multiply-add: it rounds once where numpy rounds twice, which flips
@@ -23,7 +23,7 @@ struct Part {
   uint8_t r, g, b;
 };
 
-// FACE_PARTS of models/rasterize.py, in drawing order (later parts overwrite earlier).
+// FACE_PARTS of sdk/rasterize.py, in drawing order (later parts overwrite earlier).
 constexpr Part kParts[] = {
     {0, 16, false, 255, 255, 255},  // jaw
     {17, 21, false, 255, 128, 0},   // right_brow

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "bundled.h"
+#include "constants.h"
 #include "drive.h"
 #include "pack.h"
 #include "provenance.h"
@@ -295,24 +296,28 @@ const char* th_version(void) { return TALKINGHEAD_VERSION; }
 
 int32_t th_abi_version(void) { return TH_ABI_VERSION; }
 
+// The names are generated from bindings/native.py STATUS_NAMES (constants.h); the enum of
+// include/talkinghead.h must give each its index there.
+static_assert(TH_OK == 0, "th_status and bindings/native.py STATUS_NAMES differ");
+static_assert(TH_ERR_INVALID_ARGUMENT == 1, "th_status and bindings/native.py STATUS_NAMES differ");
+static_assert(TH_ERR_INVALID_LANDMARKS == 2, "th_status and bindings/native.py STATUS_NAMES differ");
+static_assert(TH_ERR_PACK == 3, "th_status and bindings/native.py STATUS_NAMES differ");
+static_assert(TH_ERR_INTEGRITY == 4, "th_status and bindings/native.py STATUS_NAMES differ");
+static_assert(TH_ERR_UNSUPPORTED == 5, "th_status and bindings/native.py STATUS_NAMES differ");
+static_assert(TH_ERR_MODEL == 6, "th_status and bindings/native.py STATUS_NAMES differ");
+static_assert(TH_ERR_RUNTIME == 7, "th_status and bindings/native.py STATUS_NAMES differ");
+static_assert(TH_ERR_CLOSED == 8, "th_status and bindings/native.py STATUS_NAMES differ");
+static_assert(TH_ERR_NO_MEMORY == 9, "th_status and bindings/native.py STATUS_NAMES differ");
+static_assert(TH_ERR_INTERNAL == 10, "th_status and bindings/native.py STATUS_NAMES differ");
+static_assert(TH_ERR_SELF_CHECK == 11, "th_status and bindings/native.py STATUS_NAMES differ");
+static_assert(TH_ERR_TIMESTAMP == 12, "th_status and bindings/native.py STATUS_NAMES differ");
+static_assert(TH_ERR_SIGNATURE == 13, "th_status and bindings/native.py STATUS_NAMES differ");
+static_assert(talkinghead::kStatusNamesCount == TH_ERR_SIGNATURE + 1, "a th_status without a name");
+
 const char* th_status_name(th_status status) {
-  switch (status) {
-    case TH_OK: return "TH_OK";
-    case TH_ERR_INVALID_ARGUMENT: return "TH_ERR_INVALID_ARGUMENT";
-    case TH_ERR_INVALID_LANDMARKS: return "TH_ERR_INVALID_LANDMARKS";
-    case TH_ERR_PACK: return "TH_ERR_PACK";
-    case TH_ERR_INTEGRITY: return "TH_ERR_INTEGRITY";
-    case TH_ERR_UNSUPPORTED: return "TH_ERR_UNSUPPORTED";
-    case TH_ERR_MODEL: return "TH_ERR_MODEL";
-    case TH_ERR_RUNTIME: return "TH_ERR_RUNTIME";
-    case TH_ERR_CLOSED: return "TH_ERR_CLOSED";
-    case TH_ERR_NO_MEMORY: return "TH_ERR_NO_MEMORY";
-    case TH_ERR_INTERNAL: return "TH_ERR_INTERNAL";
-    case TH_ERR_SELF_CHECK: return "TH_ERR_SELF_CHECK";
-    case TH_ERR_TIMESTAMP: return "TH_ERR_TIMESTAMP";
-    case TH_ERR_SIGNATURE: return "TH_ERR_SIGNATURE";
-  }
-  return "TH_ERR_UNKNOWN";
+  const int i = static_cast<int>(status);
+  if (i < 0 || i >= talkinghead::kStatusNamesCount) return "TH_ERR_UNKNOWN";
+  return talkinghead::kStatusNames[i];
 }
 
 const char* th_last_error(void) { return g_last_error.c_str(); }

@@ -7,21 +7,18 @@
 #include <map>
 #include <utility>
 
+#include "constants.h"
 #include "json.h"
 
 namespace talkinghead {
 
 namespace {
 
-// sdk/warp.py FACE_OVAL and STABLE_MESH_POINTS.
-constexpr int kFaceOval[] = {
-    10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377,
-    152, 148, 176, 149, 150, 136, 172, 58, 132, 93, 234, 127, 162, 21, 54, 103, 67, 109};
-constexpr int kStable[] = {10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 234, 454, 127, 356, 162, 389, 21,
-                           251, 54, 284, 103, 332, 67, 297, 109, 338, 33, 263, 133, 362, 116, 345,
-                           123, 352};
-constexpr int kNumOval = sizeof(kFaceOval) / sizeof(kFaceOval[0]);
-constexpr int kNumStable = sizeof(kStable) / sizeof(kStable[0]);
+// sdk/warp.py FACE_OVAL and STABLE_MESH_POINTS, generated into constants.h.
+constexpr const int* kFaceOval = kFaceOvalPoints;
+constexpr const int* kStable = kStableMeshPoints;
+constexpr int kNumOval = kFaceOvalPointsCount;
+constexpr int kNumStable = kStableMeshPointsCount;
 constexpr double kBaryEps = 1e-9;
 constexpr double kZQuant = 64.0;
 constexpr double kZClip = 1099511627776.0;  // 2**40

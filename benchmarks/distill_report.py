@@ -1,7 +1,7 @@
 """The distillation report: every student variant x precision against the teacher it imitates.
 
-    python -m talkinghead.distill.report --out benchmarks/distill            # full (an hour+)
-    python -m talkinghead.distill.report --out out/distill-quick --quick     # minutes
+    python -m talkinghead.benchmarks.distill_report --out benchmarks/distill            # full (an hour+)
+    python -m talkinghead.benchmarks.distill_report --out out/distill-quick --quick     # minutes
 
 One identity (the built-in astronaut) is FT-enrolled with the teacher; each variant is
 distilled for it (or loaded with ``--students``), quantized (PTQ with a calibration set of
@@ -232,7 +232,7 @@ def run_report(cfg: ReportConfig) -> dict[str, Any]:
     from talkinghead.distill.universal import check_resolutions, load_teacher
     from talkinghead.models.checkpoint import load_checkpoint, save_checkpoint
     from talkinghead.pipeline import DEFAULT_TEACHER, enrol_photo, weights_path
-    from talkinghead.train.make_data import load_photo
+    from talkinghead.sdk.photos import load_photo
 
     cfg.validate()
     t_start = time.perf_counter()
@@ -378,7 +378,7 @@ def write_report(res: dict[str, Any], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from talkinghead.benchmarks.report import _table
+    from talkinghead.benchmarks.report import markdown_table
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(res, indent=1, default=float))
@@ -426,7 +426,7 @@ def write_report(res: dict[str, Any], out: Path) -> None:
         f"({'scripted + tracked' if res['tracked_eval'] else 'scripted'} motion), on ExecuTorch "
         f"(XNNPACK). Latency: median of {res['config']['repeats']} runs, {res['config']['threads']} threads, "
         f"on {res['machine']['cpu']} (load {res['machine']['load_average_1min']}).\n",
-        _table(
+        markdown_table(
             [
                 "variant",
                 "precision",
@@ -443,7 +443,7 @@ def write_report(res: dict[str, Any], out: Path) -> None:
     ]
     if at_rows:
         md += ["\n## Same weights at other resolutions (MACs, latency)\n",
-               _table(["variant", "px", "MMAC", "fp32 ms", "int8 ms"], at_rows)]  # fmt: skip
+               markdown_table(["variant", "px", "MMAC", "fp32 ms", "int8 ms"], at_rows)]  # fmt: skip
     prof_rows = [
         [v, a["resolution"], f"{p['execute_ms']:.2f}", f"{p['operator_sum_ms']:.2f}",
          f"{p['overhead_ms']:.2f}",
@@ -456,14 +456,14 @@ def write_report(res: dict[str, Any], out: Path) -> None:
             "\n## Where the int8 time goes (ExecuTorch trace, `talkinghead profile`)\n",
             "Median ms per execute with tracing on; 'between operators' is execute minus the "
             "sum of XNNPACK's operators: the thread pool's hand-offs.\n",
-            _table(PROFILE_COLUMNS, prof_rows),
+            markdown_table(PROFILE_COLUMNS, prof_rows),
         ]
     tt = res["teachers"]
     md += [
         f"\nTeacher {tt['teacher']['variant']}: {tt['teacher']['macs'] / 1e9:.2f} GMAC per {size} px frame; "
         f"teacher-256: {tt['teacher_256']['macs'] / 1e9:.1f} GMAC per 256 px frame.\n",
         f"\n## Targets (best variant: {t.get('best_variant')})\n",
-        _table(["target", "value", "bound", "status", "missed by"], target_rows),
+        markdown_table(["target", "value", "bound", "status", "missed by"], target_rows),
         "\n![quality vs latency](quality_vs_latency.png)\n",
     ]
     (out / "report.md").write_text("\n".join(md))
@@ -471,7 +471,7 @@ def write_report(res: dict[str, Any], out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m talkinghead.distill.report", description=__doc__.split("\n")[0]
+        prog="python -m talkinghead.benchmarks.distill_report", description=__doc__.split("\n")[0]
     )
     p.add_argument("--out", default="benchmarks/distill")
     p.add_argument("--teacher", help="teacher checkpoint (default: the committed teacher-xs)")
