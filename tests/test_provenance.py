@@ -386,5 +386,8 @@ def test_benchmark_tiny_run(tmp_path, avatar_pack):
     table = markdown(res)
     assert "| avatar 256 px | 8 |" in table and "false positives" in table
     assert "**H.264 crf 28 at 0.5x, PNG** (the issue's)" in table
+    # One clip: its one-side crop is the first side of the cycle, and the table says so.
+    assert set(avatar["crop 20 % off one side"]["rate_by_side"]) == {"top"}
+    assert "| per frame, by side cut | top | bottom | left | right |" in table
     assert (tmp_path / "provenance.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "provenance.json").read_text())["score_min"] == res["score_min"]
