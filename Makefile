@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench bench-quick native lint format clean
+.PHONY: install demo test test-fast bench bench-quick native lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
+
+# While editing: skips the slow marks and the three-runtime avatar_pack fixture (see README).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q --fast $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m talkinghead.benchmarks.run $(ARGS)

@@ -56,3 +56,20 @@ def avatar_pack(tmp_path_factory) -> Path:
     from talkinghead.pipeline import export_pack
 
     return export_pack("astronaut", tmp_path_factory.mktemp("pack") / "astronaut", progress=False)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fast",
+        action="store_true",
+        help="skip tests marked slow and those that need the three-runtime avatar_pack fixture",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--fast"):
+        return
+    skip = pytest.mark.skip(reason="--fast: slow, or needs the three-runtime avatar_pack")
+    for item in items:
+        if "slow" in item.keywords or "avatar_pack" in getattr(item, "fixturenames", ()):
+            item.add_marker(skip)
