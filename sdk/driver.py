@@ -12,7 +12,8 @@ Per frame, as the C ABI's ``th_drive`` does (and equal to it within 1 level):
    MediaPipe's result; a 468-point mesh (no irises) gets points 468-477 as the mean of
    each eye's contour (``RIGHT_EYE``, ``LEFT_EYE``), so the eyes still carry the irises;
 2. One Euro smoothing of every coordinate, z included, speeds in face sizes per second
-   (the face size is the larger side of the raw mesh's box), as ``FaceTracker`` smooths;
+   (the face size is the larger side of the raw mesh's box), lips and eyelids with their
+   higher cutoffs (``FEATURE_MESH_POINTS``), as ``FaceTracker`` smooths;
 3. :func:`~talkinghead.sdk.mesh_motion.retarget_mesh` against the driver's first frame
    (after construction or :meth:`MeshDriver.reset`), rounded to float32 as
    ``retarget_meshes`` rounds it;
@@ -29,7 +30,7 @@ import copy
 import numpy as np
 
 from talkinghead.errors import InvalidInputError
-from talkinghead.sdk.landmarks import NUM_MESH_POINTS
+from talkinghead.sdk.landmarks import FEATURE_MESH_POINTS, NUM_MESH_POINTS
 from talkinghead.sdk.mesh_motion import retarget_mesh
 from talkinghead.sdk.smoothing import OneEuroFilter, OneEuroParams
 from talkinghead.sdk.tracker import next_timestamp
@@ -107,7 +108,11 @@ class MeshDriver:
 
     def reset(self) -> None:
         """Forget the driver: the next frame is the new reference; timestamps start over."""
-        self._filter = OneEuroFilter(self.smoothing) if self.smoothing is not None else None
+        self._filter = (
+            OneEuroFilter(self.smoothing, FEATURE_MESH_POINTS)
+            if self.smoothing is not None
+            else None
+        )
         self._reference: np.ndarray | None = None
         self._last_ms: int | None = None
 

@@ -44,6 +44,22 @@ MEDIAPIPE_TO_68: np.ndarray = np.array([
 MEDIAPIPE_TO_68.setflags(write=False)
 
 NUM_MESH_POINTS = 478
+
+# Lips (MediaPipe's lip contours, outer and inner) and eyelids (both lids of both eyes):
+# the mesh points that move small and fast when a person talks and blinks. The driver's
+# smoothing follows them with higher cutoffs than the rest of the face
+# (talkinghead.sdk.smoothing.FEATURE_MIN_CUTOFF_SCALE).
+# fmt: off
+LIP_MESH_POINTS: tuple[int, ...] = (
+    61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 185, 40, 39, 37, 0, 267, 269, 270, 409,
+    78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 191, 80, 81, 82, 13, 312, 311, 310, 415,
+)
+EYELID_MESH_POINTS: tuple[int, ...] = (
+    33, 246, 161, 160, 159, 158, 157, 173, 133, 7, 163, 144, 145, 153, 154, 155,
+    263, 466, 388, 387, 386, 385, 384, 398, 362, 249, 390, 373, 374, 380, 381, 382,
+)
+# fmt: on
+FEATURE_MESH_POINTS: tuple[int, ...] = tuple(sorted(LIP_MESH_POINTS + EYELID_MESH_POINTS))
 NUM_MESH_POINTS_NO_IRIS = 468
 
 

@@ -19,6 +19,14 @@ Parameters, with the units this project uses:
 - ``d_cutoff`` (Hz): cutoff of the low-pass on the speed estimate itself.
 
 Timestamps are integer milliseconds and must strictly increase, as in VIDEO mode.
+
+Lips and eyelids (``feature_rows``, for meshes ``FEATURE_MESH_POINTS``) move small and
+fast: a syllable or a blink is over in a few frames, and the face's own parameters, tuned
+to still a head, cut it down. Those rows rest at ``FEATURE_MIN_CUTOFF_SCALE`` times the
+cutoff and estimate their speed ``FEATURE_D_CUTOFF_SCALE`` times faster. Measured on
+tracked pseudo-videos of two real photos (``docs/tracking.md``): the tracked mouth
+opening keeps r = 0.97 with the raw track (0.83 when lips are smoothed like the head),
+blinks 0.95 (0.90), for a still face's jitter of 0.044 px instead of 0.039 (0.133 raw).
 """
 
 from __future__ import annotations
@@ -31,6 +39,9 @@ import numpy as np
 from talkinghead.errors import InvalidInputError
 
 from .tracking_types import next_timestamp
+
+FEATURE_MIN_CUTOFF_SCALE = 2.0  # lips' and eyelids' rest cutoff, times min_cutoff
+FEATURE_D_CUTOFF_SCALE = 8.0  # their speed estimate's cutoff, times d_cutoff
 
 
 @dataclass(frozen=True)
@@ -73,14 +84,36 @@ class OneEuroFilter:
         smooth = f(points, timestamp_ms)       # points: (N, 2) float, any units
 
     The first call returns its input unchanged. :meth:`reset` forgets the past.
+    ``feature_rows`` (indices into the first axis, e.g. ``FEATURE_MESH_POINTS`` of a mesh)
+    get the higher cutoffs of lips and eyelids (see the module docstring).
     """
 
-    def __init__(self, params: OneEuroParams | None = None) -> None:
+    def __init__(
+        self, params: OneEuroParams | None = None, feature_rows: tuple[int, ...] = ()
+    ) -> None:
         params = OneEuroParams() if params is None else params
         if not isinstance(params, OneEuroParams):
             raise InvalidInputError(f"params must be OneEuroParams, got {type(params).__name__}")
         self.params = params
+        self.feature_rows = tuple(int(i) for i in feature_rows)
         self.reset()
+
+    def _cutoffs(self, shape: tuple[int, ...]) -> tuple[np.ndarray | float, np.ndarray | float]:
+        """Rest and speed cutoffs (Hz), per element where some rows are features."""
+        p = self.params
+        if not self.feature_rows:
+            return p.min_cutoff, p.d_cutoff
+        if not shape or max(self.feature_rows) >= shape[0]:
+            raise InvalidInputError(
+                f"feature rows up to {max(self.feature_rows)} need an array of more rows, "
+                f"got shape {shape}"
+            )
+        rows = (shape[0],) + (1,) * (len(shape) - 1)
+        min_cutoff = np.full(rows, p.min_cutoff)
+        d_cutoff = np.full(rows, p.d_cutoff)
+        min_cutoff[list(self.feature_rows)] *= FEATURE_MIN_CUTOFF_SCALE
+        d_cutoff[list(self.feature_rows)] *= FEATURE_D_CUTOFF_SCALE
+        return min_cutoff, d_cutoff
 
     def reset(self) -> None:
         """Forget the past: the next call starts a new signal."""
@@ -117,17 +150,22 @@ class OneEuroFilter:
                 f"OneEuroFilter input shape changed from {self._x.shape} to {arr.shape}"
             )
         t = next_timestamp(timestamp_ms, self._t_ms)
+        min_cutoff, d_cutoff = self._cutoffs(arr.shape)
         if self._x is None:
             self._x, self._dx, self._t_ms = arr.copy(), np.zeros_like(arr), t
             return arr.copy()
         dt = (t - self._t_ms) / 1000.0
-        p = self.params
         dx = (arr - self._x) / dt
-        self._dx = self._dx + _alpha(p.d_cutoff, dt) * (dx - self._dx)
-        cutoff = p.min_cutoff + p.beta * np.abs(self._dx) / float(scale)
+        self._dx = self._dx + _alpha(d_cutoff, dt) * (dx - self._dx)
+        cutoff = min_cutoff + self.params.beta * np.abs(self._dx) / float(scale)
         self._x = self._x + _alpha(cutoff, dt) * (arr - self._x)
         self._t_ms = t
         return self._x.copy()
 
 
-__all__ = ["OneEuroFilter", "OneEuroParams"]
+__all__ = [
+    "FEATURE_D_CUTOFF_SCALE",
+    "FEATURE_MIN_CUTOFF_SCALE",
+    "OneEuroFilter",
+    "OneEuroParams",
+]

@@ -225,7 +225,9 @@ TH_API th_status th_self_check(th_avatar avatar, int32_t* out_cases, double* out
  *      points as the mean of each eye's contour;
  *   2. One Euro smoothing of every coordinate, z included, speeds in face sizes per
  *      second (default min_cutoff 1 Hz, beta 30, d_cutoff 1 Hz, as OneEuroParams(); see
- *      th_set_smoothing), as the SDK's FaceTracker smooths its meshes;
+ *      th_set_smoothing; lips and eyelids rest at 2x min_cutoff and estimate speed at
+ *      8x d_cutoff, so syllables and blinks keep up), as the SDK's FaceTracker smooths
+ *      its meshes;
  *   3. retargeting (talkinghead.sdk.mesh_motion.retarget_mesh): the driver's head motion
  *      and expression relative to its reference frame carried onto the avatar's neutral
  *      mesh (th_neutral_mesh), rounded to float32;

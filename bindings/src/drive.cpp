@@ -26,6 +26,16 @@ constexpr double kPi = 3.14159265358979323846;
 constexpr int kRightEye[16] = {33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7};
 constexpr int kLeftEye[16] = {362, 398, 384, 385, 386, 387, 388, 466, 263, 249, 390, 373, 374, 380, 381, 382};
 
+// sdk/landmarks.py FEATURE_MESH_POINTS: lips and eyelids, smoothed with higher cutoffs
+// (sdk/smoothing.py FEATURE_MIN_CUTOFF_SCALE and FEATURE_D_CUTOFF_SCALE).
+constexpr int kFeaturePoints[72] = {
+    0, 7, 13, 14, 17, 33, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 133, 144, 145,
+    146, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 178, 181, 185, 191, 246, 249, 263,
+    267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 362, 373, 374, 375, 380,
+    381, 382, 384, 385, 386, 387, 388, 390, 398, 402, 405, 409, 415, 466};
+constexpr double kFeatureMinCutoffScale = 2.0;
+constexpr double kFeatureDCutoffScale = 8.0;
+
 // Smoothing factor of an exponential low-pass with this cutoff at this sample spacing.
 double alpha(double cutoff_hz, double dt_s) {
   const double tau = 1.0 / (2.0 * kPi * cutoff_hz);
@@ -90,11 +100,17 @@ bool Driver::step(const float* mesh, int n, int dims, int width, int height, int
       // t_ms > t_ms_ (the caller checked), so the unsigned difference is exact and >= 1 even
       // for timestamps whose int64 difference would overflow.
       const double dt = double(uint64_t(t_ms) - uint64_t(t_ms_)) / 1000.0;
+      bool feature[kMeshPoints] = {};
+      for (int i : kFeaturePoints) feature[i] = true;
       const double a_d = alpha(params_.d_cutoff, dt);
+      const double a_d_feature = alpha(params_.d_cutoff * kFeatureDCutoffScale, dt);
+      const double min_cutoff_feature = params_.min_cutoff * kFeatureMinCutoffScale;
       for (size_t k = 0; k < kFloats; ++k) {
         const double v = double(px[k]);
-        ndx_[k] = ndx_[k] + a_d * ((v - nx_[k]) / dt - ndx_[k]);
-        const double cutoff = params_.min_cutoff + params_.beta * std::fabs(ndx_[k]) / size;
+        const bool f = feature[k / 3];
+        ndx_[k] = ndx_[k] + (f ? a_d_feature : a_d) * ((v - nx_[k]) / dt - ndx_[k]);
+        const double cutoff =
+            (f ? min_cutoff_feature : params_.min_cutoff) + params_.beta * std::fabs(ndx_[k]) / size;
         nx_[k] = nx_[k] + alpha(cutoff, dt) * (v - nx_[k]);
       }
     }

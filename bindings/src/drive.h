@@ -19,7 +19,8 @@ constexpr int kMeshPointsNoIris = 468;   // the mesh without the 10 iris points
 // Mesh vertex of each iBUG 68 point (sdk/landmarks.py MEDIAPIPE_TO_68).
 extern const int kMeshTo68[68];
 
-// sdk/smoothing.py OneEuroParams; min_cutoff == 0 turns smoothing off.
+// sdk/smoothing.py OneEuroParams; min_cutoff == 0 turns smoothing off. Lips and eyelids
+// use scaled cutoffs (drive.cpp kFeaturePoints).
 struct OneEuroParams {
   double min_cutoff = 1.0;  // Hz
   double beta = 30.0;       // 1 / (face sizes per second)
