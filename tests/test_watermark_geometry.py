@@ -252,25 +252,31 @@ def test_rendered_frames_survive_a_social_reencode(avatar_pack, tmp_path):
 
 
 def test_native_constants_match_python():
-    """bindings/src/watermark.{h,cpp} restate sdk/watermark.py's parameters; a change to one
-    side alone fails here (the pixel tests above would catch it too, less legibly)."""
+    """The C++ watermark takes sdk/watermark.py's parameters from the generated
+    bindings/src/constants.h (tests/test_constants.py checks the header against Python); a
+    change to one side alone fails here (the pixel tests above would catch it too, less
+    legibly)."""
     import re
 
     from talkinghead.sdk import watermark as wm
 
-    text = (ROOT / "bindings/src/watermark.h").read_text()
-    text += (ROOT / "bindings/src/watermark.cpp").read_text()
+    header = (ROOT / "bindings/src/constants.h").read_text()
+    code = (ROOT / "bindings/src/watermark.h").read_text()
+    code += (ROOT / "bindings/src/watermark.cpp").read_text()
 
     def const(name: str) -> float:
-        m = re.search(rf"constexpr \w+ {name} = (0x[0-9A-Fa-f]+|[0-9.]+)f?;", text)
+        m = re.search(rf"constexpr \w+ {name} = (0x[0-9A-Fa-f]+|[0-9.]+)[fu]?;", header)
         assert m, name
         return float(int(m.group(1), 16)) if m.group(1).startswith("0x") else float(m.group(1))
 
     assert const("kWatermarkGrid") == wm.GRID and const("kWatermarkTile") == wm.TILE
     assert const("kWatermarkCanon") == wm.CANON and const("kWatermarkCodedBits") == wm.CODED_BITS
     assert const("kWatermarkMinSide") == wm.MIN_SIDE
-    assert const("kStrength") == wm.STRENGTH and const("kRoundingSlack") == wm._ROUNDING_SLACK
-    assert const("kKey") == wm._KEY and const("kConstraint") == wm.CONSTRAINT
-    assert re.search(r"kAmpBase = 1\.0f, kAmpMax = 2\.0f", text)
-    assert (wm.AMP_BASE, wm.AMP_MAX) == (1.0, 2.0)
-    assert '"tile-owner"' in text and '"tile-sign"' in text  # the layout's key streams
+    assert const("kWatermarkStrength") == wm.STRENGTH
+    assert const("kWatermarkRoundingSlack") == wm._ROUNDING_SLACK
+    assert const("kWatermarkKey") == wm._KEY and const("kWatermarkConstraint") == wm.CONSTRAINT
+    assert const("kWatermarkAmpBase") == wm.AMP_BASE and const("kWatermarkAmpMax") == wm.AMP_MAX
+    assert '#include "constants.h"' in code
+    for name in ("kKey", "kStrength", "kRoundingSlack", "kConstraint", "kGenerators", "kLuma"):
+        assert re.search(rf"constexpr [\w& ]+ {name} = kWatermark\w+;", code), name
+    assert '"tile-owner"' in code and '"tile-sign"' in code  # the layout's key streams

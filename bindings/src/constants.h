@@ -9,15 +9,28 @@
 namespace talkinghead {
 
 // sdk/landmarks.py MEDIAPIPE_TO_68: the mesh point of each of the 68 iBUG landmarks.
-constexpr int kMediapipeTo68[] = {
+constexpr int kMeshTo68[] = {
     34, 137, 177, 58, 172, 169, 149, 148, 152, 377, 378, 394, 397, 288, 401, 366, 264, 156, 63,
     52, 66, 107, 336, 296, 282, 293, 383, 168, 197, 5, 1, 59, 238, 2, 458, 289, 25, 160, 158,
     155, 153, 144, 382, 385, 387, 255, 373, 380, 61, 74, 37, 11, 267, 304, 291, 321, 314, 17,
     84, 91, 78, 82, 13, 312, 308, 316, 15, 86,
 };
-constexpr int kMediapipeTo68Count = 68;
+constexpr int kMeshTo68Count = 68;
 
-constexpr int kNumMeshPoints = 478;
+// sdk/landmarks.py NUM_MESH_POINTS (FaceLandmarker with irises) and
+// NUM_MESH_POINTS_NO_IRIS (the mesh without the 10 iris points).
+constexpr int kMeshPoints = 478;
+constexpr int kMeshPointsNoIris = 468;
+
+// sdk/landmarks.py FEATURE_MESH_POINTS: lips and eyelids, which the driver's smoothing
+// follows with higher cutoffs.
+constexpr int kFeatureMeshPoints[] = {
+    0, 7, 13, 14, 17, 33, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 133, 144, 145,
+    146, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 178, 181, 185, 191, 246, 249, 263,
+    267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 362, 373, 374, 375, 380,
+    381, 382, 384, 385, 386, 387, 388, 390, 398, 402, 405, 409, 415, 466,
+};
+constexpr int kFeatureMeshPointsCount = 72;
 
 // sdk/warp.py FACE_OVAL and STABLE_MESH_POINTS (the points a driver is aligned on).
 constexpr int kFaceOvalPoints[] = {
@@ -31,16 +44,51 @@ constexpr int kStableMeshPoints[] = {
 };
 constexpr int kStableMeshPointsCount = 34;
 
-// sdk/smoothing.py OneEuroParams(): the driver's default One Euro filter.
+// sdk/warp.py RIGHT_EYE and LEFT_EYE: the contours whose means stand in for the irises
+// of a 468-point mesh.
+constexpr int kRightEyePoints[] = {
+    33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7,
+};
+constexpr int kRightEyePointsCount = 16;
+constexpr int kLeftEyePoints[] = {
+    362, 398, 384, 385, 386, 387, 388, 466, 263, 249, 390, 373, 374, 380, 381, 382,
+};
+constexpr int kLeftEyePointsCount = 16;
+
+// sdk/warp.py: the rasteriser's numeric constants and interior triangle flags.
+constexpr double kBaryEps = 1e-09;  // BARY_EPS
+constexpr double kZQuant = 64.0;  // Z_QUANT, depth key steps per px
+constexpr int kRigTriangleBits = 20;  // _TRI_BITS: key = (z << bits) | triangle
+constexpr double kMouthRgb[] = {40.0, 18.0, 22.0};  // MOUTH_RGB
+constexpr uint8_t kEyeInterior = 1;  // EYE_INTERIOR
+constexpr uint8_t kMouthInterior = 2;  // MOUTH_INTERIOR
+
+// sdk/smoothing.py OneEuroParams(): the driver's default One Euro filter, and the
+// scales of the lips' and eyelids' cutoffs.
 constexpr double kOneEuroMinCutoffHz = 1.0;  // min_cutoff
 constexpr double kOneEuroBeta = 30.0;  // beta, per face size per second
 constexpr double kOneEuroDCutoffHz = 1.0;  // d_cutoff
+constexpr double kFeatureMinCutoffScale = 2.0;  // FEATURE_MIN_CUTOFF_SCALE
+constexpr double kFeatureDCutoffScale = 8.0;  // FEATURE_D_CUTOFF_SCALE
 
-// sdk/watermark.py: the chip layout's key, the mark's strength and its grid.
+// sdk/watermark.py: the chip layout's key, the mark's strength, its grid and its code.
 constexpr uint32_t kWatermarkKey = 0x7A1C0DE5u;  // _KEY
 constexpr double kWatermarkStrength = 2.45;  // STRENGTH, grey levels RMS
-constexpr int kWatermarkGridChips = 32;  // GRID
-constexpr int kWatermarkTileChips = 16;  // TILE
+constexpr double kWatermarkRoundingSlack = 1.02;  // _ROUNDING_SLACK
+constexpr double kWatermarkAmpBase = 1.0;  // AMP_BASE
+constexpr double kWatermarkAmpMax = 2.0;  // AMP_MAX
+constexpr int kWatermarkGrid = 32;  // GRID, chips per side
+constexpr int kWatermarkTile = 16;  // TILE, chips per side of the tile
+constexpr int kWatermarkCanon = 64;  // CANON, px
+constexpr int kWatermarkMinSide = 32;  // MIN_SIDE, px
+constexpr int kWatermarkPayloadBits = 32;  // PAYLOAD_BITS
+constexpr int kWatermarkConstraint = 7;  // CONSTRAINT
+constexpr uint32_t kWatermarkGenerators[] = {
+    91, 121,
+};
+constexpr int kWatermarkGeneratorsCount = 2;
+constexpr int kWatermarkCodedBits = 108;  // CODED_BITS
+constexpr float kWatermarkLuma[] = {0.299f, 0.587f, 0.114f};  // _LUMA, RGB weights (float32)
 
 // bindings/native.py STATUS_NAMES: th_status value -> name (include/talkinghead.h).
 constexpr const char* kStatusNames[] = {

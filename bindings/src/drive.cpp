@@ -7,34 +7,16 @@
 
 namespace talkinghead {
 
-// clang-format off
-const int kMeshTo68[68] = {
-    34, 137, 177, 58, 172, 169, 149, 148, 152, 377, 378, 394, 397, 288, 401, 366, 264,  // jaw
-    156, 63, 52, 66, 107, 336, 296, 282, 293, 383,                                      // brows
-    168, 197, 5, 1, 59, 238, 2, 458, 289,                                               // nose
-    25, 160, 158, 155, 153, 144, 382, 385, 387, 255, 373, 380,                          // eyes
-    61, 74, 37, 11, 267, 304, 291, 321, 314, 17, 84, 91,                                // outer lips
-    78, 82, 13, 312, 308, 316, 15, 86};                                                 // inner lips
-// clang-format on
-
 namespace {
 
 constexpr double kPi = 3.14159265358979323846;
 
-// sdk/warp.py RIGHT_EYE and LEFT_EYE: the contours whose means stand in for the irises
-// of a 468-point mesh (points 468-472 and 473-477).
-constexpr int kRightEye[16] = {33, 246, 161, 160, 159, 158, 157, 173, 133, 155, 154, 153, 145, 144, 163, 7};
-constexpr int kLeftEye[16] = {362, 398, 384, 385, 386, 387, 388, 466, 263, 249, 390, 373, 374, 380, 381, 382};
-
-// sdk/landmarks.py FEATURE_MESH_POINTS: lips and eyelids, smoothed with higher cutoffs
-// (sdk/smoothing.py FEATURE_MIN_CUTOFF_SCALE and FEATURE_D_CUTOFF_SCALE).
-constexpr int kFeaturePoints[72] = {
-    0, 7, 13, 14, 17, 33, 37, 39, 40, 61, 78, 80, 81, 82, 84, 87, 88, 91, 95, 133, 144, 145,
-    146, 153, 154, 155, 157, 158, 159, 160, 161, 163, 173, 178, 181, 185, 191, 246, 249, 263,
-    267, 269, 270, 291, 308, 310, 311, 312, 314, 317, 318, 321, 324, 362, 373, 374, 375, 380,
-    381, 382, 384, 385, 386, 387, 388, 390, 398, 402, 405, 409, 415, 466};
-constexpr double kFeatureMinCutoffScale = 2.0;
-constexpr double kFeatureDCutoffScale = 8.0;
+// The eye contours (constants.h kRightEyePoints, kLeftEyePoints) whose means stand in for
+// the irises of a 468-point mesh (points 468-472 and 473-477).
+constexpr int kEyeContour = 16;
+static_assert(kRightEyePointsCount == kEyeContour && kLeftEyePointsCount == kEyeContour,
+              "the iris fill averages 16 contour points per eye");
+static_assert(kMeshPoints - kMeshPointsNoIris == 10, "5 iris points per eye");
 
 // Smoothing factor of an exponential low-pass with this cutoff at this sample spacing.
 double alpha(double cutoff_hz, double dt_s) {
@@ -67,13 +49,13 @@ bool Driver::step(const float* mesh, int n, int dims, int width, int height, int
   }
   if (n == kMeshPointsNoIris) {
     for (int eye = 0; eye < 2; ++eye) {
-      const int* contour = eye == 0 ? kRightEye : kLeftEye;
+      const int* contour = eye == 0 ? kRightEyePoints : kLeftEyePoints;
       double acc[3] = {0.0, 0.0, 0.0};
-      for (int k = 0; k < 16; ++k) {
+      for (int k = 0; k < kEyeContour; ++k) {
         for (int c = 0; c < 3; ++c) acc[c] = acc[c] + double(px[3 * contour[k] + c]);
       }
       for (int k = 0; k < 5; ++k) {
-        for (int c = 0; c < 3; ++c) px[3 * (kMeshPointsNoIris + 5 * eye + k) + c] = float(acc[c] / 16.0);
+        for (int c = 0; c < 3; ++c) px[3 * (kMeshPointsNoIris + 5 * eye + k) + c] = float(acc[c] / double(kEyeContour));
       }
     }
   }
@@ -101,7 +83,7 @@ bool Driver::step(const float* mesh, int n, int dims, int width, int height, int
       // for timestamps whose int64 difference would overflow.
       const double dt = double(uint64_t(t_ms) - uint64_t(t_ms_)) / 1000.0;
       bool feature[kMeshPoints] = {};
-      for (int i : kFeaturePoints) feature[i] = true;
+      for (int i : kFeatureMeshPoints) feature[i] = true;
       const double a_d = alpha(params_.d_cutoff, dt);
       const double a_d_feature = alpha(params_.d_cutoff * kFeatureDCutoffScale, dt);
       const double min_cutoff_feature = params_.min_cutoff * kFeatureMinCutoffScale;

@@ -11,20 +11,16 @@
 #include <string>
 #include <vector>
 
+#include "constants.h"
+
 namespace talkinghead {
 
-constexpr int kMeshPoints = 478;         // FaceLandmarker with irises
-constexpr int kMeshPointsNoIris = 468;   // the mesh without the 10 iris points
-
-// Mesh vertex of each iBUG 68 point (sdk/landmarks.py MEDIAPIPE_TO_68).
-extern const int kMeshTo68[68];
-
-// sdk/smoothing.py OneEuroParams; min_cutoff == 0 turns smoothing off. Lips and eyelids
-// use scaled cutoffs (drive.cpp kFeaturePoints).
+// sdk/smoothing.py OneEuroParams (defaults from constants.h); min_cutoff == 0 turns
+// smoothing off. Lips and eyelids (kFeatureMeshPoints) use scaled cutoffs.
 struct OneEuroParams {
-  double min_cutoff = 1.0;  // Hz
-  double beta = 30.0;       // 1 / (face sizes per second)
-  double d_cutoff = 1.0;    // Hz
+  double min_cutoff = kOneEuroMinCutoffHz;  // Hz
+  double beta = kOneEuroBeta;               // 1 / (face sizes per second)
+  double d_cutoff = kOneEuroDCutoffHz;      // Hz
 };
 
 // One driver (one face) of one avatar. Not thread safe: the caller serialises.

@@ -14,13 +14,12 @@ namespace talkinghead {
 
 namespace {
 
-// sdk/warp.py FACE_OVAL and STABLE_MESH_POINTS, generated into constants.h.
+// sdk/warp.py FACE_OVAL and STABLE_MESH_POINTS, generated into constants.h (as are
+// kBaryEps and kZQuant).
 constexpr const int* kFaceOval = kFaceOvalPoints;
 constexpr const int* kStable = kStableMeshPoints;
 constexpr int kNumOval = kFaceOvalPointsCount;
 constexpr int kNumStable = kStableMeshPointsCount;
-constexpr double kBaryEps = 1e-9;
-constexpr double kZQuant = 64.0;
 constexpr double kZClip = 1099511627776.0;  // 2**40
 constexpr size_t kMaxRigHeaderBytes = size_t(1) << 20;
 

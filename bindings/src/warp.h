@@ -12,20 +12,18 @@
 #include <string>
 #include <vector>
 
+#include "constants.h"
 #include "pack.h"
 
 namespace talkinghead {
 
-constexpr int kRigMeshPoints = 478;           // MediaPipe's mesh with irises
+// A rig's first kMeshPoints points are MediaPipe's mesh with irises. The depth key's
+// triangle bits, the interior triangle flags and the colour a stretched mouth blends
+// toward (kRigTriangleBits, kEyeInterior, kMouthInterior, kMouthRgb) are in constants.h.
+constexpr int kRigMeshPoints = kMeshPoints;
 constexpr int kRigMaxPoints = 1 << 16;        // mesh + anchors (a rig has about 560)
-constexpr int kRigTriangleBits = 20;          // a depth key is (z << 20) | triangle
 constexpr int kRigMaxTriangles = 1 << kRigTriangleBits;
 enum RigKind : uint8_t { kMesh = 0, kHead = 1, kHalf = 2, kFixed = 3 };
-// Interior triangle flags (sdk/warp.py EYE_INTERIOR, MOUTH_INTERIOR) and the colour a
-// stretched mouth blends toward (MOUTH_RGB).
-constexpr uint8_t kEyeInterior = 1;
-constexpr uint8_t kMouthInterior = 2;
-constexpr double kMouthRgb[3] = {40.0, 18.0, 22.0};
 
 // sdk/warp.py WarpRig: arrays as the safetensors file stores them.
 struct WarpRig {

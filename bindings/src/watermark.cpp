@@ -29,14 +29,17 @@ constexpr int kTile = kWatermarkTile;
 constexpr int kTileChips = kTile * kTile;
 constexpr int kCanon = kWatermarkCanon;
 constexpr int kCoded = kWatermarkCodedBits;
-constexpr int kPayloadBits = 32;
-constexpr int kConstraint = 7;
-constexpr uint32_t kGenerators[2] = {0133, 0171};
-constexpr uint32_t kKey = 0x7A1C0DE5;
-constexpr float kLuma[3] = {0.299f, 0.587f, 0.114f};
-constexpr double kStrength = 2.45;        // STRENGTH, grey levels RMS
-constexpr double kRoundingSlack = 1.02;   // _ROUNDING_SLACK
-constexpr float kAmpBase = 1.0f, kAmpMax = 2.0f;
+constexpr int kPayloadBits = kWatermarkPayloadBits;
+constexpr int kConstraint = kWatermarkConstraint;
+constexpr const auto& kGenerators = kWatermarkGenerators;
+constexpr uint32_t kKey = kWatermarkKey;
+constexpr const auto& kLuma = kWatermarkLuma;
+constexpr double kStrength = kWatermarkStrength;  // grey levels RMS
+constexpr double kRoundingSlack = kWatermarkRoundingSlack;
+// float32, as numpy clips the float32 amplitudes with these Python floats.
+constexpr float kAmpBase = float(kWatermarkAmpBase), kAmpMax = float(kWatermarkAmpMax);
+static_assert(kWatermarkGeneratorsCount == 2, "the convolutional code has rate 1/2");
+static_assert(sizeof(kLuma) == 3 * sizeof(float), "RGB luma weights");
 
 // _key_stream: (n,) big-endian uint32 from sha256(key | purpose | counter).
 std::vector<uint32_t> key_stream(int n, const std::string& purpose) {

@@ -5,13 +5,12 @@
 #include <cstdint>
 #include <vector>
 
+#include "constants.h"
+
 namespace talkinghead {
 
-constexpr int kWatermarkGrid = 32;    // chips per side (GRID)
-constexpr int kWatermarkTile = 16;    // chips per side of the repeating tile (TILE)
-constexpr int kWatermarkCanon = 64;   // the detector's working resolution, px (CANON)
-constexpr int kWatermarkCodedBits = 108;
-constexpr int kWatermarkMinSide = 32;  // px (MIN_SIDE)
+// The mark's key, strength, grid, tile, canonical size, code and minimum frame side
+// (kWatermarkKey, kWatermarkStrength, kWatermarkGrid, ...) are generated into constants.h.
 
 // What the mark carries: a 24-bit pack id and an 8-bit SDK version code.
 struct WatermarkPayload {
