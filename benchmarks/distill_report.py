@@ -231,7 +231,8 @@ def run_report(cfg: ReportConfig) -> dict[str, Any]:
     from talkinghead.distill.quant import int8_for_student
     from talkinghead.distill.universal import check_resolutions, load_teacher
     from talkinghead.models.checkpoint import load_checkpoint, save_checkpoint
-    from talkinghead.pipeline import DEFAULT_TEACHER, enrol_photo, weights_path
+    from talkinghead.packs import weights_path
+    from talkinghead.pipeline import DEFAULT_TEACHER, enrol_photo
     from talkinghead.sdk.photos import load_photo
 
     cfg.validate()

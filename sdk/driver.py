@@ -33,7 +33,7 @@ from talkinghead.errors import InvalidInputError
 from talkinghead.sdk.landmarks import FEATURE_MESH_POINTS, NUM_MESH_POINTS
 from talkinghead.sdk.mesh_motion import retarget_mesh
 from talkinghead.sdk.smoothing import OneEuroFilter, OneEuroParams
-from talkinghead.sdk.tracker import next_timestamp
+from talkinghead.sdk.tracking_types import next_timestamp
 from talkinghead.sdk.warp import LEFT_EYE, RIGHT_EYE, STABLE_MESH_POINTS, check_mesh
 
 NUM_MESH_POINTS_NO_IRIS = 468

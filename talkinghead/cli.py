@@ -108,7 +108,8 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from talkinghead.models.checkpoint import load_checkpoint
-    from talkinghead.pipeline import DEFAULT_TEACHER, weights_path
+    from talkinghead.packs import weights_path
+    from talkinghead.pipeline import DEFAULT_TEACHER
     from talkinghead.sdk.photos import load_photo
     from talkinghead.train.data import read_shards
     from talkinghead.train.evaluate import (

@@ -10,7 +10,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,16 +23,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WEIGHTS = resources.files("talkinghead") / "weights"
 DEFAULT_TEACHER = "teacher-xs.safetensors"
 DEFAULT_STUDENT = "astronaut.student.safetensors"
 CALIBRATION_FRAMES = 32
 PARITY_FRAMES = 4
-
-
-def weights_path(name: str) -> Path:
-    """A weights file shipped with the package (see talkinghead/weights/README.md)."""
-    return Path(str(WEIGHTS / name))
 
 
 def _save_png(image: np.ndarray, path: Path) -> Path:

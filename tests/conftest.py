@@ -27,7 +27,8 @@ def astronaut() -> np.ndarray:
 @pytest.fixture(scope="session")
 def student_checkpoint() -> Path:
     """The committed demo student (distilled for the astronaut photo)."""
-    from talkinghead.pipeline import DEFAULT_STUDENT, weights_path
+    from talkinghead.packs import weights_path
+    from talkinghead.pipeline import DEFAULT_STUDENT
 
     return weights_path(DEFAULT_STUDENT)
 
@@ -35,7 +36,8 @@ def student_checkpoint() -> Path:
 @pytest.fixture(scope="session")
 def teacher_checkpoint() -> Path:
     """The committed demo teacher (teacher-xs, meta-trained on pseudo-videos)."""
-    from talkinghead.pipeline import DEFAULT_TEACHER, weights_path
+    from talkinghead.packs import weights_path
+    from talkinghead.pipeline import DEFAULT_TEACHER
 
     return weights_path(DEFAULT_TEACHER)
 
