@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast bench bench-quick native lint format clean
+.PHONY: install demo test test-fast typecheck bench bench-quick native lint format clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q --fast $(ARGS)
 
+# mypy over sdk/ and models/ (pyproject [tool.mypy]), through the package layout's link tree.
+typecheck: $(STAMP)
+	$(PY) .ci/typecheck.py $(ARGS)
+
 bench: $(STAMP)
 	$(PY) -m talkinghead.benchmarks.run $(ARGS)
 
@@ -42,4 +46,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out .pytest_cache .mypy_cache build/typecheck

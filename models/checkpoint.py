@@ -7,6 +7,7 @@ the file's string metadata, so a checkpoint rebuilds its own model. Nothing is p
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +20,17 @@ from talkinghead.models.refiner import RefinerConfig, RefinerGenerator
 from talkinghead.models.student import StudentConfig, StudentGenerator
 from talkinghead.models.teacher import Teacher, TeacherConfig
 
-_KINDS = {
-    "teacher": (TeacherConfig, Teacher),
-    "student": (StudentConfig, StudentGenerator),
-    "refiner": (RefinerConfig, RefinerGenerator),
+# The models a checkpoint holds, and per kind: its config's reader and the model's class.
+CheckpointModel = Teacher | StudentGenerator | RefinerGenerator
+_KINDS: dict[str, tuple[Callable[[dict], Any], Callable[[Any], CheckpointModel]]] = {
+    "teacher": (TeacherConfig.from_dict, Teacher),
+    "student": (StudentConfig.from_dict, StudentGenerator),
+    "refiner": (RefinerConfig.from_dict, RefinerGenerator),
 }
 
 
 def save_checkpoint(
-    path: str | Path, model: torch.nn.Module, kind: str, half: bool = False, **notes: Any
+    path: str | Path, model: CheckpointModel, kind: str, half: bool = False, **notes: Any
 ) -> Path:
     """Write ``model``'s weights plus its config; ``notes`` (JSON-able) go in the metadata.
 
@@ -110,9 +113,9 @@ def load_checkpoint(path: str | Path, kind: str, expect_variant: str | None = No
     tensors, meta = read_checkpoint(path)
     if meta["kind"] != kind:
         raise CheckpointError(f"{path} holds a {meta['kind']!r} checkpoint, expected a {kind!r}")
-    config_cls, model_cls = _KINDS[kind]
+    read_config, model_cls = _KINDS[kind]
     try:
-        cfg = config_cls.from_dict(meta["config"])
+        cfg = read_config(meta["config"])
     except (TypeError, KeyError) as exc:
         raise CheckpointError(f"{path} has an unreadable {kind} config: {exc}") from exc
     if expect_variant is not None and cfg.name != expect_variant:

@@ -5,20 +5,32 @@ Shapes use (B, C, H, W) float32 throughout.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+# spectral_norm parametrizes the layer in place and returns it, still a Conv2d / Linear.
+
 
 def conv(cin: int, cout: int, k: int = 3, sn: bool = True) -> nn.Conv2d:
     layer = nn.Conv2d(cin, cout, k, padding=k // 2)
-    return spectral_norm(layer) if sn else layer
+    return cast(nn.Conv2d, spectral_norm(layer)) if sn else layer
 
 
 def linear(cin: int, cout: int, sn: bool = True) -> nn.Linear:
     layer = nn.Linear(cin, cout)
-    return spectral_norm(layer) if sn else layer
+    return cast(nn.Linear, spectral_norm(layer)) if sn else layer
+
+
+def zero_conv(layer: nn.Conv2d) -> nn.Conv2d:
+    """``layer`` with zero weight and bias: an output head that starts by adding nothing."""
+    nn.init.zeros_(layer.weight)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+    return layer
 
 
 class AdaIN(nn.Module):

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from talkinghead.errors import InvalidInputError
+from talkinghead.models.layers import zero_conv
 from talkinghead.models.registry import ChannelsConfig, create_model, register_model
 from talkinghead.models.student import SeparableConv
 
@@ -84,12 +85,10 @@ class RefinerGenerator(nn.Module):
         self.up = nn.ModuleList(SeparableConv(ch[i], ch[i]) for i in range(len(ch) - 1))
         self.full_up = nn.Conv2d(ch[0], ch[0], 1, bias=False)
         self.full_skip = nn.Conv2d(IN_CHANNELS, ch[0], 1)
-        self.head = nn.Conv2d(ch[0], 4, 3, 1, 1)
         # Start by passing the warp through: the correction starts at zero and the mask at
         # one half. (A mask that starts near 1 saturates its sigmoid and starves the
         # correction of gradient; a correction drawn from grey makes the mask flee to 1.)
-        nn.init.zeros_(self.head.weight)
-        nn.init.zeros_(self.head.bias)
+        self.head = zero_conv(nn.Conv2d(ch[0], 4, 3, 1, 1))
 
     def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x (B, 7, S, S)`` -> (refined RGB ``(B, 3, S, S)`` in [-1, 1], mask ``(B, 1, S, S)``).

@@ -22,6 +22,7 @@ Output: (B, 3, S, S) float32 in [-1, 1], RGB.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -64,20 +65,27 @@ class IdentityNorm(nn.Module):
         super().__init__()
         self.channels, self.modulated = channels, modulated
         self.bn = nn.BatchNorm2d(channels, affine=not modulated)
+        self.slot = ""  # its module name in the generator, where identity parameters find it
 
     def forward(self, x: torch.Tensor, mod: torch.Tensor | None = None) -> torch.Tensor:
         x = self.bn(x)
         if not self.modulated:
             return x
+        if mod is None:
+            raise InvalidInputError(f"the modulated norm {self.slot!r} needs its (B, 2 * C) mod")
         gamma, beta = mod.split(self.channels, dim=1)
         return x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
 
     def affine(self, mod: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Eval-mode (scale, shift), each (C,): the norm as ``x * scale + shift``."""
         bn = self.bn
+        if bn.running_mean is None or bn.running_var is None:  # BatchNorm2d keeps them
+            raise InvalidInputError(f"the norm {self.slot!r} has no running statistics")
         scale = torch.rsqrt(bn.running_var + bn.eps)
         shift = -bn.running_mean * scale
         if self.modulated:
+            if mod is None:
+                raise InvalidInputError(f"the modulated norm {self.slot!r} needs its mod")
             gamma, beta = mod.reshape(-1).split(self.channels)
             return scale * (1 + gamma), shift * (1 + gamma) + beta
         return scale * bn.weight, shift * bn.weight + bn.bias
@@ -86,9 +94,11 @@ class IdentityNorm(nn.Module):
 def _norm(
     layer: IdentityNorm | None, x: torch.Tensor, mods: dict[str, torch.Tensor] | None
 ) -> torch.Tensor:
-    if layer is None:
-        return x
-    return layer(x, mods[layer.slot] if layer.modulated else None)
+    if layer is None or not layer.modulated:
+        return x if layer is None else layer(x)
+    if mods is None:
+        raise InvalidInputError("a universal student's norms need identity parameters")
+    return layer(x, mods[layer.slot])
 
 
 class SeparableConv(nn.Module):
@@ -108,6 +118,8 @@ class SeparableConv(nn.Module):
 
 class StudentGenerator(nn.Module):
     """A small U-Net of separable convolutions (see the module docstring for its forms)."""
+
+    notes: dict[str, Any]  # set by checkpoints and distillation: where the weights came from
 
     def __init__(self, cfg: StudentConfig):
         super().__init__()
@@ -178,13 +190,17 @@ class StudentGenerator(nn.Module):
         Training reads both: the pre-output range (kept near [-1, 1] for int8) and the
         features (matched to the teacher's through 1x1 adapters).
         """
-        mods = self.identity_params(e) if self.universal else None
-        if mods is not None and e.shape[0] != landmarks.shape[0]:
-            mods = {k: v.expand(landmarks.shape[0], -1) for k, v in mods.items()}
+        mods = None
+        if self.universal:
+            if e is None:
+                raise InvalidInputError(f"{self.cfg.name} is universal: it needs e (B, e_dim)")
+            mods = self.identity_params(e)
+            if e.shape[0] != landmarks.shape[0]:
+                mods = {k: v.expand(landmarks.shape[0], -1) for k, v in mods.items()}
         h = F.relu(_norm(self.stem_norm, self.stem(landmarks), mods))
         skips = [h]
         for blocks in self.down:
-            for block in blocks:
+            for block in cast(nn.ModuleList, blocks):
                 h = block(h, mods)
             skips.append(h)
         skips.pop()
@@ -196,7 +212,8 @@ class StudentGenerator(nn.Module):
                 self.fuse_up[i](h), scale_factor=2.0, mode="bilinear", align_corners=False
             )
             fused = up + self.fuse_skip[i](skips[i])
-            h = F.relu(_norm(None if self.fuse_norm is None else self.fuse_norm[i], fused, mods))
+            norm = None if self.fuse_norm is None else cast(IdentityNorm, self.fuse_norm[i])
+            h = F.relu(_norm(norm, fused, mods))
             h = self.up[i](h, mods)
             feats.append(h)
         return self.head(h), feats
@@ -218,7 +235,7 @@ class StudentGenerator(nn.Module):
         return self
 
 
-def _split_legacy_fuse(module: nn.Module, state: dict, prefix: str, *_args) -> None:
+def _split_legacy_fuse(module: StudentGenerator, state: dict, prefix: str, *_args) -> None:
     """Checkpoints saved before the split hold one ``fuse.{i}`` conv over concat(h, skip):
     its first ch[i + 1] input channels become ``fuse_up.{i}``, the rest ``fuse_skip.{i}``."""
     for i, up in enumerate(module.fuse_up):
@@ -246,7 +263,7 @@ def fold_student(student: StudentGenerator, e: torch.Tensor | None = None) -> St
         )
     if not student.universal and e is not None:
         raise InvalidInputError(f"{student.cfg.name} is not universal: it takes no e")
-    mods = student.identity_params(e) if student.universal else {}
+    mods = student.identity_params(e) if e is not None else {}  # e is given iff universal
     plain = StudentGenerator(replace(student.cfg, norm=False, e_dim=0))
     state = {k: v.clone() for k, v in student.state_dict().items() if k in plain.state_dict()}
     for slot, norm in student.norms.items():

@@ -195,7 +195,9 @@ class Avatar:
             m = check_mesh(mesh)  # a rejected frame keeps its timestamp unused
             self._check_timestamp(timestamp_ms)
             frame = self._render(m)
-        self._options.result_callback(frame, int(timestamp_ms))
+        callback = self._options.result_callback
+        assert callback is not None  # AvatarOptions requires one in LIVE_STREAM mode
+        callback(frame, int(timestamp_ms))
 
     def render_sequence(self, meshes: np.ndarray, progress: bool = False) -> np.ndarray:
         """(T, 478, 3) target meshes, crop px -> (T, S, S, 3) uint8. Works in any running mode."""

@@ -28,7 +28,7 @@ import struct
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -37,12 +37,24 @@ from talkinghead.errors import BackendError, CheckpointError, InvalidInputError,
 
 @runtime_checkable
 class Backend(Protocol):
-    """What the avatar runtime needs from a model runtime."""
+    """What the avatar runtime needs from a model runtime. Backends are context managers:
+    leaving the ``with`` block closes them."""
 
     name: str
 
     def load(self, path: str | os.PathLike[str], *, sha256: str | None = None) -> None:
         """Load a model file; with ``sha256``, refuse (PackIntegrityError) bytes that do not match."""
+        ...
+
+    def load_bytes(self, data: bytes, *, source: str = "<bytes>") -> None:
+        """Load a model from bytes the caller has already checked (e.g. ``AvatarPack.read_verified``)."""
+        ...
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """The loaded model's (1, C, S, S) input shape; None before a model is loaded, or when
+        the model fixes none (an eager module). Never raises, so ``isinstance(x, Backend)``
+        is safe on any backend."""
         ...
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -52,6 +64,10 @@ class Backend(Protocol):
     def close(self) -> None:
         """Release the model and native resources. Idempotent."""
         ...
+
+    def __enter__(self) -> Backend: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 _REGISTRY: dict[str, Callable[..., Backend]] = {}
@@ -159,24 +175,24 @@ def set_executorch_threads(num_threads: int) -> None:
     under a loaded program can hang that program, so a new size is refused (BackendError)
     while any ExecuTorchBackend holds a loaded program; setting the current size is a no-op.
     """
-    num_threads = check_num_threads(num_threads)
-    if num_threads is None:
+    threads = check_num_threads(num_threads)
+    if threads is None:
         raise InvalidInputError("num_threads must be an int >= 1, got None")
     try:
         from executorch.extension.pybindings import portable_lib
     except ImportError as e:
         raise BackendError(f"the ExecuTorch runtime is not installed: {e}") from e
     current = portable_lib._threadpool_get_thread_count()
-    if current == num_threads:
+    if current == threads:
         return
     loaded = sum(1 for b in list(_EXECUTORCH_LOADED) if b._method is not None)
     if loaded:
         raise BackendError(
             f"ExecuTorch's thread pool is process-wide and {loaded} loaded program(s) use it at "
-            f"{current} threads; close them before asking for {num_threads}, or ask for {current}"
+            f"{current} threads; close them before asking for {threads}, or ask for {current}"
         )
     # The wheel's only handle on the pool; private, hence this one guarded place.
-    portable_lib._unsafe_reset_threadpool(num_threads)
+    portable_lib._unsafe_reset_threadpool(threads)
 
 
 # ExecuTorchBackends holding a loaded program: the thread pool must not be resized under them.
@@ -196,6 +212,9 @@ def read_checked(path: str | os.PathLike[str], sha256: str | None) -> bytes:
     return data
 
 
+_B = TypeVar("_B", bound="_BackendBase")
+
+
 class _BackendBase:
     """Context-manager plumbing shared by the concrete backends."""
 
@@ -204,7 +223,7 @@ class _BackendBase:
     def close(self) -> None:  # pragma: no cover - overridden
         pass
 
-    def __enter__(self) -> Any:
+    def __enter__(self: _B) -> _B:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -301,9 +320,7 @@ class ExecuTorchBackend(_BackendBase):
         _EXECUTORCH_LOADED.add(self)
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        if self._input_shape is None:
-            raise BackendError("no model loaded")
+    def input_shape(self) -> tuple[int, ...] | None:
         return self._input_shape
 
     def run(self, x: np.ndarray) -> np.ndarray:
@@ -459,10 +476,10 @@ class LiteRTBackend(_BackendBase):
         self._data, self._interpreter, self.source = data, interpreter, source
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
+    def input_shape(self) -> tuple[int, ...] | None:
         """The protocol's (1, 3, S, S) shape of the loaded model."""
         if self._interpreter is None:
-            raise BackendError("no model loaded")
+            return None
         shape = tuple(int(v) for v in self._in["shape"])
         return shape if self.layout == "NCHW" else (shape[0], shape[3], shape[1], shape[2])
 
@@ -582,10 +599,8 @@ class OnnxRuntimeBackend(_BackendBase):
         self._session, self.source, self.format = session, source, fmt
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        if self._session is None:
-            raise BackendError("no model loaded")
-        return self._input_shape
+    def input_shape(self) -> tuple[int, ...] | None:
+        return self._input_shape if self._session is not None else None
 
     def run(self, x: np.ndarray) -> np.ndarray:
         if self._session is None:
@@ -632,17 +647,31 @@ class TorchBackend(_BackendBase):
             raise BackendError(
                 "TorchBackend needs the module to load weights into: TorchBackend(module)"
             )
+        self.load_bytes(read_checked(path, sha256), source=str(path))
+
+    def load_bytes(self, data: bytes, *, source: str = "<bytes>") -> None:
+        """Load a safetensors state dict into the module (strict: every key, every shape)."""
+        if self._module is None:
+            raise BackendError(
+                "TorchBackend needs the module to load weights into: TorchBackend(module)"
+            )
         from safetensors.torch import load as load_safetensors
 
-        data = read_checked(path, sha256)
         try:
             state = load_safetensors(data)
         except Exception as e:
-            raise CheckpointError(f"{path} is not a readable safetensors file: {e}") from e
+            raise CheckpointError(f"{source} is not a readable safetensors file: {e}") from e
         try:
             self._module.load_state_dict(state, strict=True)
         except RuntimeError as e:
-            raise CheckpointError(f"{path} does not fit {type(self._module).__name__}: {e}") from e
+            raise CheckpointError(
+                f"{source} does not fit {type(self._module).__name__}: {e}"
+            ) from e
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        """None: an eager module fixes no input shape."""
+        return None
 
     def run(self, x: np.ndarray) -> np.ndarray:
         if self._module is None:

@@ -144,9 +144,17 @@ def generate_dev_chain(folder: str | os.PathLike[str], force: bool = False) -> d
         )
 
     def usage(**on: bool) -> x509.KeyUsage:
-        keys = ("digital_signature", "content_commitment", "key_encipherment")
-        keys += ("data_encipherment", "key_agreement", "key_cert_sign", "crl_sign")
-        keys += ("encipher_only", "decipher_only")
+        keys = (
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        )
         return x509.KeyUsage(**{k: on.get(k, False) for k in keys})
 
     now = datetime.datetime.now(datetime.timezone.utc)

@@ -108,7 +108,7 @@ def read_members(archive: Path, members: Iterable[str]) -> dict[str, np.ndarray]
                 f = tar.extractfile(f"{top}/{member}")
                 if f is None:
                     raise KeyError(member)
-                img = Image.open(io.BytesIO(f.read()))
+                img: Image.Image = Image.open(io.BytesIO(f.read()))
                 img.load()
                 if img.mode in ("RGBA", "LA", "P"):
                     rgba = img.convert("RGBA")

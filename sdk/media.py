@@ -12,7 +12,7 @@ import html
 import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -259,7 +259,7 @@ def read_label(path: str | os.PathLike[str]) -> dict[str, object] | None:
 
 def read_video(
     path: str | os.PathLike[str], max_frames: int | None = None
-) -> Iterator[tuple[np.ndarray, int]]:
+) -> Generator[tuple[np.ndarray, int], None, None]:
     """Decode a video file: yields (frame (H, W, 3) uint8 RGB, timestamp ms), strictly increasing.
 
     Raises ImageReadError for a missing file, a file with no video stream, or undecodable data.

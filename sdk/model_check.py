@@ -148,6 +148,8 @@ def _child(runtime: str, kind: str, atol: float, rtol: float, source: str) -> di
         return {"input": [], "output": [], "bundled_cases": n}
     with create_backend(runtime, num_threads=1) as backend:
         backend.load_bytes(data, source=source)
+        if backend.input_shape is None:
+            raise BackendError(f"{source}: the model has no fixed input shape")
         shape = tuple(int(v) for v in backend.input_shape)
         if math.prod(shape) > MAX_INPUT_ELEMENTS:
             raise BackendError(f"{source}: input {list(shape)} is larger than any avatar's")

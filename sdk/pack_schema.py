@@ -110,7 +110,7 @@ class TensorSpec:
     quantization: Mapping[str, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out = {
+        out: dict[str, Any] = {
             "name": self.name,
             "shape": list(self.shape),
             "dtype": self.dtype,

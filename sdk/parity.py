@@ -88,7 +88,11 @@ def _threshold(info: Any, key: str, default: float, where: str) -> float:
 def check_model_parity(pack: AvatarPack, entry: ModelEntry) -> ParityResult:
     """Run one model over the pack's parity inputs; compare with eager by its precision's threshold."""
     info = pack.manifest.parity or {}
-    common = {"file": entry.file, "runtime": entry.runtime, "precision": entry.precision}
+    common: dict[str, Any] = {
+        "file": entry.file,
+        "runtime": entry.runtime,
+        "precision": entry.precision,
+    }
     if not runtime_installed(entry.runtime):
         return ParityResult(**common, status="skipped", message="runtime not installed")
     arrays = pack.load_parity()

@@ -43,8 +43,9 @@ def _grace_hopper() -> np.ndarray:
     import matplotlib.cbook
     from PIL import Image
 
-    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
-        return np.asarray(Image.open(f).convert("RGB"))
+    path = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
 
 
 _PHOTOS: dict[str, Callable[[], np.ndarray]] = {
@@ -75,14 +76,12 @@ def track_and_crop(
     image: np.ndarray, size: int, tracker: FaceTracker | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Track the largest face and crop it: ((size, size, 3) uint8, (68, 2) float32 crop px)."""
-    own = tracker is None
-    if own:
-        tracker = FaceTracker.create_from_options(FaceTrackerOptions())
+    active = FaceTracker.create_from_options(FaceTrackerOptions()) if tracker is None else tracker
     try:
-        face = tracker.track_image(image)
+        face = active.track_image(image)
     finally:
-        if own:
-            tracker.close()
+        if tracker is None:
+            active.close()
     crop, lm, _ = crop_face(image, face.landmarks68, size)
     return crop, lm
 

@@ -151,7 +151,7 @@ class OneEuroFilter:
             )
         t = next_timestamp(timestamp_ms, self._t_ms)
         min_cutoff, d_cutoff = self._cutoffs(arr.shape)
-        if self._x is None:
+        if self._x is None or self._t_ms is None:  # the first sample (both are set together)
             self._x, self._dx, self._t_ms = arr.copy(), np.zeros_like(arr), t
             return arr.copy()
         dt = (t - self._t_ms) / 1000.0

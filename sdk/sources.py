@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,7 @@ class VideoFileSource:
             )
         self.path = Path(path)
         self.max_frames = max_frames
-        self._frames: Iterator[tuple[np.ndarray, int]] | None = None
+        self._frames: Generator[tuple[np.ndarray, int], None, None] | None = None
 
     @property
     def fps(self) -> float:
@@ -111,7 +111,7 @@ class WebcamSource:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, int(width))
         if height:
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, int(height))
-        self._cap = cap
+        self._cap: cv2.VideoCapture | None = cap
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, int]]:
         count, last_ms = 0, None

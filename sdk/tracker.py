@@ -120,8 +120,8 @@ class FaceTracker:
             tracks = FaceTracks(
                 options.num_faces, options.smoothing, options.on_face_lost, options.neutral_fade_ms
             )
-        if options.running_mode is RunningMode.LIVE_STREAM:
-            callback = _wrap_callback(options.result_callback, tracks)
+            if options.running_mode is RunningMode.LIVE_STREAM:
+                callback = _wrap_callback(options.result_callback, tracks)
         mp_options = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(model_path)),
             running_mode=mp_mode,
@@ -174,6 +174,7 @@ class FaceTracker:
         ts = self._next_timestamp(timestamp_ms)
         result = self._run(lambda lm, mp_image: lm.detect_for_video(mp_image, ts), rgb)
         faces = _convert_result(result, rgb.shape[1], rgb.shape[0])
+        assert self._tracks is not None  # create_from_options gives VIDEO mode its tracks
         return self._tracks.update(faces, ts)
 
     def detect_async(self, image: np.ndarray, timestamp_ms: int) -> None:

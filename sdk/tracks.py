@@ -90,23 +90,30 @@ class _Track:
         self.last = face  # last reported result (smoothed)
         self.neutral: FaceResult | None = None  # first smoothed result
         self.lost_since_ms: int | None = None
-        self.smooth = params is not None
-        self.f_lm = OneEuroFilter(params, FEATURE_MESH_POINTS) if self.smooth else None
-        self.f_bs = OneEuroFilter(params) if self.smooth else None
-        self.f_tf = OneEuroFilter(params) if self.smooth else None
+        # One Euro filters of the landmarks, the blendshapes and the transform (None: raw).
+        self.filters = (
+            (
+                OneEuroFilter(params, FEATURE_MESH_POINTS),
+                OneEuroFilter(params),
+                OneEuroFilter(params),
+            )
+            if params is not None
+            else None
+        )
 
     def observe(self, face: FaceResult, t_ms: int) -> FaceResult:
         lm, shapes, tf = face.landmarks, face.blendshapes, face.transform
-        if self.smooth:
+        if self.filters is not None:
+            f_lm, f_bs, f_tf = self.filters
             x0, y0, x1, y1 = face.bbox
             size = max(x1 - x0, y1 - y0, 1.0)  # speeds in face sizes per second
-            lm = self.f_lm(lm, t_ms, scale=size).astype(np.float32)
+            lm = f_lm(lm, t_ms, scale=size).astype(np.float32)
             if shapes:
                 keys = sorted(shapes)
-                vals = self.f_bs(np.array([shapes[k] for k in keys]), t_ms)
+                vals = f_bs(np.array([shapes[k] for k in keys]), t_ms)
                 shapes = {k: float(np.clip(v, 0.0, 1.0)) for k, v in zip(keys, vals, strict=True)}
             if tf is not None:
-                tf = orthonormalise_transform(self.f_tf(tf, t_ms))
+                tf = orthonormalise_transform(f_tf(tf, t_ms))
         out = FaceResult(
             landmarks=lm,
             landmarks68=mediapipe_to_68(lm),
@@ -124,7 +131,7 @@ class _Track:
         """The result reported for this lost track, or None (policy "none")."""
         if policy == "none":
             return None
-        if policy == "hold" or self.neutral is None:
+        if policy == "hold" or self.neutral is None or self.lost_since_ms is None:
             return dataclasses.replace(self.last, tracked=False)
         w = min(1.0, (t_ms - self.lost_since_ms) / fade_ms)
         lm, shapes, tf = _blend(self.last, self.neutral, w)
@@ -188,10 +195,12 @@ class FaceTracks:
             if fi in matched_f:
                 continue
             if len(self._tracks) >= self.max_faces:
-                lost = [tr for tr in self._tracks if tr.lost_since_ms is not None]
+                lost = [
+                    (tr.lost_since_ms, tr) for tr in self._tracks if tr.lost_since_ms is not None
+                ]
                 if not lost:
                     continue  # more detections than num_faces allows; cannot happen with MP
-                self._tracks.remove(min(lost, key=lambda tr: tr.lost_since_ms))
+                self._tracks.remove(min(lost, key=lambda item: item[0])[1])
             track = _Track(self._next_id, face, self.smoothing)
             self._next_id += 1
             self._tracks.append(track)

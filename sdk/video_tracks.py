@@ -13,6 +13,7 @@ import dataclasses
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -133,7 +134,8 @@ def save_track(path: str | os.PathLike[str], results: list[TrackedFrame]) -> Non
     blendshape_names, track_id (T,) and tracked (T,); NaN / -1 / False where no face."""
     names = sorted(next((f.blendshapes for _, f in results if f and f.blendshapes), {}))
     t = len(results)
-    arrays = {
+    # Any: savez_compressed's keyword arguments are arrays, and its stub also types allow_pickle.
+    arrays: dict[str, Any] = {
         "timestamps_ms": np.array([ts for ts, _ in results], np.int64),
         "landmarks68": np.full((t, 68, 2), np.nan, np.float32),
         "landmarks": np.full((t, 478, 3), np.nan, np.float32),

@@ -493,7 +493,7 @@ def _folded(
     y = (h / 2 + s * ux + c * uy) * g[1] - 0.5
     v, inside = _sample(small, x, y)
     v = v.reshape(CANON, 2, CANON, 2).mean((1, 3))
-    inside = inside.reshape(CANON, 2, CANON, 2).all((1, 3))
+    inside = np.all(inside.reshape(CANON, 2, CANON, 2), axis=(1, 3))
     if not inside.any():
         return None
     v = np.where(inside, v, v[inside].mean()).astype(np.float32)

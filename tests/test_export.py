@@ -210,6 +210,25 @@ def test_backend_registry_and_torch_backend(exported, eval_inputs):
     assert isinstance(create_backend("executorch"), ExecuTorchBackend)
 
 
+def test_backends_meet_the_protocol_before_and_after_a_load(exported, eval_inputs):
+    """isinstance(x, Backend) reads every protocol member: input_shape is None until a model
+    is loaded (and for an eager module, which fixes none), never an exception."""
+    from safetensors.torch import save
+
+    with ExecuTorchBackend() as backend:
+        assert isinstance(backend, Backend) and backend.input_shape is None
+        backend.load_bytes(exported["fp32"].read_bytes(), source="tiny.pte")
+        assert isinstance(backend, Backend) and backend.input_shape == (1, 3, S, S)
+    assert backend.input_shape is None  # closed
+    eager = create_backend("torch", module=TinyGenerator().eval())
+    assert isinstance(eager, Backend) and eager.input_shape is None
+    state = {k: v.contiguous() for k, v in exported["model"].state_dict().items()}
+    eager.load_bytes(save(state), source="tiny.safetensors")  # the exported model's weights
+    with torch.no_grad():
+        ref = exported["model"](torch.from_numpy(eval_inputs[0])).numpy()
+    np.testing.assert_array_equal(eager.run(eval_inputs[0]), ref)
+
+
 def test_executorch_backend_rejects_bad_input(exported):
     with ExecuTorchBackend() as backend:
         backend.load(exported["fp32"])
