@@ -80,8 +80,8 @@ def demo_neutral(resolution: int) -> np.ndarray:
 
 def motion_inputs(resolution: int, frames: int, seed: int) -> torch.Tensor:
     """(frames, 7, S, S) float32 refiner inputs along built-in motion of the demo face."""
-    from talkinghead.sdk.rasterize import rasterize_landmarks
     from talkinghead.sdk.mesh_motion import builtin_mesh_motion
+    from talkinghead.sdk.rasterize import rasterize_landmarks
     from talkinghead.sdk.warp import landmarks68, refiner_input, warp_to
 
     rig = demo_rig(resolution)
@@ -116,6 +116,11 @@ def build_teacher_generator(name: str) -> tuple[torch.nn.Module, int]:
     with torch.no_grad():
         psi = t.G.psi(torch.randn(1, t.cfg.e_dim))
     return Enrolled(t.G, psi).eval(), t.cfg.resolution
+
+
+def teacher_input(g: torch.nn.Module, res: int) -> torch.Tensor:
+    """A frame's input for a bound teacher generator: landmark image or refiner input."""
+    return torch.zeros(1, g.G.in_channels, res, res)
 
 
 def backend_ready(name: str) -> bool:
@@ -270,7 +275,7 @@ def measure_case(
 def measure_teacher(name: str, repeats: int, budget_s: float) -> dict[str, Any]:
     """Eager fp32 latency, MACs and parameters of one teacher's per-frame generator."""
     g, res = build_teacher_generator(name)
-    x = torch.zeros(1, 3, res, res)
+    x = teacher_input(g, res)
     with torch.inference_mode():
         ms = median_ms(lambda: g(x), repeats, 1, budget_s)
     return {

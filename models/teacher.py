@@ -1,8 +1,20 @@
 """The full-size teacher of Zakharov et al. (ICCV 2019): embedder E, generator G, discriminator D.
 
 - E maps a frame and its landmark image to an identity vector; K of them are averaged to e.
-- G turns a landmark image into a face; e reaches every AdaIN layer through the projection P.
+- G renders the target frame; e reaches every AdaIN layer through the projection P.
 - D is a projection discriminator with a per-video vector W_i plus a shared w0 and bias b.
+
+Two forms (``TeacherConfig.form``):
+
+- ``"refine"``, the teacher of the warp-and-refine generator (``models/refiner.py``): G
+  takes the refiner's input, ``(B, 7, S, S)`` = warped photo, rasterised target landmarks
+  and validity, and returns the frame ``m * warped + (1 - m) * clamp(warped + correction)``
+  as the student does, so the student is distilled from it output for output. D judges a
+  frame conditioned on that same 7-channel input. E may embed its shots at a lower
+  resolution (``embed_resolution``): an identity vector needs no 256 px detail.
+- ``"synth"``, the paper's direct synthesis: G turns a landmark image ``(B, 3, S, S)`` into
+  every pixel of the face (the pre-warp generator; kept for its checkpoints and the
+  side-by-side evaluation).
 
 Images and landmark images are (B, 3, S, S) float32 in [-1, 1].
 """
@@ -15,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from talkinghead.errors import InvalidInputError
 from talkinghead.models.layers import (
     ResBlock,
     ResBlockDown,
@@ -23,7 +36,11 @@ from talkinghead.models.layers import (
     conv,
     linear,
 )
+from talkinghead.models.refiner import IN_CHANNELS as REFINER_IN_CHANNELS
+from talkinghead.models.refiner import WARP_CHANNELS
 from talkinghead.models.registry import create_model, register_model
+
+FORMS = ("synth", "refine")
 
 
 @dataclass(frozen=True)
@@ -45,6 +62,17 @@ class TeacherConfig:
     spectral_norm: bool = True
     num_videos: int = 1  # rows of D's W matrix, one per training video
     extra: dict = field(default_factory=dict)
+    form: str = "synth"  # "refine": G corrects a warp (see the module docstring)
+    embed_resolution: int | None = None  # E's input size; None: the frame's
+
+    def __post_init__(self) -> None:
+        if self.form not in FORMS:
+            raise InvalidInputError(f"teacher form must be one of {FORMS}, got {self.form!r}")
+
+    @property
+    def g_in_channels(self) -> int:
+        """G's input: a landmark image (synth) or the refiner's input (refine)."""
+        return REFINER_IN_CHANNELS if self.form == "refine" else 3
 
     def channels(self, level: int) -> int:
         return min(self.base_channels * 2**level, self.max_channels)
@@ -93,22 +121,29 @@ class Embedder(nn.Module):
 
     def __init__(self, cfg: TeacherConfig):
         super().__init__()
+        self.size = cfg.embed_resolution
         blocks, cin = down_path(cfg, 6, cfg.disc_levels, cfg.channels)
         self.blocks = nn.Sequential(*blocks)
         self.to_e = linear(cin, cfg.e_dim, cfg.spectral_norm)
 
     def forward(self, frames: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
-        h = self.blocks(torch.cat([frames, landmarks], dim=1))
+        x = torch.cat([frames, landmarks], dim=1)
+        if self.size is not None and x.shape[-1] != self.size:
+            x = F.interpolate(x, size=(self.size, self.size), mode="area")
+        h = self.blocks(x)
         return self.to_e(F.relu(h).sum(dim=(2, 3)))
 
 
 class Generator(nn.Module):
-    """G: landmark image (B, 3, S, S) and e (B, e_dim) or AdaIN params psi -> image (B, 3, S, S)."""
+    """G: landmark image (B, 3, S, S) (synth) or refiner input (B, 7, S, S) (refine), and e
+    (B, e_dim) or AdaIN params psi -> image (B, 3, S, S)."""
 
     def __init__(self, cfg: TeacherConfig):
         super().__init__()
         sn = cfg.spectral_norm
-        blocks, cin = down_path(cfg, 3, cfg.num_down, lambda level: cfg.channels(level + 1), True)
+        self.refine = cfg.form == "refine"
+        self.in_channels = cin = cfg.g_in_channels
+        blocks, cin = down_path(cfg, cin, cfg.num_down, lambda level: cfg.channels(level + 1), True)
         self.down = nn.ModuleList(blocks)
         res = cfg.resolution // 2**cfg.num_down
         self.res = nn.ModuleList(ResBlock(cin, adain=True, sn=sn) for _ in range(cfg.num_res))
@@ -120,7 +155,15 @@ class Generator(nn.Module):
             if res in cfg.attention_up_at:
                 self.up.append(SelfAttention(cout, sn))
             cin = cout
-        self.out = conv(cin, 3, 3, sn)
+        if self.refine:
+            # The warp's own pixels reach the full-resolution head directly (seams, edges),
+            # and the head starts as "pass the warp through" (zero correction, mask 1/2).
+            self.in_skip = conv(cfg.g_in_channels, cin, 1, sn)
+            self.out = nn.Conv2d(cin, 4, 3, 1, 1)
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
+        else:
+            self.out = conv(cin, 3, 3, sn)
         self.adain = [
             a for m in [*self.res, *self.up] if hasattr(m, "adain_layers") for a in m.adain_layers()
         ]
@@ -155,7 +198,13 @@ class Generator(nn.Module):
                 h = m(h)
             else:
                 h = m(h, [chunks.pop(0), chunks.pop(0)])
-        return torch.tanh(self.out(F.relu(h)))
+        if not self.refine:
+            return torch.tanh(self.out(F.relu(h)))
+        out = self.out(F.relu(h + self.in_skip(landmarks)))
+        warped = landmarks[:, WARP_CHANNELS]
+        refined = F.hardtanh(warped + out[:, :3])
+        mask = torch.sigmoid(out[:, 3:4])
+        return refined + mask * (warped - refined)
 
 
 class Discriminator(nn.Module):
@@ -164,7 +213,7 @@ class Discriminator(nn.Module):
     def __init__(self, cfg: TeacherConfig):
         super().__init__()
         sn = cfg.spectral_norm
-        blocks, cin = down_path(cfg, 6, cfg.disc_levels, cfg.channels)
+        blocks, cin = down_path(cfg, 3 + cfg.g_in_channels, cfg.disc_levels, cfg.channels)
         self.blocks = nn.ModuleList(blocks)
         self.blocks.append(ResBlock(cin, sn=sn))
         self.to_v = linear(cin, cfg.e_dim, sn)  # v lives in the same space as e and W_i
@@ -237,6 +286,24 @@ def teacher_256(**overrides) -> Teacher:
     G's upsampling path, where the paper puts it.
     """
     cfg = TeacherConfig("teacher-256", 256, 64, 512, 512, 4, 5, 6, (32,), attention_up=(64,))
+    return _teacher(cfg, overrides)
+
+
+@register_model("teacher")
+def teacher_refine_xs(**overrides) -> Teacher:
+    """The refine-form teacher sized for CPU training at 256 px (channels 16 -> 128, E at 128 px)."""
+    cfg = TeacherConfig(
+        "teacher-refine-xs", 256, 16, 128, 512, 3, 2, 5, (), form="refine", embed_resolution=128
+    )
+    return _teacher(cfg, overrides)
+
+
+@register_model("teacher")
+def teacher_refine_256(**overrides) -> Teacher:
+    """The refine-form teacher at the paper's size (GPU training): channels 64 -> 512."""
+    cfg = TeacherConfig(
+        "teacher-refine-256", 256, 64, 512, 512, 4, 5, 6, (32,), attention_up=(64,), form="refine"
+    )
     return _teacher(cfg, overrides)
 
 

@@ -6,6 +6,7 @@ new test code. Teachers run at 64 px with narrow channels to stay fast on a CPU.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import replace
 
@@ -58,9 +59,14 @@ def _small_teacher(name: str, **overrides) -> Teacher:
     return create_teacher(name, **{"resolution": res, "num_videos": 3, **SMALL, **overrides})
 
 
-def _images(b: int, s: int, seed: int = 0) -> torch.Tensor:
+def _images(b: int, s: int, seed: int = 0, channels: int = 3) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(b, 3, s, s, generator=g) * 2 - 1
+    return torch.rand(b, channels, s, s, generator=g) * 2 - 1
+
+
+def _g_input(teacher: Teacher, b: int, seed: int) -> torch.Tensor:
+    """G's input: a landmark image (synth) or the refiner's 7 channels (refine)."""
+    return _images(b, teacher.cfg.resolution, seed, teacher.cfg.g_in_channels)
 
 
 @pytest.fixture(scope="module", params=TEACHERS)
@@ -69,7 +75,13 @@ def teacher(request) -> Teacher:
 
 
 def test_registry_lists_the_known_variants():
-    assert {"teacher-xs", "teacher-s", "teacher-256"} <= set(TEACHERS)
+    assert {
+        "teacher-xs",
+        "teacher-s",
+        "teacher-256",
+        "teacher-refine-xs",
+        "teacher-refine-256",
+    } <= set(TEACHERS)
     assert {"student-xs", "student-s", "student-m"} <= set(STUDENTS)
     assert {"refiner-s", "refiner-xs"} <= set(REFINERS)
 
@@ -106,14 +118,15 @@ def test_teacher_forward_shapes(teacher: Teacher):
     frames, lms = _images(b, s, 1), _images(b, s, 2)
     e = teacher.E(frames, lms)
     assert e.shape == (b, cfg.e_dim) and torch.isfinite(e).all()
-    out = teacher.G(lms, e)
+    x = _g_input(teacher, b, 2)
+    out = teacher.G(x, e)
     assert out.shape == (b, 3, s, s)
     assert out.min() >= -1 and out.max() <= 1
-    score, feats = teacher.D(out, lms, torch.tensor([0, 2]))
+    score, feats = teacher.D(out, x, torch.tensor([0, 2]))
     assert score.shape == (b,) and torch.isfinite(score).all()
     assert len(feats) >= 2 and all(f.ndim == 4 and f.shape[0] == b for f in feats)
     # w replaces W[i] (few-shot fine-tuning): the same row gives the same score.
-    score_w, _ = teacher.D(out, lms, w=teacher.D.W.weight[[0, 2]])
+    score_w, _ = teacher.D(out, x, w=teacher.D.W.weight[[0, 2]])
     torch.testing.assert_close(score_w, score)
 
 
@@ -136,8 +149,11 @@ def test_psi_dim_is_twice_the_adain_channels(teacher: Teacher):
 
 
 def test_identity_reaches_every_adain_layer(teacher: Teacher):
-    G, s = teacher.G, teacher.cfg.resolution
-    lms = _images(1, s, 5)
+    G = teacher.G
+    lms = _g_input(teacher, 1, 5)
+    if teacher.cfg.form == "refine":  # its head starts at zero (pass the warp through)
+        G = copy.deepcopy(G)
+        nn.init.normal_(G.out.weight, std=0.1)
     e1 = torch.randn(1, teacher.cfg.e_dim, generator=torch.Generator().manual_seed(6)) * 10
     e2 = -e1
     with torch.no_grad():
@@ -154,7 +170,27 @@ def test_identity_reaches_every_adain_layer(teacher: Teacher):
 
 def test_generator_needs_e_or_psi(teacher: Teacher):
     with pytest.raises(ValueError):
-        teacher.G(_images(1, teacher.cfg.resolution))
+        teacher.G(_g_input(teacher, 1, 0))
+
+
+def test_refine_teacher_starts_as_the_warp_and_embeds_at_its_own_size():
+    t = _small_teacher("teacher-refine-xs").eval()
+    assert t.cfg.form == "refine" and t.G.in_channels == 7
+    x = _g_input(t, 2, 8)
+    with torch.no_grad():
+        out = t.G(x, torch.randn(2, t.cfg.e_dim))
+        # A fresh head passes the warp through, as a fresh student does.
+        torch.testing.assert_close(out, x[:, :3])
+        student = create_refiner("refiner-s", resolution=t.cfg.resolution).eval()
+        torch.testing.assert_close(student(x), out)
+    # E sees its shots at embed_resolution whatever the frame size.
+    assert t.E.size == 128
+    frames = _images(2, t.cfg.resolution, 9)
+    big = torch.nn.functional.interpolate(frames, scale_factor=2.0, mode="nearest")
+    with torch.no_grad():
+        torch.testing.assert_close(t.E(big, big), t.E(frames, frames), atol=1e-5, rtol=1e-4)
+    with pytest.raises(InvalidInputError, match="form"):
+        create_teacher("teacher-refine-xs", form="paint")
 
 
 # --- student -------------------------------------------------------------------------

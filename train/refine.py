@@ -38,6 +38,9 @@ class RefineTrainConfig:
     lr: float = 2e-3
     grad_weight: float = 1.0
     hole_weight: float = 4.0  # extra L1 weight where the warp had no real pixels
+    # Distillation: the teacher's frame as a second target, this much of the loss
+    # (the rest stays the real photo's); 0 without a teacher.
+    teacher_weight: float = 0.5
     seed: int = 0
 
 
@@ -55,25 +58,50 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 127.5 - 1.0
 
 
-def _grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+def grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """L1 between the horizontal and vertical image gradients of ``a`` and ``b``."""
     dx = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731
     dy = lambda t: t[..., 1:, :] - t[..., :-1, :]  # noqa: E731
     return (dx(a) - dx(b)).abs().mean() + (dy(a) - dy(b)).abs().mean()
 
 
-def refine_loss(
-    model: RefinerGenerator, x: torch.Tensor, target: torch.Tensor, cfg: RefineTrainConfig
-) -> tuple[torch.Tensor, dict[str, float]]:
-    refined, mask = model.parts(x)
-    warped = x[:, 0:3]
-    frame = refined + mask * (warped - refined)
+def _frame_loss(frame, x, target, cfg: RefineTrainConfig) -> tuple[torch.Tensor, dict]:
     valid = (x[:, 6:7] + 1) / 2
     err = (frame - target).abs()
     l1 = err.mean()
     hole = (err * (1 - valid)).mean()
-    grad = _grad_l1(frame, target)
+    grad = grad_l1(frame, target)
     loss = l1 + cfg.hole_weight * hole + cfg.grad_weight * grad
     return loss, {"l1": l1.item(), "hole": hole.item(), "grad": grad.item()}
+
+
+def refine_loss(
+    model: RefinerGenerator,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    cfg: RefineTrainConfig,
+    teacher_frame: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The loss on the finished frame against the real photo and, when distilling, the
+    teacher's frame for the same input (weighted ``cfg.teacher_weight``)."""
+    refined, mask = model.parts(x)
+    warped = x[:, 0:3]
+    frame = refined + mask * (warped - refined)
+    loss, parts = _frame_loss(frame, x, target, cfg)
+    if teacher_frame is not None:
+        to_teacher, t_parts = _frame_loss(frame, x, teacher_frame, cfg)
+        loss = (1 - cfg.teacher_weight) * loss + cfg.teacher_weight * to_teacher
+        parts["teacher_l1"] = t_parts["l1"]
+    return loss, parts
+
+
+def _patches(a: torch.Tensor, idx, oy, ox, patch: int) -> torch.Tensor:
+    """Square patches of uint8 ``a (N, C, S, S)`` at rows ``idx``, corners ``(oy, ox)``, in [-1, 1]."""
+    return to_unit(
+        torch.stack(
+            [a[i, :, y : y + patch, x : x + patch] for i, y, x in zip(idx, oy, ox, strict=True)]
+        )
+    )
 
 
 def train_refiner(
@@ -81,15 +109,29 @@ def train_refiner(
     model: RefinerGenerator | None = None,
     cfg: RefineTrainConfig = RefineTrainConfig(),
     progress: bool = True,
+    teacher_frames: np.ndarray | None = None,
 ) -> tuple[RefinerGenerator, list[dict[str, float]]]:
-    """Train (or continue) a refiner on ``pairs``; returns it in eval mode and the loss log."""
+    """Train (or continue) a refiner on ``pairs``; returns it in eval mode and the loss log.
+
+    ``teacher_frames`` ``(N, S, S, 3) uint8``, the teacher's frame for every pair, makes this
+    distillation (see :func:`refine_loss`).
+    """
     if len(pairs.target) == 0:
         raise InvalidInputError("no training pairs")
+    if teacher_frames is not None and teacher_frames.shape != pairs.target.shape:
+        raise InvalidInputError(
+            f"teacher frames {teacher_frames.shape} do not match the pairs {pairs.target.shape}"
+        )
     size = pairs.target.shape[1]
     if cfg.patch > size or cfg.patch % 16:
         raise InvalidInputError(f"patch {cfg.patch} must be a multiple of 16 and <= {size}")
     model = model or create_refiner("refiner-s", resolution=size)
     x_all, t_all = pairs_to_tensors(pairs)
+    tf_all = (
+        None
+        if teacher_frames is None
+        else torch.from_numpy(np.ascontiguousarray(np.moveaxis(teacher_frames, -1, 1)))
+    )
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.steps, pct_start=0.05)
@@ -104,19 +146,12 @@ def train_refiner(
         idx = torch.randint(0, len(x_all), (cfg.batch,), generator=gen)
         oy = torch.randint(lo, hi + 1, (cfg.batch,), generator=gen)
         ox = torch.randint(lo, hi + 1, (cfg.batch,), generator=gen)
-        xs = torch.stack(
-            [
-                x_all[i, :, y : y + cfg.patch, x : x + cfg.patch]
-                for i, y, x in zip(idx, oy, ox, strict=True)
-            ]
+
+        where = (idx, oy, ox, cfg.patch)
+        teacher = None if tf_all is None else _patches(tf_all, *where)
+        loss, parts = refine_loss(
+            model, _patches(x_all, *where), _patches(t_all, *where), cfg, teacher
         )
-        ts = torch.stack(
-            [
-                t_all[i, :, y : y + cfg.patch, x : x + cfg.patch]
-                for i, y, x in zip(idx, oy, ox, strict=True)
-            ]
-        )
-        loss, parts = refine_loss(model, to_unit(xs), to_unit(ts), cfg)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -137,6 +172,17 @@ def refine_frames(model: RefinerGenerator, x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint((y.permute(0, 2, 3, 1).numpy() + 1) * 127.5), 0, 255).astype(np.uint8)
 
 
+def training_photos() -> dict[str, np.ndarray]:
+    """The real photos the refiner and its teacher train on: the astronaut and the PyPI
+    faces' train split (the held-out faces and Grace Hopper stay out)."""
+    from talkinghead.sdk.face_photos import face_photos
+    from talkinghead.sdk.photos import builtin_photo
+
+    photos = face_photos("train")
+    photos["astronaut"] = builtin_photo("astronaut")
+    return photos
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Train the universal refiner.")
     ap.add_argument("--out", type=Path, required=True)
@@ -147,15 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", default="refiner-s")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    from talkinghead.sdk.face_photos import face_photos
-    from talkinghead.sdk.photos import builtin_photo
     from talkinghead.train.refine_data import make_refine_pairs, track_photos
 
     args.out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    photos = face_photos("train")
-    photos["astronaut"] = builtin_photo("astronaut")
-    tracked = track_photos(photos)
+    tracked = track_photos(training_photos())
     cached = args.out / f"pairs-{args.pairs_per_photo}-{args.size}.npz"
     if cached.is_file():  # a rerun reuses the pairs (make_refine_pairs is deterministic)
         with np.load(cached) as z:

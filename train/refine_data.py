@@ -32,11 +32,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from talkinghead.errors import InvalidInputError
-from talkinghead.sdk.rasterize import rasterize_landmarks
 from talkinghead.sdk.enrol import crop_with_mesh
 from talkinghead.sdk.landmarks import MEDIAPIPE_TO_68
 from talkinghead.sdk.mesh_motion import apply_mesh_motion, propagate
 from talkinghead.sdk.motion import MotionParams
+from talkinghead.sdk.rasterize import rasterize_landmarks
 from talkinghead.sdk.warp import build_rig, warp_to
 
 
@@ -50,6 +50,11 @@ class RefinePairs:
         validity: ``(N, S, S)`` the warp's validity.
         target: ``(N, S, S, 3)`` the real photo.
         ids: ``(N,)`` photo index.
+        shots: ``(N, S, S, 3)`` or None: the degraded source itself (the photo at another
+            pose and expression), what a person's other photos look like. The teacher's E
+            embeds the shots of the *other* pairs of the same photo.
+        shot_landmarks: ``(N, S, S, 3)`` or None: the shots' rasterised landmarks.
+        shot_meshes: ``(N, 478, 3) float32`` or None: the shots' meshes, crop px.
     """
 
     warped: np.ndarray
@@ -57,6 +62,9 @@ class RefinePairs:
     validity: np.ndarray
     target: np.ndarray
     ids: np.ndarray
+    shots: np.ndarray | None = None
+    shot_landmarks: np.ndarray | None = None
+    shot_meshes: np.ndarray | None = None
 
 
 def close_mouth(mesh: np.ndarray) -> np.ndarray:
@@ -103,8 +111,13 @@ def make_pair(
     landmarks68: np.ndarray,
     size: int,
     rng: np.random.Generator,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One pair from a tracked photo: ``(warped, landmarks, validity, target)`` uint8."""
+    with_shot: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """One pair from a tracked photo: ``(warped, landmarks, validity, target)`` uint8.
+
+    With ``with_shot``, also the degraded source as a shot: ``(..., shot image, its
+    landmark image, its mesh (478, 3) float32)``.
+    """
     scale = rng.uniform(1.8, 2.3)
     shift = rng.uniform(-0.06, 0.06, size=2) * np.ptp(landmarks68, axis=0).max()
     # The box follows the shifted landmarks; the mesh is mapped into it as it is.
@@ -115,7 +128,10 @@ def make_pair(
     source = warp_to(build_rig(target, tmesh), src_mesh).image
     back = warp_to(build_rig(source, src_mesh), tmesh)
     lm_img = rasterize_landmarks(tmesh[MEDIAPIPE_TO_68, :2].astype(np.float32), size)
-    return back.image, lm_img, back.validity, target
+    if not with_shot:
+        return back.image, lm_img, back.validity, target
+    shot_lm = rasterize_landmarks(src_mesh[MEDIAPIPE_TO_68, :2].astype(np.float32), size)
+    return back.image, lm_img, back.validity, target, source, shot_lm, src_mesh.astype(np.float32)
 
 
 def make_refine_pairs(
@@ -124,8 +140,12 @@ def make_refine_pairs(
     size: int = 256,
     seed: int = 0,
     progress: bool = True,
+    with_shots: bool = False,
 ) -> RefinePairs:
-    """Pairs from tracked photos ``{name: (image, mesh (478, 3) px, landmarks68 px)}``."""
+    """Pairs from tracked photos ``{name: (image, mesh (478, 3) px, landmarks68 px)}``.
+
+    ``with_shots`` also keeps each pair's degraded source as a shot (the teacher's data).
+    """
     if not photos or pairs_per_photo < 1:
         raise InvalidInputError("need at least one photo and one pair per photo")
     n = len(photos) * pairs_per_photo
@@ -136,12 +156,18 @@ def make_refine_pairs(
         np.empty((n, size, size, 3), np.uint8),
         np.empty(n, np.int64),
     )
+    if with_shots:
+        out.shots = np.empty((n, size, size, 3), np.uint8)
+        out.shot_landmarks = np.empty((n, size, size, 3), np.uint8)
+        out.shot_meshes = np.empty((n, len(next(iter(photos.values()))[1]), 3), np.float32)
     rng = np.random.default_rng(seed)
     jobs = [(i, name) for i, name in enumerate(photos) for _ in range(pairs_per_photo)]
     for k, (i, name) in enumerate(tqdm(jobs, desc="refiner pairs", disable=not progress)):
         image, mesh, lm68 = photos[name]
-        w, lm, v, t = make_pair(image, mesh, lm68, size, rng)
+        w, lm, v, t, *shot = make_pair(image, mesh, lm68, size, rng, with_shots)
         out.warped[k], out.landmarks[k], out.validity[k], out.target[k] = w, lm, v, t
+        if with_shots:
+            out.shots[k], out.shot_landmarks[k], out.shot_meshes[k] = shot
         out.ids[k] = i
     return out
 
