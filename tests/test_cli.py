@@ -114,6 +114,7 @@ def onnx_fp32_export(tmp_path_factory) -> tuple[Path, Path]:
     return folder, zipped
 
 
+@pytest.mark.slow  # exports a pack to ONNX (module fixture)
 def test_export_zip_then_verify_the_zip(capsys, onnx_fp32_export):
     """The zip is what an app bundles: it verifies like the folder."""
     folder, zipped = onnx_fp32_export
@@ -219,6 +220,7 @@ def test_render_native_from_a_zip_and_its_bad_input(capsys, avatar_pack, tmp_pat
     assert_clean_error(code, err, other, "sha256")
 
 
+@pytest.mark.slow  # exports a pack to ONNX (module fixture)
 def test_render_backend_the_pack_lacks(capsys, onnx_fp32_export, tmp_path):
     folder = onnx_fp32_export[0]
     argv = ("render", folder, "--frames", "2", "--out", tmp_path / "r", "--precision", "fp32")

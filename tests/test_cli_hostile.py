@@ -110,6 +110,7 @@ CLASSES = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow  # 14 CLI child processes per command
 @pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_on_every_hostile_input(hostile, command, tmp_path):
     """Runs the command on each class in turn (one process each): exit 2, one error line."""
@@ -132,6 +133,7 @@ def tiny_pack(tmp_path_factory) -> Path:
     return make_tiny_pack(tmp_path_factory.mktemp("tiny") / "pack", runtimes=("onnxruntime",))
 
 
+@pytest.mark.slow  # CLI export in child processes
 def test_export_never_touches_a_non_empty_out_or_a_file(tmp_path):
     out = tmp_path / "D"
     out.mkdir()
@@ -150,6 +152,7 @@ def test_export_never_touches_a_non_empty_out_or_a_file(tmp_path):
     assert not list(tmp_path.glob(".*tmp*"))
 
 
+@pytest.mark.slow  # CLI child processes
 def test_render_refuses_to_overwrite_and_replaces_with_force(tiny_pack, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
@@ -193,6 +196,7 @@ def test_demo_checks_its_driver_before_any_work(tmp_path):
     assert not (tmp_path / "demo").exists()
 
 
+@pytest.mark.slow  # CLI child processes
 def test_verify_and_render_on_a_program_that_aborts_executorch(tmp_path):
     """The re-hashed .pte that aborts ExecuTorch's binding in-process: exit 2, no signal."""
     from talkinghead.benchmarks.fuzz_packs import _rehash

@@ -69,6 +69,7 @@ def test_demo_rejects_missing_photo(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow  # the demo pipeline in a child process
 def test_new_photo_enrols_packs_and_renders(tmp_path):
     """A held-out photo (never trained on) is enrolled in seconds and renders: no training."""
     from talkinghead.packs import export_avatar_pack

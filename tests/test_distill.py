@@ -68,6 +68,7 @@ def _psnr_db(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(10 * np.log10(4.0 / F.mse_loss(a, b).item()))
 
 
+@pytest.mark.slow  # distils a student (module fixture)
 def test_distillation_lowers_held_out_l1(distilled, enrolled, neutral):
     student, _ = distilled
     assert isinstance(student, StudentGenerator) and not student.training
@@ -85,6 +86,7 @@ def test_distillation_lowers_held_out_l1(distilled, enrolled, neutral):
     assert _psnr_db(after, y) > _psnr_db(before, y) + 0.5
 
 
+@pytest.mark.slow  # distils a student (module fixture)
 def test_distillation_figures_match_the_student(distilled, enrolled, neutral):
     student, figures = distilled
     n = CFG.sequences * CFG.frames_per_sequence

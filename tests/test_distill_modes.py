@@ -130,6 +130,7 @@ def _videos(n: int, s: int, seed: int = 0) -> VideoSet:
     return VideoSet(frames, landmarks, [f"v{i}" for i in range(n)])
 
 
+@pytest.mark.slow  # distils a universal student
 def test_universal_distillation_runs_unseen_identities(tiny_teacher):
     videos = _videos(3, 64)
     student, figures = distill_universal(
@@ -162,6 +163,7 @@ def test_teacher_of_another_variant_is_refused_before_training(tmp_path, tiny_te
     assert load_teacher(path, "teacher-xs").cfg.name == "teacher-xs"
 
 
+@pytest.mark.slow  # trains a student
 def test_training_moves_a_per_identity_student_towards_its_targets():
     torch.manual_seed(0)
     student = create_student("student-xs", resolution=S, norm=True)

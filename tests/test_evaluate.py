@@ -131,6 +131,7 @@ def test_evaluate_writes_scores_and_fine_tuning_helps(teacher, clip, tmp_path, c
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow  # loads the demo teacher and a clip (module fixtures)
 def test_k_beyond_the_shots_and_bad_modes_are_invalid_input(teacher, clip, tmp_path):
     with pytest.raises(InvalidInputError, match="K=3 needs 3 shot frames"):
         evaluate(teacher, [clip], EvalConfig(shots=(1, 3), csim=False), tmp_path, progress=False)

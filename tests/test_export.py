@@ -132,6 +132,7 @@ def test_pte_filename():
         pte_filename("student-s", False, delegate="npu")
 
 
+@pytest.mark.slow  # ExecuTorch exports (module fixture)
 def test_fp32_pte_matches_eager(exported, eval_inputs):
     model = exported["model"]
     outs = run_pte(exported["fp32"], eval_inputs)
@@ -143,6 +144,7 @@ def test_fp32_pte_matches_eager(exported, eval_inputs):
         assert err <= FP32_MAX_ABS, f"fp32 .pte differs from eager by {err:.2e}"
 
 
+@pytest.mark.slow  # ExecuTorch exports (module fixture)
 def test_int8_pte_psnr_vs_fp32(exported, eval_inputs):
     fp32 = run_pte(exported["fp32"], eval_inputs)
     q8 = run_pte(exported["q8"], eval_inputs)
@@ -156,6 +158,7 @@ def test_int8_pte_psnr_vs_fp32(exported, eval_inputs):
     assert not np.array_equal(np.concatenate(q8), np.concatenate(fp32))
 
 
+@pytest.mark.slow  # ExecuTorch exports (module fixture)
 @pytest.mark.parametrize("kind", ["fp32", "q8"])
 def test_pte_is_xnnpack_delegated(exported, kind):
     summary = inspect_pte(exported[kind])
@@ -165,6 +168,7 @@ def test_pte_is_xnnpack_delegated(exported, kind):
     assert set(summary.operators) <= {"aten::upsample_nearest2d"}, summary.operators
 
 
+@pytest.mark.slow  # ExecuTorch exports (module fixture)
 def test_int8_weights_are_smaller(exported):
     assert exported["q8"].stat().st_size < 0.75 * exported["fp32"].stat().st_size
 
@@ -196,6 +200,7 @@ def test_export_argument_checks(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow  # ExecuTorch exports (module fixture)
 def test_backend_registry_and_torch_backend(exported, eval_inputs):
     assert {"executorch", "torch"} <= set(available_backends())
     with pytest.raises(BackendError, match="unknown backend"):
@@ -210,6 +215,7 @@ def test_backend_registry_and_torch_backend(exported, eval_inputs):
     assert isinstance(create_backend("executorch"), ExecuTorchBackend)
 
 
+@pytest.mark.slow  # ExecuTorch exports (module fixture)
 def test_backends_meet_the_protocol_before_and_after_a_load(exported, eval_inputs):
     """isinstance(x, Backend) reads every protocol member: input_shape is None until a model
     is loaded (and for an eager module, which fixes none), never an exception."""
@@ -229,6 +235,7 @@ def test_backends_meet_the_protocol_before_and_after_a_load(exported, eval_input
     np.testing.assert_array_equal(eager.run(eval_inputs[0]), ref)
 
 
+@pytest.mark.slow  # ExecuTorch exports (module fixture)
 def test_executorch_backend_rejects_bad_input(exported):
     with ExecuTorchBackend() as backend:
         backend.load(exported["fp32"])
@@ -244,6 +251,7 @@ def test_executorch_backend_rejects_bad_input(exported):
         ExecuTorchBackend().run(np.zeros((1, 3, S, S), np.float32))
 
 
+@pytest.mark.slow  # ExecuTorch exports (module fixture)
 @pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
 def test_damaged_pte_raises_backend_error(exported, tmp_path, damage):
     data = exported["fp32"].read_bytes()
@@ -258,6 +266,7 @@ def test_damaged_pte_raises_backend_error(exported, tmp_path, damage):
         ExecuTorchBackend().load(path)
 
 
+@pytest.mark.slow  # exports, then a child process
 def test_corrupt_body_reaches_native_loader_without_crashing(exported, tmp_path):
     """A valid header over a garbage body passes the screen and reaches the native verifier.
 

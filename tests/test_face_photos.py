@@ -113,6 +113,7 @@ def test_face_photos_splits_from_the_cache(tmp_path, monkeypatch):
         fp.face_photos("test")
 
 
+@pytest.mark.slow  # trains a teacher
 def test_warm_start_copies_all_but_the_per_video_rows(tmp_path):
     source = create_teacher("teacher-xs", num_videos=2, resolution=64)
     path = save_checkpoint(tmp_path / "t.safetensors", source, "teacher", step=7)
@@ -129,6 +130,7 @@ def test_warm_start_copies_all_but_the_per_video_rows(tmp_path):
         warm_start(create_teacher("teacher-s", num_videos=2, resolution=64), path)
 
 
+@pytest.mark.slow  # make-data and train through the CLI
 def test_make_data_without_photos_and_train_with_a_bad_init_are_clean_errors(tmp_path, capsys):
     from talkinghead.cli import main
 

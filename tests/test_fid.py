@@ -74,6 +74,7 @@ def loaded_feats(loaded, faces) -> np.ndarray:
     return inception_features(loaded, faces, batch_size=2, progress=False)
 
 
+@pytest.mark.slow  # Inception features of faces (module fixture)
 def test_loaded_features_match_the_in_memory_network(net, faces, loaded_feats):
     assert loaded_feats.shape == (3, POOL3_DIM)
     assert np.isfinite(loaded_feats).all() and loaded_feats.std(0).mean() > 1e-3
@@ -82,6 +83,7 @@ def test_loaded_features_match_the_in_memory_network(net, faces, loaded_feats):
     np.testing.assert_allclose(loaded_feats, direct, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # Inception features of faces
 def test_fid_is_zero_on_itself_and_grows_with_perturbation(loaded, faces, loaded_feats):
     rng = np.random.default_rng(0)
 
@@ -107,6 +109,7 @@ def test_fid_small_sample_path_matches_the_covariance_formula():
     assert fid_from_features(a, b) == pytest.approx(cov, rel=1e-6)
 
 
+@pytest.mark.slow  # Inception weights written and read
 def test_bad_weights_files_raise_checkpoint_error(net, weights, tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         load_inception(tmp_path / "absent.safetensors")
@@ -138,6 +141,7 @@ def test_bad_weights_files_raise_checkpoint_error(net, weights, tmp_path):
         load_inception(tmp_path / "pickled.pth")
 
 
+@pytest.mark.slow  # Inception features of faces
 def test_a_legacy_torch_file_loads_like_safetensors(net, faces, loaded_feats, tmp_path):
     path = tmp_path / "inception.pth"
     torch.save({"state_dict": net.state_dict()}, path)
@@ -145,6 +149,7 @@ def test_a_legacy_torch_file_loads_like_safetensors(net, faces, loaded_feats, tm
     np.testing.assert_allclose(feats, loaded_feats[:1], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # builds two Inception networks
 def test_conventions_differ_in_pools_logits_and_input_scaling(net, tmp_path):
     tv = InceptionV3("torchvision")
     x = torch.rand(1, 8, 9, 9)
@@ -205,6 +210,7 @@ def test_evaluate_reports_fid_per_mode_and_k(weights, held_out, teacher_checkpoi
     assert json.loads((tmp_path / "report.json").read_text())["fid"] == report["fid"]
 
 
+@pytest.mark.slow  # evaluates a teacher through the CLI
 def test_cli_passes_the_weights_file_and_convention(weights, held_out, capsys, tmp_path):
     args = ["evaluate", "--data", str(held_out), "--shots", "1", "--test-frames", "2"]
     args += ["--out", str(tmp_path)]

@@ -370,6 +370,7 @@ def test_corrupt_zip(tmp_path):
 # ----------------------------------------------------------------------------- real model in a pack
 
 
+@pytest.mark.slow  # exports to ExecuTorch (module fixture)
 def test_pack_runs_on_executorch_and_parity_holds(tmp_path, real_pte):
     from talkinghead.sdk.backends import ExecuTorchBackend
 
@@ -390,6 +391,7 @@ def test_pack_runs_on_executorch_and_parity_holds(tmp_path, real_pte):
         np.testing.assert_allclose(out, parity[f"outputs.{entry.file}"][0], atol=1e-6)
 
 
+@pytest.mark.slow  # exports to ExecuTorch (module fixture)
 def test_truncated_pte_via_verify_and_backend(tmp_path, real_pte):
     from talkinghead.sdk.backends import ExecuTorchBackend
 

@@ -62,6 +62,7 @@ def test_enrol_photo(astronaut):
     np.testing.assert_allclose(named.mesh[:, :2], face.mesh[:, :2] / 2, atol=3.0)
 
 
+@pytest.mark.slow  # enrols and exports to ExecuTorch
 def test_enrol_and_export_to_executorch(tmp_path, refiner_checkpoint):
     pack, figures = export_fp32("astronaut", tmp_path / "pack")
     assert figures["warnings"] == [] and figures["enrol_s"] > 0
@@ -135,6 +136,7 @@ def test_photo_with_no_face():
         enrol_photo(np.full((300, 300, 3), 127, np.uint8))
 
 
+@pytest.mark.slow  # enrols and exports a pack
 def test_face_at_the_photos_edge_gives_a_pack_and_a_warning(astronaut, landmarks, tmp_path, caplog):
     # Cut the photo just left of the face: the crop's box runs past the photo's edge.
     x0 = int(landmarks[:, 0].min()) - 4

@@ -60,6 +60,7 @@ def test_quantizing_a_training_form_student_is_refused(calib):
         ptq(create_student("student-xs", resolution=S, norm=True).eval(), calib)
 
 
+@pytest.mark.slow  # quantization-aware training
 def test_qat_graph_has_fake_quant_and_learns(student, calib):
     from torchao.quantization.pt2e.fake_quantize import FakeQuantizeBase
 
@@ -99,6 +100,7 @@ def test_tracked_sequences_of_a_real_face(face_landmarker_task):
     np.testing.assert_allclose(moved[0], neutral, atol=1e-3)  # first frame maps onto neutral
 
 
+@pytest.mark.slow  # quantizes and exports
 def test_ptq_keeps_the_stem_in_float_and_the_rest_in_int8(student, calib):
     """The stem reads the raw landmark image in fp32; every later conv reads int8 (dequantized)."""
 

@@ -398,6 +398,7 @@ def test_bundled_program_self_check(avatar_pack, tmp_path):
         run_bundled_program(b"\x00" * 64, atol=0.02)
 
 
+@pytest.mark.slow  # exports and lowers to Core ML
 def test_etrecord_and_coreml_lowering(tmp_path):
     """ETRecord parses back; Core ML lowering runs ahead of time on Linux; the runtime here lacks it."""
     from executorch.devtools import parse_etrecord

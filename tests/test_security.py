@@ -330,6 +330,7 @@ def _native_open(native, pack: Path, lib: Path, keys) -> str:
 # ----------------------------------------------------------------------------- untrusted models
 
 
+@pytest.mark.slow  # child processes
 def test_program_that_aborts_executorch_is_refused_and_the_process_lives(tiny_pack, tmp_path):
     """A non-UTF-8 byte in a .pte string aborts ExecuTorch's binding (SIGABRT) in-process;
     re-hashed, it passes the hashes, so only the child-process check stands between."""
@@ -357,6 +358,7 @@ def test_model_of_the_wrong_size_is_refused_at_open(tmp_path):
         Avatar.create_from_options(opts)
 
 
+@pytest.mark.slow  # a child process per fuzzed model file
 def test_fuzzer_over_every_model_file_kind_has_no_crash(tiny_pack):
     """Quick form in CI; TALKINGHEAD_FUZZ_CASES=500 runs the long form."""
     cases = int(os.environ.get("TALKINGHEAD_FUZZ_CASES", "16"))  # two per file kind
@@ -376,7 +378,10 @@ def test_fuzzer_over_every_model_file_kind_has_no_crash(tiny_pack):
 # ----------------------------------------------------------------------------- Avatar
 
 
-@pytest.mark.parametrize("backend", ["executorch", "litert", "onnxruntime"])
+@pytest.mark.parametrize(
+    "backend",
+    [pytest.param("executorch", marks=pytest.mark.slow), "litert", "onnxruntime"],
+)
 def test_avatar_shared_by_four_threads_renders_each_callers_frame(tiny_pack, backend):
     from talkinghead.sdk.avatar import Avatar, AvatarOptions
     from talkinghead.sdk.mesh_motion import builtin_mesh_motion
@@ -457,6 +462,7 @@ def test_fifo_media_is_refused_without_hanging(tmp_path):
         within(10, verify_media, tmp_path / "clip.mp4")
 
 
+@pytest.mark.slow  # encodes and verifies 4K clips
 def test_verify_media_memory_is_bounded_on_a_4k_clip(tmp_path):
     """Streamed: the peak does not grow with the clip's length (docs/security.md has the
     10 s figures: 4K and 1080p both under 400 MB)."""

@@ -19,7 +19,7 @@ from safetensors.numpy import save_file
 
 from talkinghead.errors import CheckpointError, InvalidInputError
 from talkinghead.models.checkpoint import load_checkpoint
-from talkinghead.models.teacher import Teacher
+from talkinghead.models.teacher import Teacher, create_teacher
 from talkinghead.train.data import (
     SHARD_FORMAT,
     EpisodeSampler,
@@ -184,6 +184,7 @@ def meta_run(tmp_path_factory, videos) -> Path:
     return out
 
 
+@pytest.mark.slow  # meta-trains a teacher (module fixture)
 def test_meta_training_lowers_the_loss(meta_run: Path):
     history = json.loads((meta_run / "history.json").read_text())
     assert [h["step"] for h in history] == list(range(1, META_STEPS + 1))
@@ -194,6 +195,7 @@ def test_meta_training_lowers_the_loss(meta_run: Path):
     assert last < 0.6 * first, f"L1 went from {first:.3f} to {last:.3f}"
 
 
+@pytest.mark.slow  # meta-trains a teacher, then resumes
 def test_meta_training_checkpoint_and_resume(meta_run: Path, videos, tmp_path):
     for name in ("teacher.safetensors", "optim.pt", "history.json"):
         assert (meta_run / name).is_file()
@@ -224,6 +226,7 @@ def test_meta_training_checkpoint_and_resume(meta_run: Path, videos, tmp_path):
         meta_train(videos, run, MetaTrainConfig("teacher-s", k=2, steps=40), progress=False)
 
 
+@pytest.mark.slow  # meta-trains a teacher (module fixture)
 def test_plot_history_writes_a_png(meta_run: Path, tmp_path):
     png = plot_history(meta_run / "history.json", tmp_path / "loss.png", smooth=5)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -242,6 +245,11 @@ def trained_teacher(meta_run: Path) -> Teacher:
 
 
 @pytest.fixture(scope="module")
+def untrained_teacher() -> Teacher:
+    return create_teacher("teacher-xs", num_videos=2, resolution=S)
+
+
+@pytest.fixture(scope="module")
 def shots(face) -> tuple[torch.Tensor, torch.Tensor]:
     """4 frames of an unseen clip of the same face and their landmark images (4, 3, S, S)."""
     frames, lms = make_pseudo_video(*face, 4, seed=7)
@@ -249,6 +257,7 @@ def shots(face) -> tuple[torch.Tensor, torch.Tensor]:
     return sampler.frames[0], sampler.lm_images[0]
 
 
+@pytest.mark.slow  # meta-trains, then fine-tunes
 def test_fine_tuning_beats_feed_forward_on_the_shots(trained_teacher: Teacher, shots):
     frames, lms = shots
     before = {k: v.clone() for k, v in trained_teacher.state_dict().items()}
@@ -275,12 +284,13 @@ def test_fine_tuning_beats_feed_forward_on_the_shots(trained_teacher: Teacher, s
         ((2, S, S, 3), (2, S, S, 3)),  # channels last
     ],
 )
-def test_wrong_shot_shapes_are_invalid_input(trained_teacher, frames_shape, lms_shape):
+def test_wrong_shot_shapes_are_invalid_input(untrained_teacher, frames_shape, lms_shape):
+    teacher = untrained_teacher  # checking shapes needs no training
     frames, lms = torch.zeros(frames_shape), torch.zeros(lms_shape)
     with pytest.raises(InvalidInputError):
-        enrol_feed_forward(trained_teacher, frames, lms)
+        enrol_feed_forward(teacher, frames, lms)
     with pytest.raises(InvalidInputError):
-        enrol_fine_tuned(trained_teacher, frames, lms, FinetuneConfig(steps=1), progress=False)
+        enrol_fine_tuned(teacher, frames, lms, FinetuneConfig(steps=1), progress=False)
 
 
 # --- losses --------------------------------------------------------------------------
