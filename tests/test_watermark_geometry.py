@@ -193,6 +193,7 @@ def native_embed(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # compiles the C++ embedder (module fixture)
 @pytest.mark.parametrize("shape", [(256, 256), (128, 128), (200, 150), (64, 64), (37, 300)])
 def test_native_embed_matches_python_on_any_frame(native_embed, shape):
     from skimage import data
