@@ -69,8 +69,9 @@ def test_base_install_renders_a_committed_pack_without_torch(tmp_path):
     # Build from a copy of the sources only: the working tree's .venv and outputs stay out.
     src = tmp_path / "src"
     ignore = shutil.ignore_patterns(
-        ".venv", ".git", "out", "runs", "*.egg-info", "__pycache__", "build", "tests", "docs"
-    )
+        ".venv", ".git", "out", "runs", "*.egg-info", "__pycache__", "build", "tests", "docs",
+        ".*_cache", "*.log",
+    )  # fmt: skip
     shutil.copytree(ROOT, src, ignore=ignore)
     env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
     proc = subprocess.run(
