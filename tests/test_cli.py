@@ -177,8 +177,9 @@ def face_video(tmp_path_factory, astronaut) -> Path:
 def test_render_native_matches_executorch_on_a_driving_video(
     capsys, avatar_pack, face_video, tmp_path
 ):
-    """--backend native: the C library driven by the raw MediaPipe meshes (th_drive smooths
-    and retargets), as on a phone; the video equals the Python SDK's ExecuTorch render."""
+    """--backend native: the C library driven through th_drive (the recorded driver
+    smoothed without lag beforehand, th_drive retargets); the video equals the Python
+    SDK's ExecuTorch render."""
     results = {}
     for backend in ("native", "executorch"):
         code, out, err = run_cli(
