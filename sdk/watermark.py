@@ -16,10 +16,12 @@ Design (docs/provenance.md has the measured figures):
 - Detection is blind to geometry: for each hypothesis of the frame's size and rotation (crops,
   +-10 degrees, rescaling) it resamples the image into frame coordinates at 64 px per frame
   side, keeps the detail (luma minus its blur) weighted by 1 / local energy, folds it onto one
-  tile, and finds the shift by circular correlation (FFT) with the 108 tile templates. The
-  likeliest alignments are Viterbi-decoded and their CRC checked. The score is the normalised
-  correlation of the soft bits with the re-encoded codeword; a frame counts as marked only
-  when the CRC holds and the score clears ``SCORE_MIN``.
+  tile, and finds the shift by circular correlation (FFT) with the 108 tile templates. Many
+  candidate shifts are screened by decoding them; the best are Viterbi-decoded around, and
+  list-decoded when no single path passes, and the CRC picks the word. The score is the
+  normalised correlation of the soft bits with the re-encoded codeword; a frame counts as
+  marked when the CRC holds, the score clears a floor and, for a word the search found, it
+  decodes at two alignments or more.
 
 The key (chip assignment and signs) is public by design: anyone can verify a frame. That also
 means the mark can be removed or forged by someone who reads this file; it tells honest
@@ -49,11 +51,10 @@ CODED_BITS = (INFO_BITS + CONSTRAINT - 1) * len(GENERATORS)
 STRENGTH = 2.45  # RMS luma change in grey levels: PSNR 40.3 dB (rounding held to >= 40.05 dB)
 _ROUNDING_SLACK = 1.02  # 2.45 * 1.02 grey levels RMS is PSNR 40.05 dB
 AMP_BASE, AMP_MAX = 1.0, 2.0  # informed embedding: per-bit amplitude before scaling, and cap
-# The CRC is what keeps unmarked images out (no CRC passed in 500 unmarked images, each
-# searched over ~430 alignments); the score floor only drops the weakest decodes. Unmarked
-# images score 0.55-0.71 (median 0.645); marked ones after crops or H.264 0.7-0.9.
-SCORE_MIN = 0.64
-SEARCH_SCORE_MIN = 0.68  # for alignments found by search (see _best)
+# The CRC is what keeps unmarked images out; the score floors only drop the weakest decodes.
+# Unmarked images' best decodes score 0.6-0.74; marked ones after crops or H.264 0.65-0.9.
+SCORE_MIN = 0.64  # the untouched frame's own decode
+SEARCH_SCORE_MIN = 0.64  # words found by the search (see _marked_word)
 MIN_SIDE = 32  # px; below this a frame is too small to carry or yield a mark
 _KEY = 0x7A1C_0DE5  # fixes the chip layout; public, see the module docstring
 
@@ -184,6 +185,37 @@ def _viterbi_rows(soft: np.ndarray) -> np.ndarray:
         bits[t] = state >> (CONSTRAINT - 2)
         state = _PREV[state, choices[t, rows, state].astype(np.intp)]
     return np.ascontiguousarray(bits.T[:, : len(branch) - (CONSTRAINT - 1)])
+
+
+def _list_viterbi_rows(soft: np.ndarray, size: int) -> np.ndarray:
+    """The ``size`` best paths of each row, best first (parallel list Viterbi: every state
+    keeps its ``size`` best survivors): (N, CODED_BITS) -> (N, size, n) bits. The first path
+    is ``_viterbi_rows``'s.
+
+    At a threshold the right word is often the 2nd to 10th likeliest path rather than the
+    first; the CRC picks it out of the list (CRC-aided list decoding, about 1 dB here).
+    """
+    n = len(soft)
+    steps = np.asarray(soft, np.float32).reshape(n, -1, len(GENERATORS))
+    branch = np.einsum("sxg,ntg->tnsx", _BRANCH_SIGN, steps)  # (T, N, 64, 2)
+    metric = np.full((n, _STATES, size), -1e30, np.float32)
+    metric[:, 0, 0] = 0.0
+    back = np.empty((len(branch), n, _STATES, size), np.intp)  # predecessor x * size + rank
+    for t in range(len(branch)):
+        # (N, 64, 2 predecessors, size survivors each) -> the size best, best first
+        cand = (metric[:, _PREV] + branch[t][..., None]).reshape(n, _STATES, 2 * size)
+        back[t] = np.argsort(-cand, axis=-1, kind="stable")[..., :size]
+        metric = np.take_along_axis(cand, back[t], axis=-1)
+    rows = np.arange(n)[:, None]
+    state = np.zeros((n, size), np.intp)  # terminated: every path ends in state 0
+    at = np.tile(np.arange(size), (n, 1))
+    bits = np.empty((len(branch), n, size), np.uint8)
+    for t in range(len(branch) - 1, -1, -1):
+        bits[t] = state >> (CONSTRAINT - 2)
+        src = back[t][rows, state, at]
+        state, at = _PREV[state, src // size], src % size
+    out = bits.transpose(1, 2, 0)[:, :, : len(branch) - (CONSTRAINT - 1)]
+    return np.ascontiguousarray(out)
 
 
 # ----------------------------------------------------------------------------- patterns
@@ -378,11 +410,13 @@ class Watermark:
 
 @dataclass(frozen=True)
 class WatermarkResult:
-    """marked: the CRC holds and score >= SCORE_MIN. payload: set when the CRC holds.
+    """marked: a word whose CRC holds passed the decision (see ``_marked_word``). payload:
+    set when the CRC holds.
 
     score: normalised correlation of the soft bits with the decoded codeword, in [-1, 1];
-    marked frames score about 0.8-0.9 after JPEG, resizing or H.264; unmarked ones 0.58-0.71,
-    so the CRC, not the score, is what keeps false positives out.
+    marked frames score about 0.8-0.9 after JPEG or resizing, 0.65-0.8 after crops of a flat
+    background or H.264; unmarked ones 0.6-0.74, so the CRC, not the score, is what keeps
+    false positives out.
     """
 
     marked: bool
@@ -398,9 +432,9 @@ class WatermarkResult:
 # coordinates at CANON px per frame side, folds the weighted residual onto one tile (the
 # pattern repeats every PERIOD px), and finds the translation by circular correlation with
 # each coded bit's tile template. The whitened energy of the soft bits ranks hypotheses and
-# shifts; the untouched frame and some 430 alignments around the best peaks are
-# Viterbi-decoded in one batch, and the CRC, the score floors and (for searched alignments)
-# a second agreeing alignment decide (see _best).
+# shifts, decoding screens the shifts, and the untouched frame and some 430 alignments around
+# the best are decoded (_align); the CRC, the score floors and, for searched words, a second
+# alignment that decodes the same word decide (_best, _marked_word).
 PERIOD = CANON * TILE // GRID  # px of the canonical frame per tile: 32
 SEARCH_ANGLES = tuple(float(a) for a in range(-10, 11))  # degrees; 1 degree steps
 CROP_SCALES = (1 / 0.95, 1 / 0.9, 1 / 0.85, 1 / 0.8)  # frame side over the image's longer side
@@ -523,19 +557,36 @@ def _folds(frame: np.ndarray) -> dict[tuple[float, float, float], np.ndarray]:
     return out
 
 
+BLURRED_SHAPE = ((1, 1, 1), (1, 5, 1), (1, 1, 1))  # weights of the shifts -1, 0, +1 px (y, x)
+
+
+@lru_cache(maxsize=1)
+def _blurred_response() -> np.ndarray:
+    """The spectrum of BLURRED_SHAPE on the PERIOD x PERIOD torus, (PERIOD, PERIOD // 2 + 1)."""
+    kernel = np.zeros((PERIOD, PERIOD), np.float64)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            kernel[dy % PERIOD, dx % PERIOD] = BLURRED_SHAPE[dy + 1][dx + 1]
+    return np.fft.rfft2(kernel / kernel.sum()).astype(np.complex64)
+
+
 @lru_cache(maxsize=1)
 def _coarse_bank() -> np.ndarray:
     """The tile templates' spectra averaged over the sub-pixel phases: (1, CODED_BITS, ...)."""
     return _tile_spectra()[0].mean(axis=0, keepdims=True)
 
 
-def _correlations(folded: np.ndarray, phases: slice | None) -> np.ndarray:
+def _correlations(folded: np.ndarray, phases: slice | None, blurred: bool = False) -> np.ndarray:
     """Each coded bit's circular correlation with the folded residual, per sub-pixel phase
     and shift, over the template's norm: (phases, CODED_BITS, PERIOD, PERIOD). phases=None:
     one coarse map, the templates averaged over the sub-pixel phases (a blurred template,
-    which finds a peak wherever between the pixels it lies)."""
+    which finds a peak wherever between the pixels it lies). blurred: the correlation summed
+    over the neighbouring shifts with weights BLURRED_SHAPE, which matches chips that a 0.5x
+    resize and H.264 have spread over their neighbours."""
     spectra, norms = _tile_spectra()
     spec = np.fft.rfft2(folded).astype(np.complex64)
+    if blurred:
+        spec = spec * _blurred_response()
     bank = _coarse_bank() if phases is None else spectra[phases]
     corr = np.fft.irfft2(bank * spec, s=(PERIOD, PERIOD))
     return corr / norms[None, :, None, None]
@@ -550,41 +601,84 @@ def _energy(corr: np.ndarray) -> np.ndarray:
     return energy / max(float(energy.mean()), 1e-12)
 
 
-REFINED = 6  # hypotheses whose sub-pixel phases are all tried
-PEAKS = 2  # energy peaks per refined hypothesis; each is decoded at every phase, +-1 px
+REFINED = 4  # hypotheses, likeliest first by coarse energy, whose energy peaks are screened
+PEAKS_FIRST, PEAKS = 48, 16  # energy peaks screened in the likeliest hypothesis, in the others
+DECODED = 6  # screened peaks decoded around: every phase, +-1 px, both template shapes
+LISTED, LIST_SIZE = 16, 16  # rows list-decoded when no single path is marked, paths kept
+SUPPORT = 2  # distinct alignments at which a searched word must decode
 
 
-def _align(folds: dict[tuple[float, float, float], np.ndarray]) -> np.ndarray:
-    """Soft bits of the alignments to decode, (N, CODED_BITS) float32, unit norm: first the
-    untouched frame (the first hypothesis, no shift); then, for the REFINED hypotheses whose
-    coarse energy peaks highest, PEAKS separate energy peaks, each at every
-    sub-pixel phase and shift within 1 px (the energy's peak is broad; the decode is sharp).
+def _peaks(energy: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """Up to n separate peaks of (phases, PERIOD, PERIOD) energy, highest first: (y, x)."""
+    e = energy.max(axis=0)
+    near = np.arange(-1, 2)
+    out: list[tuple[int, int]] = []
+    for _ in range(n):
+        y, x = np.unravel_index(int(np.argmax(e)), e.shape)
+        if not np.isfinite(e[y, x]):
+            break
+        out.append((int(y), int(x)))
+        e[np.ix_((y + near) % PERIOD, (x + near) % PERIOD)] = -np.inf  # the next lies elsewhere
+    return out
+
+
+def _unit(soft: np.ndarray) -> np.ndarray:
+    soft = np.asarray(soft, np.float32)
+    return soft / np.maximum(np.linalg.norm(soft, axis=1, keepdims=True), 1e-12)
+
+
+def _align(folds: dict[tuple[float, float, float], np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Soft bits of the alignments to decode, (N, CODED_BITS) float32, unit norm, and each
+    row's alignment (hypothesis, phase, shift) as one int, (N,) int64.
+
+    First the untouched frame (the first hypothesis, no shift: alignment 0). Then the search:
+    the REFINED hypotheses whose coarse energy peaks highest each give their highest energy
+    peaks (PEAKS_FIRST for the likeliest, PEAKS for the others). The energy is a weak guide:
+    the mark's own chips give it sidelobes nearly as high as the true shift at a threshold,
+    where the true shift ranked anywhere from 1st to 50th; so every peak is screened by
+    decoding it at each sub-pixel phase, and the DECODED peaks that decode best (a CRC that
+    holds first, then the score) are decoded at every phase and shift within 1 px, with the
+    sharp templates and with templates blurred over the neighbouring shifts (the chips as a
+    0.5x resize and H.264 leave them).
     """
     if not folds:
-        return np.zeros((0, CODED_BITS), np.float32)
-    first = next(iter(folds))
-    out = [_correlations(folds[first], slice(0, 1))[0, :, 0, 0]]
-    coarse = sorted(
-        ((float(_energy(_correlations(f, None)).max()), key) for key, f in folds.items()),
-        key=lambda x: -x[0],
-    )
-    near = np.arange(-1, 2)
-    for _, key in coarse[:REFINED]:
-        corr = _correlations(folds[key], slice(None))
-        energy = _energy(corr).max(axis=0)  # (PERIOD, PERIOD), best phase
-        for _ in range(PEAKS):
-            y, x = np.unravel_index(int(np.argmax(energy)), energy.shape)
-            ys, xs = (y + near) % PERIOD, (x + near) % PERIOD
-            out.extend(corr[:, :, ys][:, :, :, xs].transpose(0, 2, 3, 1).reshape(-1, CODED_BITS))
-            energy[np.ix_(ys, xs)] = -np.inf  # the next peak lies elsewhere
-    soft = np.asarray(out, np.float32)
-    return soft / np.maximum(np.linalg.norm(soft, axis=1, keepdims=True), 1e-12)
+        return np.zeros((0, CODED_BITS), np.float32), np.zeros(0, np.int64)
+    keys = list(folds)
+    phases, near = len(SUBPIXEL), np.arange(-1, 2)
+    rows = [_correlations(folds[keys[0]], slice(0, 1))[0, :, 0, 0][None]]
+    ids = [np.zeros(1, np.int64)]
+    energy = [float(_energy(_correlations(folds[k], None)).max()) for k in keys]
+    corr: dict[int, np.ndarray] = {}
+    screened, screen_rows = [], []
+    for rank, h in enumerate(np.argsort(energy)[::-1][:REFINED]):
+        corr[int(h)] = _correlations(folds[keys[h]], slice(None))
+        for y, x in _peaks(_energy(corr[int(h)]), PEAKS_FIRST if rank == 0 else PEAKS):
+            screened.append((int(h), y, x))
+            screen_rows.append(corr[int(h)][:, :, y, x])
+    _, crc_ok, score = _decode_rows(_unit(np.concatenate(screen_rows)))
+    merit = (score + crc_ok).reshape(len(screened), phases).max(axis=1)
+    blurred: dict[int, np.ndarray] = {}
+    for i in np.argsort(-merit, kind="stable")[:DECODED]:
+        h, y, x = screened[i]
+        if h not in blurred:
+            blurred[h] = _correlations(folds[keys[h]], slice(None), blurred=True)
+        ys, xs = (y + near) % PERIOD, (x + near) % PERIOD
+        at = ((h * phases + np.arange(phases)[:, None, None]) * PERIOD + ys[:, None]) * PERIOD
+        for c in (corr[h], blurred[h]):
+            rows.append(c[:, :, ys][:, :, :, xs].transpose(0, 2, 3, 1).reshape(-1, CODED_BITS))
+            ids.append((at + xs).ravel().astype(np.int64))
+    return _unit(np.concatenate(rows)), np.concatenate(ids)
 
 
 def _decode_rows(soft: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode each row of (N, CODED_BITS) soft bits: (info bits, CRC holds, score)."""
+    return _checked(soft, _viterbi_rows(soft))
+
+
+def _checked(soft: np.ndarray, info: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(info bits, CRC holds, score) of words (N, INFO_BITS) decoded from soft (N, CODED_BITS):
+    the score is the normalised correlation of the soft bits with the word's codeword."""
     norm = np.linalg.norm(soft, axis=1)
-    info = _viterbi_rows(soft)
     crc_ok = np.all(_crc16_rows(info[:, :PAYLOAD_BITS]) == info[:, PAYLOAD_BITS:], axis=1)
     code = 1.0 - 2.0 * _conv_encode_rows(info).astype(np.float32)
     score = np.sum(soft * code, axis=1) / np.maximum(norm * np.sqrt(CODED_BITS), 1e-12)
@@ -592,28 +686,61 @@ def _decode_rows(soft: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return info, crc_ok, np.where(norm > 1e-9, score, 0.0)
 
 
+def _marked_word(
+    info: np.ndarray, crc_ok: np.ndarray, score: np.ndarray, row: np.ndarray, ids: np.ndarray
+) -> int | None:
+    """Of the decoded words (info (M, INFO_BITS), CRC, score, the row each came from), the
+    index of the best-scoring one that counts as marked, or None.
+
+    The untouched frame's own decode (row 0) is one trial and needs SCORE_MIN. A searched word
+    is one of a few hundred decodes and list entries per image, each a chance CRC pass at
+    2^-16: it needs SEARCH_SCORE_MIN and to decode at SUPPORT distinct alignments (phases or
+    shifts), as a real mark does at many; on unmarked images that leaves about 8 candidate
+    words per image for the CRC, some 1e-4 false positives (docs/provenance.md).
+    """
+    best, best_score = None, -np.inf
+    groups: dict[bytes, list[int]] = {}
+    for j in np.flatnonzero(crc_ok):
+        groups.setdefault(np.packbits(info[j]).tobytes(), []).append(int(j))
+    for members in groups.values():
+        j = max(members, key=lambda m: score[m])
+        untouched = any(row[m] == 0 for m in members) and score[j] >= SCORE_MIN
+        support = len({int(ids[row[m]]) for m in members})
+        if (untouched or (score[j] >= SEARCH_SCORE_MIN and support >= SUPPORT)) and score[
+            j
+        ] > best_score:
+            best, best_score = j, score[j]
+    return best
+
+
 def _best(
     folds: dict[tuple[float, float, float], np.ndarray],
 ) -> tuple[np.ndarray, WatermarkResult]:
-    """The soft bits and the decision of the best-scoring marked alignment (else of the
-    untouched frame's).
-
-    The untouched frame is one decode and needs SCORE_MIN. A searched alignment is one of
-    some 430, so a chance CRC pass is that much likelier there: it needs SEARCH_SCORE_MIN,
-    and a second alignment (a neighbouring shift or phase) that decodes the same word.
-    """
-    soft = _align(folds)
+    """The soft bits and the decision of the best-scoring marked word (else of the untouched
+    frame's decode). Each row is Viterbi-decoded; when no word is marked, the LISTED
+    best-scoring rows are list-decoded too (LIST_SIZE paths each) and the CRC picks."""
+    soft, ids = _align(folds)
     if not len(soft):
         return np.zeros(CODED_BITS, np.float32), WatermarkResult(False, None, 0.0, False)
     info, crc_ok, score = _decode_rows(soft)
-    words = np.packbits(info, axis=1)
-    same = (words[:, None] == words[None, :]).all(-1) & crc_ok[None, :]
-    agree = same.sum(axis=1)
-    marked = crc_ok & (score >= SEARCH_SCORE_MIN) & (agree >= 2)
-    marked[0] = crc_ok[0] and score[0] >= SCORE_MIN
-    i = int(np.argmax(np.where(marked, score, -np.inf))) if marked.any() else 0
-    payload = Payload.from_bits(info[i]) if crc_ok[i] else None
-    return soft[i], WatermarkResult(bool(marked[i]), payload, float(score[i]), bool(crc_ok[i]))
+    row = np.arange(len(soft))
+    j = _marked_word(info, crc_ok, score, row, ids)
+    if j is None:
+        top = np.argsort(-score, kind="stable")[:LISTED]
+        paths = _list_viterbi_rows(soft[top], LIST_SIZE).reshape(-1, INFO_BITS)
+        listed = np.repeat(top, LIST_SIZE)
+        l_info, l_crc, l_score = _checked(soft[listed], paths)
+        info, crc_ok = np.concatenate([info, l_info]), np.concatenate([crc_ok, l_crc])
+        score, row = np.concatenate([score, l_score]), np.concatenate([row, listed])
+        j = _marked_word(info, crc_ok, score, row, ids)
+    if j is None:
+        return soft[0], WatermarkResult(
+            False,
+            Payload.from_bits(info[0]) if crc_ok[0] else None,
+            float(score[0]),
+            bool(crc_ok[0]),
+        )
+    return soft[row[j]], WatermarkResult(True, Payload.from_bits(info[j]), float(score[j]), True)
 
 
 def soft_bits(frame: np.ndarray) -> np.ndarray:
