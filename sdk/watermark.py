@@ -700,8 +700,8 @@ def _marked_word(
     """
     best, best_score = None, -np.inf
     groups: dict[bytes, list[int]] = {}
-    for j in np.flatnonzero(crc_ok):
-        groups.setdefault(np.packbits(info[j]).tobytes(), []).append(int(j))
+    for k in np.flatnonzero(crc_ok):
+        groups.setdefault(np.packbits(info[k]).tobytes(), []).append(int(k))
     for members in groups.values():
         j = max(members, key=lambda m: score[m])
         untouched = any(row[m] == 0 for m in members) and score[j] >= SCORE_MIN
