@@ -371,7 +371,7 @@ def test_verify_media_truncated_video_answers_or_fails_typed(tmp_path, rendered)
 def test_benchmark_tiny_run(tmp_path, avatar_pack):
     from talkinghead.benchmarks.provenance import CLIP, SPEC_ATTACKS, markdown, run
 
-    res = run(tmp_path, pack=avatar_pack, frames=CLIP, fp_trials=40, repeats=3)
+    res = run(tmp_path, pack=avatar_pack, frames=CLIP, fp_trials=40, repeats=3, other_payloads=1)
     avatar = res["robustness"]["avatar 256 px"]
     assert avatar["psnr_min_db"] >= 40.0 and avatar["clips"] == 1
     for attack in SPEC_ATTACKS:
@@ -389,5 +389,9 @@ def test_benchmark_tiny_run(tmp_path, avatar_pack):
     # One clip: its one-side crop is the first side of the cycle, and the table says so.
     assert set(avatar["crop 20 % off one side"]["rate_by_side"]) == {"top"}
     assert "| per frame, by side cut | top | bottom | left | right |" in table
+    # The same frames marked with another pack id, through the transformations.
+    other = res["by_payload"]["avatar 256 px"]["e40b13"]
+    assert other["frames"] == CLIP and set(SPEC_ATTACKS) <= set(other)
+    assert "| avatar 256 px (8 frames) | e40b13 |" in table
     assert (tmp_path / "provenance.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "provenance.json").read_text())["score_min"] == res["score_min"]
