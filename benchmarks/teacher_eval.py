@@ -117,7 +117,12 @@ def evaluate(teacher, student, pairs, names: list[str], ft: bool = True, progres
             pick = np.random.default_rng(100 + k).choice(pool, size=k, replace=False)
             t0 = time.perf_counter()
             tuned = fine_tune(
-                teacher, pairs.shots[pick], pairs.shot_meshes[pick], steps=FT_STEPS, seed=k
+                teacher,
+                pairs.shots[pick],
+                pairs.shot_meshes[pick],
+                steps=FT_STEPS,
+                pairs_per_shot=max(1, 16 // k),
+                seed=k,
             )
             ft_s += time.perf_counter() - t0
             with torch.no_grad():

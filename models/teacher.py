@@ -200,7 +200,10 @@ class Generator(nn.Module):
                 h = m(h, [chunks.pop(0), chunks.pop(0)])
         if not self.refine:
             return torch.tanh(self.out(F.relu(h)))
-        out = self.out(F.relu(h + self.in_skip(landmarks)))
+        # Leaky: with a plain ReLU every unit feeding the zero-started head died within
+        # ten steps on the CPU runs (the head's gradient fell to 1e-8), and G never left
+        # "pass the warp through".
+        out = self.out(F.leaky_relu(h + self.in_skip(landmarks), 0.2))
         warped = landmarks[:, WARP_CHANNELS]
         refined = F.hardtanh(warped + out[:, :3])
         mask = torch.sigmoid(out[:, 3:4])

@@ -11,6 +11,7 @@ from talkinghead.errors import InvalidInputError
 from talkinghead.train.refine import to_unit
 
 S = 64  # px
+pytestmark = pytest.mark.slow  # trains a teacher and students (skipped by make test-fast)
 
 
 @pytest.fixture(scope="module")
