@@ -35,6 +35,7 @@ from talkinghead.models.layers import (
     SelfAttention,
     conv,
     linear,
+    zero_conv,
 )
 from talkinghead.models.refiner import IN_CHANNELS as REFINER_IN_CHANNELS
 from talkinghead.models.refiner import WARP_CHANNELS
@@ -105,7 +106,8 @@ def down_path(
     ``channels(level)`` gives each level's width; ``norm`` adds instance norm from level 1.
     Returns the blocks and the last width.
     """
-    sn, res, blocks = cfg.spectral_norm, cfg.resolution, []
+    sn, res = cfg.spectral_norm, cfg.resolution
+    blocks: list[nn.Module] = []
     for level in range(levels):
         cout = channels(level)
         blocks.append(ResBlockDown(cin, cout, norm=norm and level > 0, sn=sn, first=level == 0))
@@ -159,9 +161,7 @@ class Generator(nn.Module):
             # The warp's own pixels reach the full-resolution head directly (seams, edges),
             # and the head starts as "pass the warp through" (zero correction, mask 1/2).
             self.in_skip = conv(cfg.g_in_channels, cin, 1, sn)
-            self.out = nn.Conv2d(cin, 4, 3, 1, 1)
-            nn.init.zeros_(self.out.weight)
-            nn.init.zeros_(self.out.bias)
+            self.out = zero_conv(nn.Conv2d(cin, 4, 3, 1, 1))
         else:
             self.out = conv(cin, 3, 3, sn)
         self.adain = [
