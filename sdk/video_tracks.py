@@ -133,6 +133,14 @@ def track_video(
         stacked = smooth_recorded(
             stacked, timestamps, smoothing, FEATURE_MESH_POINTS, sizes
         ).astype(np.float32)
+        # A lost face stays held, as in live tracking: the frames without a fresh detection
+        # repeat the last smoothed mesh (before the first face, the first one).
+        fresh = [r.face is not None and r.face.tracked for r in results]
+        start = fresh.index(True) if any(fresh) else 0
+        stacked[:start] = stacked[start]
+        for i in range(start + 1, len(stacked)):
+            if not fresh[i]:
+                stacked[i] = stacked[i - 1]
     return VideoTrack(
         meshes=stacked,
         timestamps_ms=timestamps,
