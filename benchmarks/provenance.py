@@ -454,7 +454,7 @@ def plot(res: dict, path: Path) -> Path:
     ax2.axvline(res["score_min"], color="k", lw=0.8, ls="--", label="SCORE_MIN")
     ax2.set_xlabel("score (correlation with the decoded codeword)")
     ax2.legend(fontsize=8)
-    ax2.set_title("marked = the CRC holds and score >= SCORE_MIN")
+    ax2.set_title("marked: the CRC holds, score >= SCORE_MIN (a searched word: 2 alignments)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -105,6 +105,22 @@ def test_viterbi_corrects_noisy_soft_bits():
     np.testing.assert_array_equal(viterbi_decode(soft), info)
 
 
+def test_list_viterbi_finds_the_word_that_the_single_path_misses():
+    from talkinghead.sdk.watermark import _list_viterbi_rows
+
+    info = PAYLOAD.to_bits()
+    word = np.concatenate([info, crc16(info)])
+    rng = np.random.default_rng(5)  # noise at which the likeliest path is wrong
+    soft = ((1.0 - 2.0 * conv_encode(word)) + rng.normal(0, 1.1, CODED_BITS)).astype(np.float32)
+    assert not np.array_equal(viterbi_decode(soft), word)  # the likeliest path is wrong
+    paths = _list_viterbi_rows(soft[None], 16)[0]
+    np.testing.assert_array_equal(paths[0], viterbi_decode(soft))  # the list starts with it
+    assert len({p.tobytes() for p in paths}) == 16  # distinct paths
+    crc_holds = [np.array_equal(crc16(p[:32]), p[32:]) for p in paths]
+    first = crc_holds.index(True)  # the CRC picks the right word out of the list
+    assert first > 0 and np.array_equal(paths[first], word)
+
+
 def test_crc_catches_a_flipped_bit_and_flat_images_decode_to_nothing():
     bits = PAYLOAD.to_bits()
     flipped = bits.copy()
