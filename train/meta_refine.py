@@ -121,9 +121,10 @@ def embed(teacher: Teacher, shots: torch.Tensor, shot_lms: torch.Tensor) -> torc
     return teacher.E(shots, shot_lms).mean(dim=0, keepdim=True)
 
 
-def _generator_step(teacher, content, cfg, x, target, e, w):
-    """G's losses for frames ``x -> target`` under identity vectors ``e`` and D vectors ``w``."""
-    fake = teacher.G(x, e)
+def _generator_step(teacher, content, cfg, x, target, e, w, psi=None):
+    """G's losses for frames ``x -> target`` under identity vectors ``e`` (or AdaIN
+    parameters ``psi``) and D vectors ``w`` (one row per frame)."""
+    fake = teacher.G(x, e, psi=psi)
     scores, feats = teacher.D(torch.cat([fake, target]), torch.cat([x, x]), w=w.repeat(2, 1))
     b = len(x)
     cnt, parts = content(fake, target)
@@ -260,27 +261,12 @@ def fine_tune(
     for _ in range(steps):
         idx = torch.randint(0, len(x_all), (min(4, len(x_all)),), generator=gen)
         x, target = x_all[idx], t_all[idx]
-        fake = tuned.G(x, psi=psi)
-        scores, feats = tuned.D(
-            torch.cat([fake, target]), torch.cat([x, x]), w=w.repeat(2 * len(x), 1)
-        )
-        b = len(x)
-        cnt, _ = content(fake, target)
-        valid = (x[:, 6:7] + 1) / 2
-        loss = (
-            cnt
-            + cfg.w_hole * ((fake - target).abs() * (1 - valid)).mean()
-            + cfg.w_grad * grad_l1(fake, target)
-            + cfg.w_adv * hinge_g(scores[:b])
-            + cfg.w_fm * feature_matching([f[:b] for f in feats[:-1]], [f[b:] for f in feats[:-1]])
-        )
+        rows = w.expand(len(x), -1)
+        loss, _, fake = _generator_step(tuned, content, cfg, x, target, None, rows, psi=psi)
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
         opt_g.step()
-        scores, _ = tuned.D(
-            torch.cat([target, fake.detach()]), torch.cat([x, x]), w=w.repeat(2 * len(x), 1)
-        )
-        loss_d = hinge_d(scores[:b], scores[b:])
+        loss_d = _discriminator_loss(tuned, x, target, fake, rows)
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
