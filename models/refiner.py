@@ -9,14 +9,22 @@ training.
 Input: ``(B, 7, S, S) float32`` in [-1, 1], channels ``[warped RGB (3), rasterised target
 landmarks (3), validity (1)]`` (validity 1 where the warp had the photo's own pixels, -1
 where it had none).
-Output: ``(B, 3, S, S) float32`` in [-1, 1], the frame ``m * warped + (1 - m) * refined``
-with ``refined = clamp(warped + correction)``: the network's correction and its blend mask
-``m`` are composed inside the graph,
-with plain element-wise ops, so every runtime returns the finished frame.
+Output: ``(B, 3, S, S) float32`` in [-1, 1], the frame ``clamp(warped + (1 - m) * c)``:
+the network's correction ``c`` and its blend mask ``m`` (1 keeps the warp) are composed
+inside the graph with plain element-wise ops, so every runtime returns the finished frame.
 
-Mobile- and int8-friendly ops only: strided and depthwise-separable convolutions, ReLU,
-bilinear upsampling by a static factor, add, mul, sigmoid and a clamp. The first
-convolution is strided, so no 3x3 convolution runs at full resolution but the output head.
+Shaped for int8 on CPUs and phone NPUs (docs/performance.md has the profiles behind it):
+
+- dense 3x3 convolutions, no depthwise ones: XNNPACK's int8 depthwise kernels ran slower
+  than its fp32 ones here, while int8 dense convolutions ran 2x faster than fp32;
+- every strided convolution is 3x3 with padding 1 on even sizes, and every width a
+  multiple of 8;
+- nothing runs at full resolution but the composition: the head is a 3x3 convolution at
+  half resolution whose 16 channels a pixel shuffle lays out as the 4 full-resolution
+  channels (correction RGB, mask logit). A 3x3 head at full resolution took a fifth of
+  the frame, and a transposed-convolution head half of it;
+- decoder upsampling is a 1x1 convolution at the coarse level, then bilinear x2 (the two
+  commute), so the wide tensor is never upsampled.
 """
 
 from __future__ import annotations
@@ -30,23 +38,23 @@ from torch import nn
 from talkinghead.errors import InvalidInputError
 from talkinghead.models.layers import zero_conv
 from talkinghead.models.registry import ChannelsConfig, create_model, register_model
-from talkinghead.models.student import SeparableConv
 
 IN_CHANNELS = 7
 # Bumped whenever forward() computes something else for the same weights: exported models
 # are cached and shipped prebuilt under (weights, ARCH_VERSION). Packs check parity
 # against eager on every enrolment, so a missed bump fails loudly, never silently.
-ARCH_VERSION = 2
+ARCH_VERSION = 3
 WARP_CHANNELS = slice(0, 3)
 LANDMARK_CHANNELS = slice(3, 6)
 VALIDITY_CHANNEL = 6
+HEAD_SHUFFLE = 2  # the head works at S / 2 and a pixel shuffle brings it to S
 
 
 @dataclass(frozen=True)
 class RefinerConfig(ChannelsConfig):
     name: str
     resolution: int = 256
-    channels: tuple[int, ...] = (16, 32, 64, 96)  # level i works at S / 2**(i + 1)
+    channels: tuple[int, ...] = (16, 32, 64, 64)  # level i works at S / 2**(i + 1)
     num_res: int = 2
 
     def __post_init__(self) -> None:
@@ -61,8 +69,20 @@ def _up(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
+def _conv(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, stride, 1)
+
+
+def compose_frame(
+    warped: torch.Tensor, correction: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """The finished frame ``clamp(warped + (1 - mask) * correction)``: where the mask is 1
+    the warp's own pixels pass, where it is 0 the warp plus the whole correction."""
+    return F.hardtanh(warped + (1 - mask) * correction)
+
+
 class RefinerGenerator(nn.Module):
-    """A small U-Net over the warped photo; see the module docstring."""
+    """A small U-Net of dense convolutions over the warped photo; see the module docstring."""
 
     kind = "refiner"
 
@@ -70,51 +90,47 @@ class RefinerGenerator(nn.Module):
         super().__init__()
         self.cfg = cfg
         ch = cfg.channels
-        self.stem = nn.Conv2d(IN_CHANNELS, ch[0], 3, 2, 1)
+        self.stem = _conv(IN_CHANNELS, ch[0], 2)
         self.down = nn.ModuleList(
-            nn.Sequential(SeparableConv(ch[i], ch[i + 1], 2), SeparableConv(ch[i + 1], ch[i + 1]))
+            nn.Sequential(_conv(ch[i], ch[i + 1], 2), nn.ReLU(), _conv(ch[i + 1], ch[i + 1]))
             for i in range(len(ch) - 1)
         )
-        self.res = nn.ModuleList(SeparableConv(ch[-1], ch[-1]) for _ in range(cfg.num_res))
-        # Skip fusion as upsample(1x1(h)) + 1x1(skip): the 1x1 conv commutes with bilinear
+        self.res = nn.ModuleList(_conv(ch[-1], ch[-1]) for _ in range(cfg.num_res))
+        # Skip fusion as upsample(1x1(h)) + skip: the 1x1 conv commutes with bilinear
         # upsampling, so the wide input is projected at the coarse level and no concat runs.
-        self.fuse_up = nn.ModuleList(
-            nn.Conv2d(ch[i + 1], ch[i], 1, bias=False) for i in range(len(ch) - 1)
-        )
-        self.fuse_skip = nn.ModuleList(nn.Conv2d(ch[i], ch[i], 1) for i in range(len(ch) - 1))
-        self.up = nn.ModuleList(SeparableConv(ch[i], ch[i]) for i in range(len(ch) - 1))
-        self.full_up = nn.Conv2d(ch[0], ch[0], 1, bias=False)
-        self.full_skip = nn.Conv2d(IN_CHANNELS, ch[0], 1)
+        self.fuse_up = nn.ModuleList(nn.Conv2d(ch[i + 1], ch[i], 1) for i in range(len(ch) - 1))
+        self.up = nn.ModuleList(_conv(ch[i], ch[i]) for i in range(len(ch) - 1))
         # Start by passing the warp through: the correction starts at zero and the mask at
-        # one half. (A mask that starts near 1 saturates its sigmoid and starves the
-        # correction of gradient; a correction drawn from grey makes the mask flee to 1.)
-        self.head = zero_conv(nn.Conv2d(ch[0], 4, 3, 1, 1))
+        # one half (a mask near 1 would saturate its sigmoid and starve the correction).
+        self.head = zero_conv(_conv(ch[0], 4 * HEAD_SHUFFLE**2))
 
-    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x (B, 7, S, S)`` -> (refined RGB ``(B, 3, S, S)`` in [-1, 1], mask ``(B, 1, S, S)``).
-
-        The refined image is the warp plus the network's correction, clamped to [-1, 1].
-        """
+    def _head(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x (B, 7, S, S)`` -> (correction ``(B, 3, S, S)``, mask logit ``(B, 1, S, S)``)."""
         h = F.relu(self.stem(x))
         skips = [h]
         for block in self.down:
-            h = block(h)
+            h = F.relu(block(h))
             skips.append(h)
         skips.pop()
-        for block in self.res:
-            h = h + block(h)
+        for conv in self.res:
+            h = h + F.relu(conv(h))
         for i in reversed(range(len(self.down))):
-            h = F.relu(_up(self.fuse_up[i](h)) + self.fuse_skip[i](skips[i]))
-            h = self.up[i](h)
-        h = F.relu(_up(self.full_up(h)) + self.full_skip(x))
-        out = self.head(h)
-        refined = F.hardtanh(x[:, WARP_CHANNELS] + out[:, :3])
-        return refined, torch.sigmoid(out[:, 3:4])
+            h = F.relu(_up(self.fuse_up[i](h)) + skips[i])
+            h = F.relu(self.up[i](h))
+        out = F.pixel_shuffle(self.head(h), HEAD_SHUFFLE)
+        return out[:, :3], out[:, 3:4]
+
+    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x (B, 7, S, S)`` -> (correction ``(B, 3, S, S)``, mask ``(B, 1, S, S)`` in [0, 1],
+        1 where the warp is kept)."""
+        correction, logit = self._head(x)
+        return correction, 1 - torch.sigmoid(logit)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        refined, mask = self.parts(x)
-        warped = x[:, WARP_CHANNELS]
-        return refined + mask * (warped - refined)
+        correction, logit = self._head(x)
+        # compose_frame with 1 - mask read straight off the sigmoid: the same frame, two
+        # fewer full-resolution ops in the exported graph.
+        return F.hardtanh(x[:, WARP_CHANNELS] + torch.sigmoid(logit) * correction)
 
     def get_example_inputs(self) -> tuple[torch.Tensor, ...]:
         s = self.cfg.resolution
@@ -138,11 +154,11 @@ def refiner_s(**overrides) -> RefinerGenerator:
 @register_model("refiner")
 def refiner_xs(**overrides) -> RefinerGenerator:
     """A lighter refiner for small phones."""
-    return _refiner(RefinerConfig("refiner-xs", channels=(8, 16, 32, 64), num_res=1), overrides)
+    return _refiner(RefinerConfig("refiner-xs", channels=(8, 16, 32, 32), num_res=1), overrides)
 
 
 def create_refiner(name: str, **overrides) -> RefinerGenerator:
     return create_model("refiner", name, **overrides)
 
 
-__all__ = ["IN_CHANNELS", "RefinerConfig", "RefinerGenerator", "create_refiner"]
+__all__ = ["IN_CHANNELS", "compose_frame", "RefinerConfig", "RefinerGenerator", "create_refiner"]

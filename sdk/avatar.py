@@ -34,6 +34,7 @@ from talkinghead.sdk.provenance import pack_label, pack_watermark
 from talkinghead.sdk.rasterize import rasterize_landmarks
 from talkinghead.sdk.tensors import from_model_output
 from talkinghead.sdk.tracking_types import RunningMode, check_running_mode, next_timestamp
+from talkinghead.sdk.tuning import tuned_config
 from talkinghead.sdk.warp import check_mesh, landmarks68, refiner_input, warp_to
 
 FrameCallback = Callable[[np.ndarray, int], None]
@@ -47,16 +48,20 @@ class AvatarOptions:
     pack: a pack folder or a .zip of one.
     backend: "executorch", "litert", "onnxruntime", or "auto" (the first of those, in that
         order, that is installed and that the pack has a model for at ``precision``).
-    precision: "fp32" or "int8"; the pack must hold a model of that precision.
+    precision: "fp32" or "int8" (the pack must hold a model of that precision), or None:
+        the precision that ran fastest for this runtime on the machine that built the pack
+        (the manifest's ``tuning``, see ``sdk.tuning``), int8 when the pack records none.
     running_mode: IMAGE (``render``), VIDEO (``render_for_video``, increasing timestamps)
         or LIVE_STREAM (``render_async``, results go to ``result_callback``).
     verify: check every file's sha256 before any runtime reads it.
     watermark: mark every frame as synthetic with an invisible watermark (pack id + SDK
         version; docs/provenance.md). False logs a warning and is recorded in the label of
         files written from ``provenance_label``.
-    num_threads: CPU threads for the runtime (None: its default, every core for ExecuTorch
-        and LiteRT's XNNPACK). ExecuTorch's pool is process-wide: a size other than the
-        current one is refused while another ExecuTorch avatar is open.
+    num_threads: CPU threads for the runtime. None: the tuned thread count when the pack
+        records one for this runtime (and, for ExecuTorch, when its process-wide pool is not
+        held at another size by an open avatar), else the runtime's default (every core
+        for ExecuTorch and LiteRT's XNNPACK). ExecuTorch's pool is process-wide: an explicit
+        size other than the current one is refused while another ExecuTorch avatar is open.
     trusted_keys: Ed25519 public keys (bytes, hex, or ``.pub`` files; ``sdk.signing``).
         When given, a pack not signed by one of them is refused (SignatureError).
 
@@ -75,7 +80,7 @@ class AvatarOptions:
 
     pack: str | os.PathLike[str]
     backend: str = "executorch"
-    precision: str = "int8"
+    precision: str | None = None
     running_mode: RunningMode = RunningMode.IMAGE
     result_callback: FrameCallback | None = None
     verify: bool = True
@@ -85,10 +90,35 @@ class AvatarOptions:
     trusted_keys: Sequence[bytes | str | os.PathLike[str]] | None = None
 
 
+DEFAULT_PRECISION = "int8"  # when neither the options nor the pack's tuning name one
+
+
+def _usable_threads(runtime: str, tuned: int) -> int | None:
+    """``tuned``, unless ExecuTorch's process-wide pool is held at another size by an open
+    program: then None (keep the pool as it is) rather than refuse to open."""
+    if runtime != "executorch":
+        return tuned
+    from talkinghead.sdk.backends import executorch_pool_busy
+
+    if executorch_pool_busy(tuned):
+        log.info(
+            "ExecuTorch's thread pool is held by an open program; not resizing it to %d", tuned
+        )
+        return None
+    return tuned
+
+
 class Avatar:
     """A loaded avatar: landmarks in, frames out. Use as a context manager."""
 
-    def __init__(self, options: AvatarOptions, pack: AvatarPack, backend) -> None:
+    def __init__(
+        self,
+        options: AvatarOptions,
+        pack: AvatarPack,
+        backend,
+        precision: str = "int8",
+        num_threads: int | None = None,
+    ) -> None:
         self._options = options
         self._pack = pack
         self._backend = backend
@@ -101,7 +131,8 @@ class Avatar:
         self.neutral_mesh: np.ndarray = self._rig.mesh.copy()  # (478, 3) crop px
         self.name: str = m.name
         self.backend_name: str = backend.name  # the runtime chosen (resolves "auto")
-        self.precision: str = options.precision
+        self.precision: str = precision
+        self.num_threads: int | None = num_threads  # None: the runtime's default
         self._watermark = pack_watermark(m) if options.watermark else None
         if self._watermark is None:
             log.warning(
@@ -126,8 +157,10 @@ class Avatar:
             raise InvalidInputError(
                 f"pack must be a folder or .zip path, got {type(options.pack).__name__}"
             )
-        if not isinstance(options.backend, str) or not isinstance(options.precision, str):
-            raise InvalidInputError("backend and precision must be strings")
+        if not isinstance(options.backend, str) or not (
+            options.precision is None or isinstance(options.precision, str)
+        ):
+            raise InvalidInputError("backend must be a string and precision a string or None")
         if options.result_callback is not None and not callable(options.result_callback):
             raise InvalidInputError(
                 f"result_callback must be callable, got {type(options.result_callback).__name__}"
@@ -140,8 +173,13 @@ class Avatar:
             name = options.backend
             if name == "auto":
                 name = choose_backend(pack.manifest.runtimes(options.precision))
-            entry = pack.model(options.precision, name)
-            backend = create_backend(name, num_threads=options.num_threads)
+            tuned = tuned_config(pack.manifest.tuning, name)
+            precision = options.precision or (tuned.precision if tuned else DEFAULT_PRECISION)
+            threads = options.num_threads
+            if threads is None and tuned is not None and tuned.precision == precision:
+                threads = _usable_threads(name, tuned.num_threads)
+            entry = pack.model(precision, name)
+            backend = create_backend(name, num_threads=threads)
             if hasattr(backend, "load_bytes"):
                 load_pack_model(
                     pack, entry, backend, isolate=options.verify and options.isolate_models
@@ -151,7 +189,7 @@ class Avatar:
         except BaseException:
             pack.close()
             raise
-        return cls(options, pack, backend)
+        return cls(options, pack, backend, precision, threads)
 
     @classmethod
     def create_from_pack(cls, pack: str | os.PathLike[str], **kwargs) -> Avatar:

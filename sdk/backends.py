@@ -168,6 +168,15 @@ def check_num_threads(num_threads: Any) -> int | None:
     return int(num_threads)
 
 
+def executorch_threads() -> int | None:
+    """The size of ExecuTorch's process-wide XNNPACK thread pool; None without the runtime."""
+    try:
+        from executorch.extension.pybindings import portable_lib
+    except ImportError:
+        return None
+    return int(portable_lib._threadpool_get_thread_count())
+
+
 def set_executorch_threads(num_threads: int) -> None:
     """Size ExecuTorch's XNNPACK thread pool (its default is every core).
 
@@ -185,7 +194,7 @@ def set_executorch_threads(num_threads: int) -> None:
     current = portable_lib._threadpool_get_thread_count()
     if current == threads:
         return
-    loaded = sum(1 for b in list(_EXECUTORCH_LOADED) if b._method is not None)
+    loaded = _executorch_programs_loaded()
     if loaded:
         raise BackendError(
             f"ExecuTorch's thread pool is process-wide and {loaded} loaded program(s) use it at "
@@ -197,6 +206,17 @@ def set_executorch_threads(num_threads: int) -> None:
 
 # ExecuTorchBackends holding a loaded program: the thread pool must not be resized under them.
 _EXECUTORCH_LOADED: weakref.WeakSet = weakref.WeakSet()
+
+
+def _executorch_programs_loaded() -> int:
+    return sum(1 for b in list(_EXECUTORCH_LOADED) if b._method is not None)
+
+
+def executorch_pool_busy(wanted: int) -> bool:
+    """Whether asking for a pool of ``wanted`` threads would be refused now (another size,
+    with programs loaded)."""
+    current = executorch_threads()
+    return current is not None and current != wanted and _executorch_programs_loaded() > 0
 
 
 def read_checked(path: str | os.PathLike[str], sha256: str | None) -> bytes:
@@ -699,6 +719,8 @@ __all__ = [
     "available_backends",
     "check_image",
     "check_num_threads",
+    "executorch_pool_busy",
+    "executorch_threads",
     "check_onnx_bytes",
     "check_pte_header",
     "check_tflite_header",

@@ -118,6 +118,7 @@ def write_pack(
     parity_info: Mapping[str, Any] | None = None,
     provenance: Mapping[str, Any] | None = None,
     generator: Mapping[str, Any] | None = None,
+    tuning: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     signing_key: bytes | None = None,
 ) -> Path:
@@ -127,6 +128,8 @@ def write_pack(
     neutral_landmarks: (68, 2) float, crop pixels (array or nested lists).
     rig: the warp rig (``sdk.warp.rig_to_bytes``), shipped as ``rig.safetensors``.
     generator: extra facts for the manifest's ``generator`` entry (e.g. the refiner's name).
+    tuning: the manifest's ``tuning`` entry (``sdk.tuning.tuning_record``): the fastest
+        precision and thread count per runtime, which ``Avatar`` uses by default.
     photo: the enrolled crop as a PNG file; shipped as ``photo.png``.
     files: any extra files, pack-relative name -> source path or bytes.
     parity: arrays for the self-check, saved to ``parity.npz`` (suggested keys: ``inputs``
@@ -152,6 +155,7 @@ def write_pack(
             tmp, name=name, resolution=resolution, models=models, landmarks=landmarks,
             photo=photo, identity_params=identity_params, files=files, parity=parity,
             parity_info=parity_info, provenance=provenance, rig=rig, generator=generator,
+            tuning=tuning,
         )  # fmt: skip
         if signing_key is not None:
             from talkinghead.sdk.signing import sign_pack_folder
@@ -175,6 +179,7 @@ def _write_pack_files(
     provenance: Mapping[str, Any] | None,
     rig: bytes,
     generator: Mapping[str, Any] | None,
+    tuning: Mapping[str, Any] | None = None,
 ) -> None:
     """write_pack's body, into the empty folder ``root``."""
     written: dict[str, str] = {}
@@ -249,6 +254,7 @@ def _write_pack_files(
         output=image_spec("frame", resolution, "the finished RGB frame"),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         parity=parity_entry,
+        tuning=dict(tuning) if tuning is not None else None,
         provenance=dict(provenance or {}),
         generator={**dict(generator or {}), "kind": GENERATOR_KIND, "rig": RIG_NAME},
     )

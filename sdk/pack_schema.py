@@ -20,6 +20,7 @@ from typing import Any
 
 from talkinghead import __version__ as SDK_VERSION
 from talkinghead.errors import PackError
+from talkinghead.sdk.tuning import check_tuning
 
 SCHEMA_VERSION = 3
 # Schema 3 is the warp-and-refine generator: a universal refiner over the enrolled photo,
@@ -347,6 +348,9 @@ class AvatarManifest:
     created: str
     sdk_version: str = SDK_VERSION
     parity: Mapping[str, Any] | None = None
+    # The fastest precision and thread count per runtime on the machine that built the
+    # pack (sdk/tuning.py); None when the pack was written without tuning.
+    tuning: Mapping[str, Any] | None = None
     provenance: Mapping[str, Any] = field(default_factory=dict)
     generator: Mapping[str, Any] = field(
         default_factory=lambda: {"kind": GENERATOR_KIND, "rig": RIG_NAME}
@@ -373,6 +377,8 @@ class AvatarManifest:
         }
         if self.parity is not None:
             out["parity"] = dict(self.parity)
+        if self.tuning is not None:
+            out["tuning"] = dict(self.tuning)
         return out
 
     @classmethod
@@ -439,6 +445,11 @@ class AvatarManifest:
             created=_require(d, "created", str, ""),
             sdk_version=_require(d, "sdk_version", str, ""),
             parity=parity,
+            tuning=(
+                check_tuning(d["tuning"], ((m.runtime, m.precision) for m in models))
+                if d.get("tuning") is not None
+                else None
+            ),
             provenance=dict(_require(d, "provenance", dict, "")),
             generator=_generator(_require(d, "generator", dict, "")),
             schema_version=version,

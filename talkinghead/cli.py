@@ -374,7 +374,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument(
         "--frames", type=int, default=100, help="frames of built-in motion (default 100)"
     )
-    d.add_argument("--precision", choices=["fp32", "int8"], default="int8")
+    d.add_argument(
+        "--precision",
+        choices=["fp32", "int8"],
+        default=None,
+        help="default: the precision the pack's tuning found fastest (int8 if it has none)",
+    )
     d.add_argument(
         "--finetune",
         type=int,
@@ -542,7 +547,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="out/render")
     r.add_argument("--driver", help="driving video (default: built-in motion)")
     r.add_argument("--frames", type=int, default=100)
-    r.add_argument("--precision", choices=["fp32", "int8"], default="int8")
+    r.add_argument(
+        "--precision",
+        choices=["fp32", "int8"],
+        default=None,
+        help="default: the precision the pack's tuning found fastest (int8 if it has none)",
+    )
     r.add_argument(
         "--backend",
         choices=["executorch", "litert", "onnxruntime", "auto", "native"],

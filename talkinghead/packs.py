@@ -16,6 +16,7 @@ Enrolling a face is tracking, cropping and writing the pack: seconds, no trainin
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from talkinghead.errors import InvalidInputError
+from talkinghead.errors import BackendError, InvalidInputError
 from talkinghead.export.registry import PRECISIONS, RUNTIMES, ExportContext, export_model
 from talkinghead.sdk.files import check_output_folder
 from talkinghead.sdk.pack_schema import BUNDLED_ATOL, PARITY_FP32_MAX_ABS, PARITY_INT8_MIN_PSNR_DB
@@ -38,6 +39,7 @@ DEFAULT_REFINER = "refiner-s.safetensors"
 PREBUILT_DIR = "refiner-s"
 CALIBRATION_FRAMES = 24
 PARITY_FRAMES = 2
+TUNING_RUNS = 20  # timed runs per (model, thread count); the median is recorded
 
 
 def weights_path(name: str) -> Path:
@@ -348,11 +350,15 @@ def export_avatar_pack(
     force: bool = False,
     signing_key: bytes | None = None,
     progress: bool = True,
+    tune: bool = True,
 ) -> tuple[Path, dict]:
     """Enrol ``photo`` and write its avatar pack to ``out_dir``: (pack folder, figures).
 
     Every model is run on this face's parity inputs and must meet the thresholds
     (ParityError otherwise) before the pack is written beside ``out_dir`` and renamed in.
+    ``tune``: measure every model at every candidate thread count on this machine and record
+    the fastest precision and thread count per runtime in the manifest (``sdk.tuning``),
+    which ``Avatar`` then uses by default.
     """
     import torch
 
@@ -425,6 +431,14 @@ def export_avatar_pack(
                 parity[f"outputs.{path.name}"] = out
             models.append(replace(source, info={**source.info, "parity": measured}))
         figures["parity_s"] = round(time.perf_counter() - t0, 2)
+        tuning = None
+        if tune:
+            t0 = time.perf_counter()
+            tuning = tune_models(
+                [(m.runtime, m.precision, Path(m.path).read_bytes()) for m in models], inputs
+            )
+            figures["tuning_s"] = round(time.perf_counter() - t0, 2)
+            figures["tuning"] = tuning["best"]
         photo_png = None
         from io import BytesIO
 
@@ -456,6 +470,7 @@ def export_avatar_pack(
                 "enrol_warnings": list(face.warnings),
             },
             generator={"refiner": model.cfg.name, "crop_scale": 2.0},
+            tuning=tuning,
             overwrite=force,
             signing_key=signing_key,
         )
@@ -463,6 +478,31 @@ def export_avatar_pack(
         if tmp_ckpt is not None:
             shutil.rmtree(tmp_ckpt.parent, ignore_errors=True)
     return pack, figures
+
+
+def tune_models(
+    models: list[tuple[str, str, bytes]], inputs: np.ndarray, runs: int = TUNING_RUNS
+) -> dict:
+    """The manifest's ``tuning`` entry: every model timed at every candidate thread count.
+
+    ExecuTorch's thread pool is process-wide; it is put back to its size before tuning.
+    """
+    from talkinghead.sdk.backends import create_backend, executorch_threads, set_executorch_threads
+    from talkinghead.sdk.tuning import measure_configs, tuning_record
+
+    def open_backend(runtime: str, n: int):
+        return create_backend(runtime, num_threads=n)
+
+    before = executorch_threads() if any(m[0] == "executorch" for m in models) else None
+    try:
+        results = measure_configs(models, inputs, open_backend, runs=runs)
+    finally:
+        if before is not None:
+            with contextlib.suppress(BackendError):
+                set_executorch_threads(before)
+    if not results:
+        raise BackendError("tuning measured nothing: no runtime accepted any thread count")
+    return tuning_record(results, runs)
 
 
 def _finetune_refiner(

@@ -194,7 +194,7 @@ def render_pack(
     out_dir: Path,
     driver: str | os.PathLike[str] | None = None,
     frames: int = 100,
-    precision: str = "int8",
+    precision: str | None = None,
     fps: float = 25,
     progress: bool = True,
     watermark: bool = True,
@@ -208,6 +208,9 @@ def render_pack(
 
     ``own_pack``: the pack was written by this process a moment ago (the demo), so its
     models are not first loaded in a child process; hashes are still checked.
+
+    ``precision`` None runs the precision the pack's tuning found fastest for the runtime
+    (int8 when it records none).
 
     ``credentials`` signs both files with a C2PA manifest (``talkinghead.sdk.credentials``).
 
@@ -252,7 +255,6 @@ def render_pack(
         result["c2pa"] = "signed"
     result["watermark"] = label["watermark"]
     result["frames"] = int(len(video))
-    result["precision"] = precision
     return result
 
 
@@ -277,6 +279,8 @@ def _render_python(
     with Avatar.create_from_options(opts) as avatar:
         label = avatar.provenance_label
         result["backend"] = avatar.backend_name
+        result["precision"] = avatar.precision
+        result["num_threads"] = avatar.num_threads
         result["load_s"] = round(time.perf_counter() - t0, 3)
         t0 = time.perf_counter()
         if driver is not None:
@@ -311,11 +315,16 @@ def _render_native(pack, driver, frames, precision, fps, progress, watermark):
     from talkinghead.sdk.mesh_motion import builtin_mesh_motion
     from talkinghead.sdk.pack import open_pack
     from talkinghead.sdk.provenance import pack_label
+    from talkinghead.sdk.tuning import tuned_config
     from talkinghead.sdk.video_tracks import track_video
 
     result: dict = {"backend": "native"}
     t0 = time.perf_counter()
     with open_pack(pack, verify=False) as opened:  # a .zip is extracted; C checks the hashes
+        if precision is None:
+            tuned = tuned_config(opened.manifest.tuning, "executorch")
+            precision = tuned.precision if tuned else "int8"
+        result["precision"] = precision
         with NativeAvatar(opened.root, precision) as avatar:
             result["verified_files"] = avatar.verify_files()
             avatar.set_watermark(watermark)
@@ -429,7 +438,7 @@ class DemoOptions:
     driver: str | None = None
     out_dir: Path = Path("out/demo")
     frames: int = 100
-    precision: str = "int8"
+    precision: str | None = None  # None: the pack's tuned precision
     finetune_steps: int = 0
     face_index: int | None = None
     force: bool = False

@@ -84,9 +84,7 @@ def refine_loss(
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The loss on the finished frame against the real photo and, when distilling, the
     teacher's frame for the same input (weighted ``cfg.teacher_weight``)."""
-    refined, mask = model.parts(x)
-    warped = x[:, 0:3]
-    frame = refined + mask * (warped - refined)
+    frame = model(x)
     loss, parts = _frame_loss(frame, x, target, cfg)
     if teacher_frame is not None:
         to_teacher, t_parts = _frame_loss(frame, x, teacher_frame, cfg)
