@@ -248,6 +248,30 @@ def _summary(res: dict[str, Any]) -> str:
         f"- End to end (track, retarget, warp, rasterise, render {e['backend']} "
         f"{e['precision']}, encode): {e['fps_wall']:.1f} fps wall clock."
     )
+    speed = res.get("external", {}).get("speed", {}).get("figures")
+    if speed:
+        per = speed["runtimes"]["per_runtime"]
+        ups = ", ".join(
+            f"{n} {b['int8_speedup']:.2f}x" for n, b in per.items() if "int8_speedup" in b
+        )
+        lines.append(f"- int8 against fp32, best thread count each: {ups}.")
+        f = speed["runtimes"]["fastest"]
+        lines.append(
+            f"- ExecuTorch int8 against the fastest configuration ({f['runtime']} "
+            f"{f['precision']}, {f['num_threads']} thread(s), {f['ms_median']:.2f} ms): "
+            f"{speed['runtimes'].get('executorch_int8_vs_fastest', float('nan')):.2f}x."
+        )
+        live = speed.get("live", {})
+        if "fps_from_medians" in live:
+            lines.append(
+                f"- Live loop (MediaPipe tracking + `th_drive`): {live['fps_from_medians']:.1f} "
+                f"fps from the medians, {live['fps_wall']:.1f} fps wall clock."
+            )
+        c = speed["cold_start"]
+        lines.append(
+            f"- Cold start: `talkinghead --help` {c['help']['median_s']:.2f} s, an error on a "
+            f"bad photo {c['bad_photo']['median_s']:.2f} s (medians of {c['runs']})."
+        )
     for r in res["ratios"]:
         if r["student"] in {d["variant"] for d in demo}:
             lines.append(
@@ -379,6 +403,7 @@ def _stage_sections(res: dict[str, Any]) -> list[str]:
 def _external_sections(ext: dict[str, Any]) -> list[str]:
     md = []
     titles = {
+        "speed": "int8, ExecuTorch against the fastest runtime, live loop, cold start",
         "tracking": "Tracking",
         "runtimes": "Runtimes",
         "provenance": "Provenance",

@@ -156,8 +156,20 @@ def _native(quick: bool, out: Path, pack: Callable[[], Path]) -> tuple[dict, str
     return {"rows": rows}, "\n".join(lines)
 
 
+def _speed(quick: bool, out: Path, pack: Callable[[], Path]) -> tuple[dict, str]:
+    """int8 against fp32 per runtime at every thread count, the live loop through the C
+    ABI, and the CLI's cold start (benchmarks/speed.py)."""
+    from talkinghead.benchmarks import speed
+
+    r = speed.run(pack(), runs=30 if quick else 100, frames=60 if quick else 200)
+    plot = out / "img" / "speed.png"
+    speed.plot(r, plot)
+    return r, speed.markdown(r) + f"\n\n![int8 and fp32 per runtime](img/{plot.name})\n"
+
+
 # Benchmarks other parts of the project own, each run through its own module's API.
 EXTERNAL = {
+    "speed": _speed,
     "tracking": _tracking,
     "runtimes": _runtimes,
     "provenance": _provenance,

@@ -88,8 +88,12 @@ def quantize_onnx_static(
     calibration: Iterable[tuple[torch.Tensor, ...]],
     *,
     per_channel: bool = True,
+    activations: str = "U8S8",
 ) -> Path:
     """Static int8 QDQ quantization of an fp32 ONNX file; activation ranges from ``calibration``.
+
+    activations: "U8S8" (uint8 activations, int8 weights: ONNX Runtime's fast x86 pair) or
+    "S8S8" (int8 both, kept to measure the difference).
 
     calibration: tuples ``(x,)``, x ``(1, 3, S, S) float32``, real landmark images.
     """
@@ -108,6 +112,8 @@ def quantize_onnx_static(
         def get_next(self) -> dict[str, Any] | None:
             return next(self._it, None)
 
+    if activations not in ("U8S8", "S8S8"):
+        raise InvalidInputError(f"activations must be U8S8 or S8S8, got {activations!r}")
     batches = calibration_batches(calibration)
     reader = Reader(batches)
     path = Path(path)
@@ -118,15 +124,16 @@ def quantize_onnx_static(
             quant_pre_process(str(fp32_path), str(pre))
         with export_step("onnx", f"quantizing to int8 QDQ ({len(batches)} calibration images)"):
             # Activations uint8, weights int8 (U8S8): ONNX Runtime's x86 int8 kernels
-            # (VNNI's vpdpbusd multiplies unsigned by signed bytes) take that pair; with int8
-            # activations (S8S8) the same graph ran 1.8x slower than fp32 on the project's
-            # CPU, with U8S8 1.3x faster (docs/performance.md).
+            # (VNNI's vpdpbusd multiplies unsigned by signed bytes) take that pair. With int8
+            # activations (S8S8) its CPU provider left 9 of the refiner's 16 convolutions in
+            # fp32 between DequantizeLinear / QuantizeLinear pairs, and int8 ran 1.8x slower
+            # than fp32; with U8S8 all 16 fuse into QLinearConv (docs/performance.md).
             quantize_static(
                 str(pre),
                 str(out),
                 reader,
                 quant_format=QuantFormat.QDQ,
-                activation_type=QuantType.QUInt8,
+                activation_type=QuantType.QUInt8 if activations == "U8S8" else QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 per_channel=per_channel,
             )

@@ -25,6 +25,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -360,10 +361,7 @@ def export_avatar_pack(
     the fastest precision and thread count per runtime in the manifest (``sdk.tuning``),
     which ``Avatar`` then uses by default.
     """
-    import torch
-
     from talkinghead.errors import ParityError
-    from talkinghead.models.checkpoint import load_checkpoint
     from talkinghead.sdk.backends import create_backend
     from talkinghead.sdk.pack import write_pack
     from talkinghead.sdk.parity import psnr_db
@@ -383,8 +381,12 @@ def export_avatar_pack(
     check_output_folder(out_dir, force)  # before any work, not after
     refiner_path = Path(refiner) if refiner is not None else weights_path(DEFAULT_REFINER)
     figures: dict = {}
-    face = enrol_photo(photo, face_index=face_index)
+    face = enrol_photo(photo, face_index=face_index)  # a bad photo fails here, before torch
     figures["enrol_s"] = round(face.seconds, 2)
+    import torch
+
+    from talkinghead.models.checkpoint import load_checkpoint
+
     figures["warnings"] = list(face.warnings)
     tmp_ckpt = None
     if finetune_steps:
@@ -434,8 +436,12 @@ def export_avatar_pack(
         tuning = None
         if tune:
             t0 = time.perf_counter()
+            # The model Avatar loads for each (runtime, precision): the manifest's first.
+            first: dict[tuple[str, str], Any] = {}
+            for m in models:
+                first.setdefault((m.runtime, m.precision), m)
             tuning = tune_models(
-                [(m.runtime, m.precision, Path(m.path).read_bytes()) for m in models], inputs
+                [(r, p, Path(m.path).read_bytes()) for (r, p), m in first.items()], inputs
             )
             figures["tuning_s"] = round(time.perf_counter() - t0, 2)
             figures["tuning"] = tuning["best"]

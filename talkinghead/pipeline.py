@@ -233,6 +233,7 @@ def render_pack(
     outputs = [check_output_file(out_dir / f"avatar.{ext}", force) for ext in ("mp4", "webp")]
     if driver is not None:
         check_readable_input(driver, "driver")
+        _check_video(driver)  # before any model loads
     if backend == "native":
         if num_threads is not None:
             raise InvalidInputError(

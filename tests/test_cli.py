@@ -306,3 +306,47 @@ def test_demo_photo_not_an_image(capsys, tmp_path):
 def test_demo_bad_frames(capsys, tmp_path):
     code, _, err = run_cli(capsys, "demo", "--frames", "0", "--out", tmp_path / "o")
     assert_clean_error(code, err, "frames")
+
+
+LOADS_NOTHING = r"""
+import sys
+from talkinghead.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as e:  # argparse's --help
+    code = e.code
+heavy = sorted(m for m in ("torch", "executorch", "mediapipe", "onnxruntime", "ai_edge_litert")
+               if m in sys.modules)
+print("LOADED", ",".join(heavy), "EXIT", code)
+"""
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["demo", "--photo", "{bad}", "--out", "{tmp}/a"], "not a recognised image"),
+        (["export", "--photo", "{bad}", "--out", "{tmp}/b"], "not a recognised image"),
+        (["render", "{pack}", "--driver", "{bad}", "--out", "{tmp}/c"], "bad.jpg"),
+        (["demo", "--driver", "{bad}", "--out", "{tmp}/d"], "bad.jpg"),
+        (["--help"], ""),
+    ],
+)
+def test_bad_inputs_fail_before_any_model_or_toolchain_loads(tmp_path, argv, needle):
+    """The CLI imports what a command needs, and checks every input first: an error on a
+    bad photo or driver comes before torch, ExecuTorch, MediaPipe or any runtime loads
+    (which is what makes it print in about a second; benchmarks/speed.py times it)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("not an image\n")
+    pack = Path(__file__).parent / "data" / "astronaut-pack"
+    args = [a.format(bad=bad, tmp=tmp_path, pack=pack) for a in argv]
+    proc = subprocess.run(
+        [sys.executable, "-c", LOADS_NOTHING, *args], capture_output=True, text=True, timeout=120
+    )
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("LOADED  EXIT"), (last, proc.stderr[-2000:])
+    assert last.endswith("EXIT 0" if argv == ["--help"] else "EXIT 2")
+    assert needle in proc.stderr

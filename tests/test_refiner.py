@@ -14,7 +14,13 @@ import torch
 
 from talkinghead.errors import InvalidInputError
 from talkinghead.models.checkpoint import load_checkpoint
-from talkinghead.models.refiner import IN_CHANNELS, RefinerConfig, RefinerGenerator, create_refiner
+from talkinghead.models.refiner import (
+    IN_CHANNELS,
+    RefinerConfig,
+    RefinerGenerator,
+    compose_frame,
+    create_refiner,
+)
 from talkinghead.models.registry import create_model, list_models
 
 S = 64  # px
@@ -30,7 +36,7 @@ def _randomise_head(model: RefinerGenerator, seed: int) -> RefinerGenerator:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         model.head.weight.copy_(torch.randn(model.head.weight.shape, generator=g) * 0.5)
-        model.head.bias.copy_(torch.randn(4, generator=g))
+        model.head.bias.copy_(torch.randn(model.head.bias.shape, generator=g))
     return model
 
 
@@ -70,12 +76,18 @@ def test_output_in_range_and_composed_from_its_parts(name):
     x = _inputs(3, S, 2)
     with torch.no_grad():
         out = model(x[1:])
-        refined, mask = model.parts(x[1:])
+        correction, mask = model.parts(x[1:])
     assert out.shape == (2, 3, S, S)
     assert out.min() >= -1 and out.max() <= 1 and out.std() > 0.05
-    assert refined.min() >= -1 and refined.max() <= 1
+    assert correction.shape == (2, 3, S, S) and correction.abs().max() > 0
     assert mask.shape == (2, 1, S, S) and mask.min() >= 0 and mask.max() <= 1
-    torch.testing.assert_close(out, mask * x[1:, :3] + (1 - mask) * refined)
+    torch.testing.assert_close(out, compose_frame(x[1:, :3], correction, mask))
+    # The blend: a mask of 1 keeps the warp's pixels, 0 adds the whole correction.
+    ones, zeros = torch.ones_like(mask), torch.zeros_like(mask)
+    torch.testing.assert_close(compose_frame(x[1:, :3], correction, ones), x[1:, :3])
+    torch.testing.assert_close(
+        compose_frame(x[1:, :3], correction, zeros), (x[1:, :3] + correction).clamp(-1, 1)
+    )
 
 
 @pytest.mark.parametrize("name", list_models("refiner"))
@@ -85,9 +97,9 @@ def test_a_fresh_refiner_passes_the_warp_through(name):
     x = _inputs(2, S, 4)
     with torch.no_grad():
         out = model(x)
-        refined, _ = model.parts(x)
+        correction, _ = model.parts(x)
     # Its correction starts at zero, so whatever the blend, the frame is the warp.
-    torch.testing.assert_close(refined, x[:, :3])
+    torch.testing.assert_close(correction, torch.zeros_like(correction))
     torch.testing.assert_close(out, x[:, :3])
 
 
