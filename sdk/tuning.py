@@ -77,46 +77,53 @@ def measure_configs(
     threads: Iterable[int] | None = None,
     runs: int = 20,
     warmup: int = 3,
+    rounds: int = 2,
 ) -> list[dict[str, Any]]:
     """Median latency of every (runtime, precision) model at every thread count.
 
     models: ``(runtime, precision, model bytes)``; inputs ``(N, 1, C, S, S) float32``, run in
-    turn; open_backend(runtime, num_threads) returns an unloaded backend. A thread count the
+    turn; open_backend(runtime, num_threads) returns an unloaded backend. Every
+    configuration is measured ``rounds`` times, round-robin, ``runs`` timed calls each, and
+    the median of all its calls kept: a burst of other work on a shared CPU then lands on
+    every configuration alike instead of on whichever ran during it. A thread count the
     runtime refuses (ExecuTorch's process-wide pool while another program holds it) is left
     out of the results, not fatal.
     """
-    if runs < 1 or warmup < 0:
-        raise InvalidInputError(f"runs must be >= 1 and warmup >= 0, got {runs}, {warmup}")
+    if runs < 1 or warmup < 0 or rounds < 1:
+        raise InvalidInputError(
+            f"runs and rounds must be >= 1 and warmup >= 0, got {runs}, {rounds}, {warmup}"
+        )
     if inputs.ndim != 5 or len(inputs) == 0:
         raise InvalidInputError(f"inputs must be (N, 1, C, S, S), got {inputs.shape}")
     counts = sorted(set(threads if threads is not None else candidate_threads()))
     if not counts or any(not isinstance(t, int) or t < 1 for t in counts):
         raise InvalidInputError(f"thread counts must be ints >= 1, got {counts}")
-    results = []
-    for runtime, precision, data in models:
-        for n in counts:
-            try:
-                backend = open_backend(runtime, n)
-            except BackendError:
-                continue
-            with backend:
-                backend.load_bytes(data, source=f"{runtime}/{precision}")
-                for i in range(warmup):
-                    backend.run(inputs[i % len(inputs)])
-                times = []
-                for i in range(runs):
-                    t0 = time.perf_counter()
-                    backend.run(inputs[i % len(inputs)])
-                    times.append(time.perf_counter() - t0)
-            results.append(
-                {
-                    "runtime": runtime,
-                    "precision": precision,
-                    "num_threads": n,
-                    "ms_median": round(1e3 * float(np.median(times)), 3),
-                }
-            )
-    return results
+    times: dict[tuple[int, int], list[float]] = {}
+    for _ in range(rounds):
+        for i, (runtime, precision, data) in enumerate(models):
+            for n in counts:
+                try:
+                    backend = open_backend(runtime, n)
+                except BackendError:
+                    continue
+                with backend:
+                    backend.load_bytes(data, source=f"{runtime}/{precision}")
+                    for k in range(warmup):
+                        backend.run(inputs[k % len(inputs)])
+                    got = times.setdefault((i, n), [])
+                    for k in range(runs):
+                        t0 = time.perf_counter()
+                        backend.run(inputs[k % len(inputs)])
+                        got.append(time.perf_counter() - t0)
+    return [
+        {
+            "runtime": models[i][0],
+            "precision": models[i][1],
+            "num_threads": n,
+            "ms_median": round(1e3 * float(np.median(t)), 3),
+        }
+        for (i, n), t in sorted(times.items())
+    ]
 
 
 def best_configs(results: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -129,12 +136,13 @@ def best_configs(results: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, An
     return best
 
 
-def tuning_record(results: list[dict[str, Any]], runs: int) -> dict[str, Any]:
+def tuning_record(results: list[dict[str, Any]], runs: int, rounds: int = 1) -> dict[str, Any]:
     """The manifest's ``tuning`` entry for ``results`` measured on this machine now."""
     return {
         "machine": {"cpu": cpu_name(), "cores": os.cpu_count() or 1},
         "measured": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "runs": runs,
+        "rounds": rounds,
         "results": results,
         "best": best_configs(results),
     }

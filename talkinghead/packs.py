@@ -40,7 +40,8 @@ DEFAULT_REFINER = "refiner-s.safetensors"
 PREBUILT_DIR = "refiner-s"
 CALIBRATION_FRAMES = 24
 PARITY_FRAMES = 2
-TUNING_RUNS = 20  # timed runs per (model, thread count); the median is recorded
+TUNING_RUNS = 10  # timed runs per (model, thread count) and round; the median is recorded
+TUNING_ROUNDS = 2  # round-robin passes over every configuration
 
 
 def weights_path(name: str) -> Path:
@@ -487,7 +488,10 @@ def export_avatar_pack(
 
 
 def tune_models(
-    models: list[tuple[str, str, bytes]], inputs: np.ndarray, runs: int = TUNING_RUNS
+    models: list[tuple[str, str, bytes]],
+    inputs: np.ndarray,
+    runs: int = TUNING_RUNS,
+    rounds: int = TUNING_ROUNDS,
 ) -> dict:
     """The manifest's ``tuning`` entry: every model timed at every candidate thread count.
 
@@ -501,14 +505,14 @@ def tune_models(
 
     before = executorch_threads() if any(m[0] == "executorch" for m in models) else None
     try:
-        results = measure_configs(models, inputs, open_backend, runs=runs)
+        results = measure_configs(models, inputs, open_backend, runs=runs, rounds=rounds)
     finally:
         if before is not None:
             with contextlib.suppress(BackendError):
                 set_executorch_threads(before)
     if not results:
         raise BackendError("tuning measured nothing: no runtime accepted any thread count")
-    return tuning_record(results, runs)
+    return tuning_record(results, runs, rounds)
 
 
 def _finetune_refiner(
