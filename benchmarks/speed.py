@@ -155,7 +155,9 @@ def markdown(r: dict[str, Any]) -> str:
         f"in {t['rounds']} round-robin passes, medians; {t['machine']['cpu']}, "
         f"{t['machine']['cores']} cores). The `export` "
         "tuning step makes the same measurement and records the best row per runtime in "
-        "the manifest; `Avatar` runs that row by default.\n",
+        "the manifest; `Avatar` runs that row by default. What made int8 the fast path, "
+        "each change before and after with the profile that showed why: "
+        "`docs/performance.md`.\n",
         "| runtime | precision | threads | median ms |",
         "|---|---|---|---|",
     ]
