@@ -64,7 +64,7 @@ def test_unusable_backends_are_refused(tmp_path):
 def test_other_stages_benchmarks_are_called_and_their_failures_recorded(monkeypatch, tmp_path):
     from talkinghead.benchmarks import run
 
-    assert set(run.EXTERNAL) == {"tracking", "runtimes", "provenance", "native"}
+    assert set(run.EXTERNAL) == {"speed", "tracking", "runtimes", "provenance", "native"}
 
     def broken(quick, out, pack):
         raise RuntimeError("no pack today")
@@ -148,3 +148,44 @@ def test_tiny_run_writes_report_json_and_plots(tmp_path, face_landmarker_task):
     (out / "report.md").unlink()
     report_main([str(out / "results.json")])
     assert (out / "report.md").read_text() == report
+
+
+def test_speed_times_every_runtime_and_thread_count_and_the_cold_start():
+    """benchmarks/speed.py on the committed pack (int8 on LiteRT and ONNX Runtime): every
+    (runtime, precision, threads) row, the fastest, and fresh-process CLI timings."""
+    from pathlib import Path
+
+    from talkinghead.benchmarks import speed
+
+    pack = Path(__file__).parent / "data" / "astronaut-pack"
+    t = speed.runtime_table(pack, runs=2, rounds=1)
+    assert {(r["runtime"], r["num_threads"]) for r in t["rows"]} >= {
+        ("litert", 1),
+        ("onnxruntime", 1),
+    }
+    assert t["fastest"]["ms_median"] == min(r["ms_median"] for r in t["rows"])
+    assert set(t["per_runtime"]) == {"litert", "onnxruntime"}
+    assert "executorch_int8_vs_fastest" not in t  # the pack has no ExecuTorch model
+    c = speed.cold_start(runs=1)
+    assert c["help"]["exit_status"] == 0 and c["help"]["median_s"] > 0
+    assert c["bad_photo"]["exit_status"] == 2
+    assert "not a recognised image" in c["bad_photo"]["stderr"]
+    md = speed.markdown({"runtimes": t, "cold_start": c})
+    assert "| onnxruntime | int8 | 1 |" in md and "talkinghead --help" in md
+
+
+@pytest.mark.slow  # builds the C library
+def test_speed_live_loop_tracks_and_drives_the_native_avatar(avatar_pack, tmp_path):
+    from talkinghead.benchmarks import speed
+
+    live = speed.live_loop(avatar_pack, frames=5)
+    assert live["frames"] == 5 and live["track_ms"] > 0 and live["drive_ms"] > 0
+    assert live["fps_from_medians"] == pytest.approx(
+        1000 / (live["track_ms"] + live["drive_ms"]), rel=0.02
+    )
+    r = {"runtimes": speed.runtime_table(avatar_pack, runs=2, rounds=1), "live": live,
+         "cold_start": speed.cold_start(runs=1)}  # fmt: skip
+    ratio = r["runtimes"]["executorch_int8_vs_fastest"]
+    assert ratio >= 1.0  # against the fastest of all, itself included
+    speed.plot(r, tmp_path / "speed.png")
+    assert (tmp_path / "speed.png").stat().st_size > 1000
