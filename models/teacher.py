@@ -8,9 +8,9 @@ Two forms (``TeacherConfig.form``):
 
 - ``"refine"``, the teacher of the warp-and-refine generator (``models/refiner.py``): G
   takes the refiner's input, ``(B, 7, S, S)`` = warped photo, rasterised target landmarks
-  and validity, and returns the frame ``m * warped + (1 - m) * clamp(warped + correction)``
-  as the student does, so the student is distilled from it output for output. D judges a
-  frame conditioned on that same 7-channel input. E may embed its shots at a lower
+  and validity, and returns the frame ``clamp(warped + (1 - m) * correction)`` as the
+  student does (``models.refiner.compose_frame``), so the student is distilled from it
+  output for output. D judges a frame conditioned on that same 7-channel input. E may embed its shots at a lower
   resolution (``embed_resolution``): an identity vector needs no 256 px detail.
 - ``"synth"``, the paper's direct synthesis: G turns a landmark image ``(B, 3, S, S)`` into
   every pixel of the face (the pre-warp generator; kept for its checkpoints and the
@@ -38,7 +38,7 @@ from talkinghead.models.layers import (
     zero_conv,
 )
 from talkinghead.models.refiner import IN_CHANNELS as REFINER_IN_CHANNELS
-from talkinghead.models.refiner import WARP_CHANNELS
+from talkinghead.models.refiner import WARP_CHANNELS, compose_frame
 from talkinghead.models.registry import create_model, register_model
 
 FORMS = ("synth", "refine")
@@ -204,10 +204,10 @@ class Generator(nn.Module):
         # ten steps on the CPU runs (the head's gradient fell to 1e-8), and G never left
         # "pass the warp through".
         out = self.out(F.leaky_relu(h + self.in_skip(landmarks), 0.2))
-        warped = landmarks[:, WARP_CHANNELS]
-        refined = F.hardtanh(warped + out[:, :3])
-        mask = torch.sigmoid(out[:, 3:4])
-        return refined + mask * (warped - refined)
+        # The student's composition (models/refiner.py): mask 1 - sigmoid(logit) keeps the warp.
+        return compose_frame(
+            landmarks[:, WARP_CHANNELS], out[:, :3], 1 - torch.sigmoid(out[:, 3:4])
+        )
 
 
 class Discriminator(nn.Module):

@@ -2,7 +2,7 @@
 
     python -m talkinghead.train.refine --out runs/refiner --steps 3000
 
-The loss is on the finished frame (``m * warped + (1 - m) * refined``) against the real
+The loss is on the finished frame (``clamp(warped + (1 - m) * correction)``) against the real
 photo: L1, more of it where the warp had no real pixels (inside an opened mouth, opened
 eyes, disoccluded skin), plus L1 on image gradients (edges stay sharp). Training runs on random
 patches around the face, so one step sees many faces; the network is fully
