@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from talkinghead.errors import InvalidInputError
+from talkinghead.sdk.tuning import cpu_name
 
 
 def median_ms(
@@ -68,18 +69,6 @@ def count_macs(model: Any, inputs: tuple) -> int:
 def count_params(model: Any) -> int:
     """Number of parameters (every tensor in ``model.parameters()``)."""
     return int(sum(p.numel() for p in model.parameters()))
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_info() -> dict[str, Any]:
