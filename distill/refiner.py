@@ -40,10 +40,12 @@ def teacher_frames(
         raise InvalidInputError(f"{teacher.cfg.name} is not a refine-form teacher")
     ep = Episodes.from_pairs(pairs)
     rng = np.random.default_rng(seed)
+    warp = teacher.E.fuse is not None  # shots warped to each pair's target as well
     out = np.empty_like(pairs.target)
     for j in tqdm(range(len(out)), desc="teacher frames", disable=not progress):
         kk = min(k, len(ep.others(j)))
-        y = feed_forward(teacher, to_unit(ep.x[j : j + 1]), *ep.shots_for(j, kk, rng))
+        shots = ep.episode(j, kk, rng) if warp else ep.shots_for(j, kk, rng)
+        y = feed_forward(teacher, to_unit(ep.x[j : j + 1]), *shots)
         out[j] = np.clip(np.rint((y[0].permute(1, 2, 0).numpy() + 1) * 127.5), 0, 255)
     return out
 

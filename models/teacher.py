@@ -10,8 +10,18 @@ Two forms (``TeacherConfig.form``):
   takes the refiner's input, ``(B, 7, S, S)`` = warped photo, rasterised target landmarks
   and validity, and returns the frame ``clamp(warped + (1 - m) * correction)`` as the
   student does (``models.refiner.compose_frame``), so the student is distilled from it
-  output for output. D judges a frame conditioned on that same 7-channel input. E may embed its shots at a lower
-  resolution (``embed_resolution``): an identity vector needs no 256 px detail.
+  output for output. D judges a frame conditioned on that same 7-channel input. E may
+  embed its shots at a lower resolution (``embed_resolution``): an identity vector needs
+  no 256 px detail.
+
+  With ``shot_warp`` (the refine variants' default), E also looks at its K shots pixel by
+  pixel: each shot is warped to the target's mesh (``train/refine_data.warp_shots``), and
+  E's fusion net (:class:`ShotFusion`) weighs them per pixel into one fused warp and its
+  validity, which G gets as 4 more input channels. G's correction starts from "the
+  shots' pixels minus the target's warp", so its mask chooses, per pixel, between the
+  photo's own warp and what the shots saw (the teeth of an open-mouthed shot, the eye of
+  an unblinking one). The more shots, the more of what the target's warp lost some shot
+  shows: that is how quality rises with K, independent of the identity vector.
 - ``"synth"``, the paper's direct synthesis: G turns a landmark image ``(B, 3, S, S)`` into
   every pixel of the face (the pre-warp generator; kept for its checkpoints and the
   side-by-side evaluation).
@@ -42,6 +52,7 @@ from talkinghead.models.refiner import WARP_CHANNELS, compose_frame
 from talkinghead.models.registry import create_model, register_model
 
 FORMS = ("synth", "refine")
+FUSED_CHANNELS = 4  # the fused shots (RGB) and their validity
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,7 @@ class TeacherConfig:
     extra: dict = field(default_factory=dict)
     form: str = "synth"  # "refine": G corrects a warp (see the module docstring)
     embed_resolution: int | None = None  # E's input size; None: the frame's
+    shot_warp: bool = False  # refine form: E fuses its shots warped to the target (G: 11 ch)
 
     def __post_init__(self) -> None:
         if self.form not in FORMS:
@@ -72,8 +84,11 @@ class TeacherConfig:
 
     @property
     def g_in_channels(self) -> int:
-        """G's input: a landmark image (synth) or the refiner's input (refine)."""
-        return REFINER_IN_CHANNELS if self.form == "refine" else 3
+        """G's input: a landmark image (synth) or the refiner's input (refine), plus the
+        fused shots and their validity (``shot_warp``)."""
+        if self.form != "refine":
+            return 3
+        return REFINER_IN_CHANNELS + (FUSED_CHANNELS if self.shot_warp else 0)
 
     def channels(self, level: int) -> int:
         return min(self.base_channels * 2**level, self.max_channels)
@@ -118,6 +133,69 @@ def down_path(
     return blocks, cin
 
 
+def match_colour(warped: torch.Tensor, validity: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Warped shots ``(B, K, 3, S, S)`` with their validity ``(B, K, 1, S, S)`` brought to
+    the light of the target's warp ``x[:, :3]`` (validity ``x[:, 6]``), all in [-1, 1]:
+    per shot and channel, ``(shot - mean) * spread_target / spread + mean_target`` over
+    the pixels both have. A shot sharing too few pixels with the target is left as it is."""
+    both = (validity + 1) / 2 * ((x[:, None, 6:7] + 1) / 2)  # (B, K, 1, S, S)
+    n = both.sum(dim=(3, 4), keepdim=True)
+    target = x[:, None, WARP_CHANNELS]
+    mean_s = (warped * both).sum(dim=(3, 4), keepdim=True) / (n + 1e-6)
+    mean_t = (target * both).sum(dim=(3, 4), keepdim=True) / (n + 1e-6)
+    var_s = ((warped - mean_s) ** 2 * both).sum(dim=(3, 4), keepdim=True) / (n + 1e-6)
+    var_t = ((target - mean_t) ** 2 * both).sum(dim=(3, 4), keepdim=True) / (n + 1e-6)
+    gain = ((var_t + 1e-6) / (var_s + 1e-6)).sqrt().clamp(0.5, 2.0)
+    matched = ((warped - mean_s) * gain + mean_t).clamp(-1, 1)
+    enough = n > 0.01 * warped.shape[-1] * warped.shape[-2]
+    return torch.where(enough, matched, warped)
+
+
+class ShotFusion(nn.Module):
+    """E's pixel path: K shots warped to the target -> one fused warp and its validity.
+
+    Each warped shot is first brought to the target's light: an affine colour match per
+    channel (mean and spread) over the pixels that both the shot and the target's own warp
+    have (:func:`match_colour`); shots of a person are taken under other light, and
+    uncorrected they lose to the target's warp everywhere. Then, per shot, a small conv
+    net at half resolution scores every pixel from the matched shot, its validity and the
+    target's own input (warp, landmarks, validity); the scores, plus the log of the shot's
+    validity (so a shot with no pixels somewhere starts out ignored there), are soft-maxed
+    over the K shots.
+    """
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        cin = FUSED_CHANNELS + REFINER_IN_CHANNELS
+        self.net = nn.Sequential(
+            nn.Conv2d(cin, width, 3, 1, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, width, 3, 1, 1),
+            nn.LeakyReLU(0.2),
+            zero_conv(nn.Conv2d(width, 1, 3, 1, 1)),
+        )
+
+    def forward(
+        self, x: torch.Tensor, warped: torch.Tensor, validity: torch.Tensor
+    ) -> torch.Tensor:
+        """``x (B, 7, S, S)``, ``warped (B, K, 3, S, S)``, ``validity (B, K, 1, S, S)``, all
+        in [-1, 1] -> G's input ``(B, 11, S, S)``. K = 0 fuses nothing (validity -1)."""
+        b, k, _, s, _ = warped.shape
+        if k == 0:
+            empty = torch.cat([x[:, WARP_CHANNELS], torch.full_like(x[:, :1], -1.0)], dim=1)
+            return torch.cat([x, empty], dim=1)
+        warped = match_colour(warped, validity, x)
+        shots = torch.cat([warped, validity], dim=2)  # (B, K, 4, S, S)
+        h = torch.cat([shots, x[:, None].expand(-1, k, -1, -1, -1)], dim=2)
+        h = F.avg_pool2d(h.flatten(0, 1), 2)
+        score = F.interpolate(self.net(h), size=(s, s), mode="bilinear", align_corners=False)
+        v = (validity + 1) / 2
+        score = score.view(b, k, 1, s, s) + torch.log(v + 1e-2)
+        weight = torch.softmax(score, dim=1)
+        fused = (weight * shots).sum(dim=1)  # RGB and validity, still in [-1, 1]
+        return torch.cat([x, fused], dim=1)
+
+
 class Embedder(nn.Module):
     """E: (frame, landmark image) -> identity vector e, (B, e_dim): residual downsampling, sum pooling, projection."""
 
@@ -127,6 +205,7 @@ class Embedder(nn.Module):
         blocks, cin = down_path(cfg, 6, cfg.disc_levels, cfg.channels)
         self.blocks = nn.Sequential(*blocks)
         self.to_e = linear(cin, cfg.e_dim, cfg.spectral_norm)
+        self.fuse = ShotFusion() if cfg.form == "refine" and cfg.shot_warp else None
 
     def forward(self, frames: torch.Tensor, landmarks: torch.Tensor) -> torch.Tensor:
         x = torch.cat([frames, landmarks], dim=1)
@@ -144,6 +223,7 @@ class Generator(nn.Module):
         super().__init__()
         sn = cfg.spectral_norm
         self.refine = cfg.form == "refine"
+        self.shot_warp = self.refine and cfg.shot_warp
         self.in_channels = cin = cfg.g_in_channels
         blocks, cin = down_path(cfg, cin, cfg.num_down, lambda level: cfg.channels(level + 1), True)
         self.down = nn.ModuleList(blocks)
@@ -204,10 +284,12 @@ class Generator(nn.Module):
         # ten steps on the CPU runs (the head's gradient fell to 1e-8), and G never left
         # "pass the warp through".
         out = self.out(F.leaky_relu(h + self.in_skip(landmarks), 0.2))
+        warped, correction = landmarks[:, WARP_CHANNELS], out[:, :3]
+        if self.shot_warp:  # the correction starts as "take the shots' pixels"
+            fused = landmarks[:, REFINER_IN_CHANNELS : REFINER_IN_CHANNELS + 3]
+            correction = correction + (fused - warped)
         # The student's composition (models/refiner.py): mask 1 - sigmoid(logit) keeps the warp.
-        return compose_frame(
-            landmarks[:, WARP_CHANNELS], out[:, :3], 1 - torch.sigmoid(out[:, 3:4])
-        )
+        return compose_frame(warped, correction, 1 - torch.sigmoid(out[:, 3:4]))
 
 
 class Discriminator(nn.Module):
@@ -264,6 +346,27 @@ class Teacher(nn.Module):
         """Average identity over K shots: (K, 3, S, S) x 2 -> e (1, e_dim)."""
         return self.E(frames, landmarks).mean(dim=0, keepdim=True)
 
+    def g_input(
+        self,
+        x: torch.Tensor,
+        warped: torch.Tensor | None = None,
+        validity: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """G's input from the refiner's input ``x (B, 7, S, S)`` and, with ``shot_warp``,
+        the K shots warped to each target, ``(B, K, 3, S, S)`` and ``(B, K, 1, S, S)`` in
+        [-1, 1] (None: no shots). Without ``shot_warp``: ``x`` itself."""
+        if self.E.fuse is None:
+            return x
+        if warped is None or validity is None:
+            s = x.shape[-1]
+            warped, validity = x.new_zeros(len(x), 0, 3, s, s), x.new_zeros(len(x), 0, 1, s, s)
+        if warped.shape[:2] != validity.shape[:2] or warped.shape[0] != x.shape[0]:
+            raise InvalidInputError(
+                f"warped shots {tuple(warped.shape)} and validity {tuple(validity.shape)} "
+                f"do not match the batch {tuple(x.shape)}"
+            )
+        return self.E.fuse(x, warped, validity)
+
 
 def _teacher(cfg: TeacherConfig, overrides: dict) -> Teacher:
     return Teacher(replace(cfg, **overrides))
@@ -296,7 +399,18 @@ def teacher_256(**overrides) -> Teacher:
 def teacher_refine_xs(**overrides) -> Teacher:
     """The refine-form teacher sized for CPU training at 256 px (channels 16 -> 128, E at 128 px)."""
     cfg = TeacherConfig(
-        "teacher-refine-xs", 256, 16, 128, 512, 3, 2, 5, (), form="refine", embed_resolution=128
+        "teacher-refine-xs",
+        256,
+        16,
+        128,
+        512,
+        3,
+        2,
+        5,
+        (),
+        form="refine",
+        embed_resolution=128,
+        shot_warp=True,
     )
     return _teacher(cfg, overrides)
 
@@ -305,7 +419,18 @@ def teacher_refine_xs(**overrides) -> Teacher:
 def teacher_refine_256(**overrides) -> Teacher:
     """The refine-form teacher at the paper's size (GPU training): channels 64 -> 512."""
     cfg = TeacherConfig(
-        "teacher-refine-256", 256, 64, 512, 512, 4, 5, 6, (32,), attention_up=(64,), form="refine"
+        "teacher-refine-256",
+        256,
+        64,
+        512,
+        512,
+        4,
+        5,
+        6,
+        (32,),
+        attention_up=(64,),
+        form="refine",
+        shot_warp=True,
     )
     return _teacher(cfg, overrides)
 

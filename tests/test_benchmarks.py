@@ -189,3 +189,25 @@ def test_speed_live_loop_tracks_and_drives_the_native_avatar(avatar_pack, tmp_pa
     assert ratio >= 1.0  # against the fastest of all, itself included
     speed.plot(r, tmp_path / "speed.png")
     assert (tmp_path / "speed.png").stat().st_size > 1000
+
+
+def test_teacher_eval_targets_are_the_pairs_whose_warp_lost_most():
+    from talkinghead.benchmarks.teacher_eval import TARGETS_PER_FACE, frame_scores, hole_targets
+
+    validity = np.full((40, 8, 8), 255, np.uint8)
+    lost = np.arange(40) % 17  # pair i lost i % 17 pixels
+    for i, n in enumerate(lost):
+        validity[i].reshape(-1)[:n] = 0
+    idx = np.arange(10, 40)
+    picked = hole_targets(validity, idx)
+    assert len(picked) == TARGETS_PER_FACE and set(picked) <= set(idx)
+    assert lost[picked].tolist() == sorted(lost[idx].tolist(), reverse=True)[:TARGETS_PER_FACE]
+    target = np.full((2, 8, 8, 3), 100, np.uint8)
+    frames = target.copy()
+    frames[:, 0, 0] = 110  # off by 10 levels at one pixel, which the warp lost
+    v = np.full((2, 8, 8), 255, np.uint8)
+    v[:, 0, 0] = 0
+    s = frame_scores(frames, target, v)
+    assert s["hole_l1"] == 10.0
+    assert s["psnr"] == pytest.approx(10 * np.log10(255**2 / (100 / 64)), abs=0.01)
+    assert frame_scores(frames, target, np.full_like(v, 255))["hole_l1"] is None

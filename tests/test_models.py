@@ -177,10 +177,11 @@ def test_generator_needs_e_or_psi(teacher: Teacher):
 
 def test_refine_teacher_starts_as_the_warp_and_embeds_at_its_own_size():
     t = _small_teacher("teacher-refine-xs").eval()
-    assert t.cfg.form == "refine" and t.G.in_channels == 7
-    x = _g_input(t, 2, 8)
+    # The refiner's 7 channels and the fused shots with their validity.
+    assert t.cfg.form == "refine" and t.cfg.shot_warp and t.G.in_channels == 11
+    x = _images(2, t.cfg.resolution, 8, channels=7)
     with torch.no_grad():
-        out = t.G(x, torch.randn(2, t.cfg.e_dim))
+        out = t.G(t.g_input(x), torch.randn(2, t.cfg.e_dim))  # no shots
         # A fresh head passes the warp through, as a fresh student does.
         torch.testing.assert_close(out, x[:, :3])
         student = create_refiner("refiner-s", resolution=t.cfg.resolution).eval()

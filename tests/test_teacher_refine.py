@@ -38,7 +38,8 @@ def test_pairs_carry_shots_of_the_same_photo(shot_pairs):
 
     p = shot_pairs
     assert p.shots.shape == p.shot_landmarks.shape == (10, S, S, 3)
-    assert p.shot_meshes.shape == (10, 478, 3) and p.ids.tolist() == [0] * 5 + [1] * 5
+    assert p.shot_meshes.shape == p.target_meshes.shape == (10, 478, 3)
+    assert p.ids.tolist() == [0] * 5 + [1] * 5
     # A shot is the degraded source at its own pose: not the target, nor another shot.
     assert np.abs(p.shots[0].astype(int) - p.target[0]).mean() > 1.0
     assert np.abs(p.shots[0].astype(int) - p.shots[1]).mean() > 1.0
@@ -49,6 +50,19 @@ def test_pairs_carry_shots_of_the_same_photo(shot_pairs):
     assert shots.shape == lms.shape == (4, 3, S, S) and shots.min() >= -1 and shots.max() <= 1
     with pytest.raises(InvalidInputError, match="other pairs"):
         ep.shots_for(0, 5, np.random.default_rng(0))
+    # The same shots warped to the target: where both have the photo's pixels, a shot
+    # warped to pair 7's mesh lands on pair 7's face (correlation, the colour jitter apart).
+    shots, lms, warped, validity = ep.episode(7, 3, np.random.default_rng(0))
+    assert warped.shape == (1, 3, 3, S, S) and validity.shape == (1, 3, 1, S, S)
+    target = to_unit(torch.from_numpy(p.target[7])).permute(2, 0, 1)
+    for i in range(3):
+        both = (validity[0, i, 0] > 0.9) & (ep.x[7, 6] > 250)
+        assert _corr(warped[0, i], target, both) > max(0.7, _corr(shots[i], target, both) + 0.1)
+
+
+def _corr(a: torch.Tensor, b: torch.Tensor, where: torch.Tensor) -> float:
+    """Mean over channels of the Pearson correlation of ``a`` and ``b (3, S, S)`` at ``where``."""
+    return float(np.mean([np.corrcoef(a[c][where], b[c][where])[0, 1] for c in range(3)]))
 
 
 def test_pairs_without_shots_are_refused(shot_pairs):
@@ -64,18 +78,66 @@ def test_feed_forward_uses_the_shots(teacher, shot_pairs):
     from talkinghead.train.meta_refine import Episodes, feed_forward
 
     ep = Episodes.from_pairs(shot_pairs)
-    x = to_unit(ep.x[:2])
-    a = feed_forward(teacher, x, *ep.shots_for(0, 1, np.random.default_rng(1)))
-    b = feed_forward(teacher, x, to_unit(ep.shots[5:8]), to_unit(ep.shot_lms[5:8]))
-    assert a.shape == (2, 3, S, S) and torch.isfinite(a).all()
+    x = to_unit(ep.x[:1])
+    a = feed_forward(teacher, x, *ep.episode(0, 1, np.random.default_rng(1)))
+    b = feed_forward(teacher, x, *ep.episode(0, 3, np.random.default_rng(2)))
+    assert a.shape == (1, 3, S, S) and torch.isfinite(a).all()
     assert (a - b).abs().max() > 0, "other shots, same frame: E does not reach G"
+    # Without the warped shots the frame is the shot-less answer, not an error.
+    c = feed_forward(teacher, x, *ep.shots_for(0, 1, np.random.default_rng(1)))
+    assert c.shape == a.shape and (a - c).abs().max() > 0
+
+
+def test_shots_are_brought_to_the_targets_light():
+    from talkinghead.models.teacher import match_colour
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(1, 7, 32, 32)
+    x[:, :3] = torch.rand(1, 3, 32, 32, generator=g) - 0.5
+    x[:, 6] = 1.0
+    x[:, 6, :, :4] = -1.0  # the target's warp has no pixels there: not used for the match
+    x[:, :3, :, :4] = 0.9
+    darker = (x[:, None, :3] * 0.6 - 0.2).clone()  # the same face, other light
+    validity = torch.ones(1, 1, 1, 32, 32)
+    m = match_colour(darker, validity, x)
+    torch.testing.assert_close(m[0, 0, :, :, 4:], x[0, :3, :, 4:], atol=1e-3, rtol=0)
+    # A shot that shares no pixels with the target keeps its own colours.
+    torch.testing.assert_close(match_colour(darker, -validity, x), darker)
+
+
+def test_fusion_takes_each_pixel_from_the_shots_that_saw_it():
+    from talkinghead.models.teacher import ShotFusion, create_teacher
+
+    fuse = ShotFusion()
+    x = torch.zeros(2, 7, 16, 16)
+    x[:, 6] = -1.0  # the target's warp lost every pixel: the shots fill it
+    warped = torch.stack([torch.full((2, 3, 16, 16), 0.8), torch.full((2, 3, 16, 16), -0.8)], 1)
+    validity = torch.full((2, 2, 1, 16, 16), -1.0)
+    validity[:, 0, :, :, :8] = 1.0  # shot 0 saw the left half,
+    validity[:, 1, :, :, 8:] = 1.0  # shot 1 the right half
+    g = fuse(x, warped, validity)
+    assert g.shape == (2, 11, 16, 16)
+    torch.testing.assert_close(g[:, :7], x)
+    assert (g[:, 7:10, :, :8] > 0.75).all() and (g[:, 7:10, :, 8:] < -0.75).all()
+    assert (g[:, 10] > 0.95).all()  # some shot saw every pixel
+    empty = fuse(x, warped[:, :0], validity[:, :0])  # K = 0: the target's own warp
+    torch.testing.assert_close(empty[:, 7:10], x[:, :3])
+    assert (empty[:, 10] == -1).all()
+    t = create_teacher("teacher-refine-xs", resolution=64)
+    with pytest.raises(InvalidInputError, match="do not match"):
+        t.g_input(
+            torch.zeros(2, 7, 64, 64), torch.zeros(1, 3, 3, 64, 64), torch.zeros(1, 3, 1, 64, 64)
+        )
+    # A fresh G keeps half of the target's warp and takes half of the shots' pixels.
+    x = torch.zeros(1, 7, 64, 64)
+    x[:, 6] = -1.0
+    g = t.g_input(x, torch.full((1, 1, 3, 64, 64), 0.5), torch.ones(1, 1, 1, 64, 64))
+    frame = t.G(g, torch.zeros(1, t.cfg.e_dim))
+    torch.testing.assert_close(frame, torch.full_like(frame, 0.25), atol=1e-4, rtol=0)
 
 
 def test_fine_tune_fits_the_shots_and_keeps_the_original(teacher, shot_pairs):
-    from talkinghead.sdk.landmarks import mediapipe_to_68
-    from talkinghead.train.meta_refine import fine_tune
-    from talkinghead.train.refine import pairs_to_tensors
-    from talkinghead.train.refine_data import RefinePairs, make_pair
+    from talkinghead.train.meta_refine import fine_tune, ft_pairs
 
     shots, meshes = shot_pairs.shots[:3], shot_pairs.shot_meshes[:3]
     before = {k: v.clone() for k, v in teacher.state_dict().items()}
@@ -84,16 +146,8 @@ def test_fine_tune_fits_the_shots_and_keeps_the_original(teacher, shot_pairs):
         torch.testing.assert_close(v, before[k])  # FT works on a copy
     # Pairs made from the shots as FT makes them (same seed): the tuned copy fits them
     # better than the teacher's feed-forward answer.
-    rng = np.random.default_rng(0)
-    made = [
-        make_pair(s, m.astype(np.float64), mediapipe_to_68(m), S, rng)
-        for s, m in zip(shots, meshes, strict=True)
-        for _ in range(2)
-    ]
-    x, target = (
-        to_unit(t)
-        for t in pairs_to_tensors(RefinePairs(*map(np.stack, zip(*made, strict=True)), None))
-    )
+    x, target = ft_pairs(teacher, shots, meshes, pairs_per_shot=2, seed=0)
+    assert x.shape == (6, 11, S, S) and target.shape == (6, 3, S, S)
     from talkinghead.train.meta_refine import embed
 
     shot_t = to_unit(torch.from_numpy(np.ascontiguousarray(np.moveaxis(shots, -1, 1))))

@@ -32,6 +32,7 @@ import copy
 import json
 import logging
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -50,10 +51,16 @@ from talkinghead.train.losses import (
     hinge_d,
     hinge_g,
 )
-from talkinghead.train.refine import grad_l1, pairs_to_tensors, to_unit
-from talkinghead.train.refine_data import RefinePairs, make_pair
+from talkinghead.train.refine import grad_l1, hwc_to_unit, pairs_to_tensors, to_unit
+from talkinghead.train.refine_data import RefinePairs, make_pair, shot_rigs, warp_shots
 
 log = logging.getLogger(__name__)
+
+# Faces with parted lips and teeth kept out of the teacher's training (and so out of the
+# student distilled from it), so that few-shot enrolment is measured where the shots have
+# something to show (``benchmarks/teacher_eval.py``); grace_hopper and pypi:biden stay
+# out of every step anyway.
+TEACHER_HELD_OUT = ("pypi:children-alpha.3", "pypi:00017-gray.0")
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,67 @@ class RefineMetaConfig:
 
 
 @dataclass
+class ShotBank:
+    """Shots warped to their targets ahead of training (a warp costs ~30 ms on the CPU).
+
+    Row ``r`` belongs to pair ``targets[r]``: ``M`` other pairs of the same photo
+    (``sources[r]``), their shots warped to that pair's target mesh.
+    """
+
+    targets: np.ndarray  # (T,) pair indices
+    sources: np.ndarray  # (T, M) pair indices
+    warped: np.ndarray  # (T, M, S, S, 3) uint8
+    validity: np.ndarray  # (T, M, S, S) uint8
+
+
+def make_shot_bank(
+    pairs: RefinePairs, targets: np.ndarray, m: int, seed: int = 0, progress: bool = True
+) -> ShotBank:
+    """For each pair in ``targets``, ``m`` shots of other pairs of its photo warped to it."""
+    if pairs.shots is None or pairs.shot_meshes is None or pairs.target_meshes is None:
+        raise InvalidInputError("the shot bank needs pairs made with_shots=True")
+    rng = np.random.default_rng(seed)
+    targets = np.asarray(targets, np.int64)
+    s = pairs.target.shape[1]
+    bank = ShotBank(
+        targets,
+        np.empty((len(targets), m), np.int64),
+        np.empty((len(targets), m, s, s, 3), np.uint8),
+        np.empty((len(targets), m, s, s), np.uint8),
+    )
+    rigs = _RigCache(pairs)
+    for r, j in enumerate(tqdm(targets, desc="shot bank", disable=not progress)):
+        same = np.flatnonzero(pairs.ids == pairs.ids[j])
+        pool = same[same != j]
+        if len(pool) < m:
+            raise InvalidInputError(f"pair {j} has {len(pool)} other pairs, {m} shots asked")
+        bank.sources[r] = rng.choice(pool, size=m, replace=False)
+        bank.warped[r], bank.validity[r] = warp_shots(
+            rigs.get(bank.sources[r]), pairs.target_meshes[j]
+        )
+    return bank
+
+
+class _RigCache:
+    """Warp rigs of pairs' shots, the most recent ``size`` kept (pairs come photo by photo)."""
+
+    def __init__(self, pairs: RefinePairs, size: int = 160):
+        self.pairs, self.size, self.rigs = pairs, size, OrderedDict()
+
+    def get(self, idx: np.ndarray) -> list:
+        missing = [int(i) for i in idx if int(i) not in self.rigs]
+        if missing:
+            assert self.pairs.shots is not None and self.pairs.shot_meshes is not None
+            made = shot_rigs(self.pairs.shots[missing], self.pairs.shot_meshes[missing])
+            self.rigs.update(zip(missing, made, strict=True))
+        for i in idx:
+            self.rigs.move_to_end(int(i))
+        while len(self.rigs) > self.size:
+            self.rigs.popitem(last=False)
+        return [self.rigs[int(i)] for i in idx]
+
+
+@dataclass
 class Episodes:
     """Pairs with shots as float tensors in [-1, 1] (built once; uint8 in memory)."""
 
@@ -90,9 +158,12 @@ class Episodes:
     shots: torch.Tensor  # (N, 3, S, S) uint8
     shot_lms: torch.Tensor  # (N, 3, S, S) uint8
     ids: np.ndarray  # (N,)
+    pairs: RefinePairs | None = None  # for warping shots to targets (shot_warp teachers)
+    bank: ShotBank | None = None
+    _rigs: _RigCache | None = None
 
     @classmethod
-    def from_pairs(cls, pairs: RefinePairs) -> Episodes:
+    def from_pairs(cls, pairs: RefinePairs, bank: ShotBank | None = None) -> Episodes:
         if pairs.shots is None or pairs.shot_landmarks is None:
             raise InvalidInputError("the teacher needs pairs made with_shots=True")
         x, target = pairs_to_tensors(pairs)
@@ -100,7 +171,7 @@ class Episodes:
         def chw(a: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, 1)))
 
-        return cls(x, target, chw(pairs.shots), chw(pairs.shot_landmarks), pairs.ids)
+        return cls(x, target, chw(pairs.shots), chw(pairs.shot_landmarks), pairs.ids, pairs, bank)
 
     def others(self, j: int) -> np.ndarray:
         """Indices of the pairs of the same photo as pair ``j``, ``j`` excluded."""
@@ -114,6 +185,33 @@ class Episodes:
             raise InvalidInputError(f"pair {j} has {len(pool)} other pairs, {k} shots asked")
         pick = rng.choice(pool, size=k, replace=False)
         return to_unit(self.shots[pick]), to_unit(self.shot_lms[pick])
+
+    def episode(self, j: int, k: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
+        """K shots of pair ``j``'s photo and the same shots warped to its target:
+        ``(K, 3, S, S)`` shots and landmarks, ``(1, K, 3, S, S)`` warped shots and
+        ``(1, K, 1, S, S)`` their validity, all in [-1, 1]. From the shot bank where it
+        has pair ``j`` (and ``k`` <= its M), warped now otherwise."""
+        rows = np.flatnonzero(self.bank.targets == j) if self.bank is not None else []
+        if len(rows) and self.bank is not None and k <= self.bank.sources.shape[1]:
+            r = int(rows[0])
+            cols = rng.choice(self.bank.sources.shape[1], size=k, replace=False)
+            pick = self.bank.sources[r, cols]
+            warped, validity = self.bank.warped[r, cols], self.bank.validity[r, cols]
+        else:
+            pool = self.others(j)
+            if len(pool) < k:
+                raise InvalidInputError(f"pair {j} has {len(pool)} other pairs, {k} shots asked")
+            pick = rng.choice(pool, size=k, replace=False)
+            if self.pairs is None or self.pairs.target_meshes is None:
+                raise InvalidInputError("warping shots needs pairs with target meshes")
+            self._rigs = self._rigs or _RigCache(self.pairs)
+            warped, validity = warp_shots(self._rigs.get(pick), self.pairs.target_meshes[j])
+        return (
+            to_unit(self.shots[pick]),
+            to_unit(self.shot_lms[pick]),
+            hwc_to_unit(warped)[None],
+            hwc_to_unit(validity[..., None])[None],
+        )
 
 
 def embed(teacher: Teacher, shots: torch.Tensor, shot_lms: torch.Tensor) -> torch.Tensor:
@@ -145,10 +243,17 @@ def _discriminator_loss(teacher, x, target, fake, w):
 
 
 def meta_train_refine(
-    pairs: RefinePairs, cfg: RefineMetaConfig = RefineMetaConfig(), progress: bool = True
+    pairs: RefinePairs,
+    cfg: RefineMetaConfig = RefineMetaConfig(),
+    progress: bool = True,
+    bank: ShotBank | None = None,
 ) -> tuple[Teacher, list[dict[str, float]]]:
-    """Meta-train a refine-form teacher on pairs made ``with_shots``; returns it (eval mode)."""
-    ep = Episodes.from_pairs(pairs)
+    """Meta-train a refine-form teacher on pairs made ``with_shots``; returns it (eval mode).
+
+    A ``shot_warp`` teacher trains on the targets of ``bank`` (their shots warped ahead of
+    time), or on every pair with its shots warped as it is drawn when there is no bank.
+    """
+    ep = Episodes.from_pairs(pairs, bank)
     ids = np.unique(ep.ids)
     counts = np.array([(ep.ids == i).sum() for i in ids])
     if len(ids) == 0 or counts.min() < 2:
@@ -158,6 +263,11 @@ def meta_train_refine(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     teacher = create_teacher(cfg.teacher, num_videos=len(ids), resolution=size)
+    warp = teacher.E.fuse is not None
+    k_cap = min(cfg.k_max, counts.min() - 1)
+    if warp and bank is not None:
+        k_cap = min(k_cap, bank.sources.shape[1])
+    draw = bank.targets if warp and bank is not None else np.arange(len(ep.ids))
     content = ContentLoss(cfg.content())
     opt_g = torch.optim.Adam(
         [*teacher.E.parameters(), *teacher.G.parameters(), teacher.D.W.weight],
@@ -169,11 +279,13 @@ def meta_train_refine(
     teacher.train()
     history = []
     for step in tqdm(range(cfg.steps), desc="teacher (refine)", disable=not progress):
-        k = int(rng.integers(1, min(cfg.k_max, counts.min() - 1) + 1))
-        js = rng.integers(0, len(ep.ids), cfg.batch)
-        shots = [ep.shots_for(int(j), k, rng) for j in js]
-        e = torch.cat([embed(teacher, s, lm) for s, lm in shots])  # (B, e_dim)
+        k = int(rng.integers(1, k_cap + 1))
+        js = rng.choice(draw, cfg.batch)
+        eps = [ep.episode(int(j), k, rng) if warp else ep.shots_for(int(j), k, rng) for j in js]
+        e = torch.cat([embed(teacher, s[0], s[1]) for s in eps])  # (B, e_dim)
         x, target = to_unit(ep.x[js]), to_unit(ep.target[js])
+        if warp:
+            x = teacher.g_input(x, torch.cat([s[2] for s in eps]), torch.cat([s[3] for s in eps]))
         rows = torch.tensor([id_row[int(ep.ids[j])] for j in js])
         w = teacher.D.W(rows)
         loss_g, parts, fake = _generator_step(teacher, content, cfg, x, target, e, w)
@@ -182,7 +294,7 @@ def meta_train_refine(
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        loss_d = _discriminator_loss(teacher, x, target, fake, w.detach())
+        loss_d = _discriminator_loss(teacher, x.detach(), target, fake, w.detach())
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
@@ -194,10 +306,48 @@ def meta_train_refine(
 
 @torch.no_grad()
 def feed_forward(
-    teacher: Teacher, x: torch.Tensor, shots: torch.Tensor, shot_lms: torch.Tensor
+    teacher: Teacher,
+    x: torch.Tensor,
+    shots: torch.Tensor,
+    shot_lms: torch.Tensor,
+    warped: torch.Tensor | None = None,
+    validity: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """FF enrolment: frames for refiner inputs ``x (B, 7, S, S)`` from K shots, no training."""
-    return teacher.G(x, embed(teacher, shots, shot_lms))
+    """FF enrolment: frames for refiner inputs ``x (B, 7, S, S)`` from K shots, no training.
+
+    A ``shot_warp`` teacher also takes the shots warped to each target, ``warped (B, K, 3,
+    S, S)`` and ``validity (B, K, 1, S, S)`` (:meth:`Episodes.episode`)."""
+    return teacher.G(teacher.g_input(x, warped, validity), embed(teacher, shots, shot_lms))
+
+
+def ft_pairs(
+    teacher: Teacher, shots: np.ndarray, shot_meshes: np.ndarray, pairs_per_shot: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The pairs FT trains on, made from K shots of a face: G's inputs and their targets.
+
+    Each shot is degraded and warped back to itself (:func:`make_pair`); a ``shot_warp``
+    teacher also gets, for a pair made from shot ``i``, the other shots warped to it.
+    """
+    from talkinghead.sdk.landmarks import mediapipe_to_68
+
+    size = shots.shape[1]
+    rng = np.random.default_rng(seed)
+    warp = teacher.E.fuse is not None
+    rigs = shot_rigs(shots, shot_meshes) if warp and len(shots) > 1 else []
+    xs, targets = [], []
+    for i, (s, m) in enumerate(zip(shots, shot_meshes, strict=True)):
+        for _ in range(pairs_per_shot):
+            made = make_pair(s, m.astype(np.float64), mediapipe_to_68(m), size, rng, warp)
+            pair = RefinePairs(*(a[None] for a in made[:4]), ids=None)
+            x, target = (to_unit(t) for t in pairs_to_tensors(pair))
+            if warp:
+                others = [r for n, r in enumerate(rigs) if n != i]
+                w, v = warp_shots(others, made[-1])
+                with torch.no_grad():
+                    x = teacher.g_input(x, hwc_to_unit(w)[None], hwc_to_unit(v[..., None])[None])
+            xs.append(x)
+            targets.append(target)
+    return torch.cat(xs), torch.cat(targets)
 
 
 def fine_tune(
@@ -218,25 +368,19 @@ def fine_tune(
 
     psi starts from P e (e over the K shots) and D's w from e; then G, psi and D train on
     pairs made from the shots by :func:`~talkinghead.train.refine_data.make_pair` (each shot
-    degraded and warped back to itself). The copy's G carries the tuned psi as its
-    projection's bias (weight zeroed), so ``copy.G(x, e)`` renders the face for any e.
+    degraded and warped back to itself; a ``shot_warp`` teacher's pairs also carry the
+    other shots warped to them, :func:`ft_pairs`). The copy's G carries the tuned psi as
+    its projection's bias (weight zeroed), so ``copy.G(copy.g_input(x, ...), e)`` renders
+    the face for any e.
     """
     if len(shots) != len(shot_meshes) or len(shots) == 0:
         raise InvalidInputError("fine_tune needs K >= 1 shots and as many meshes")
     from talkinghead.sdk.landmarks import mediapipe_to_68
-
-    size = shots.shape[1]
-    rng = np.random.default_rng(seed)
-    made = [
-        make_pair(s, m.astype(np.float64), mediapipe_to_68(m), size, rng)
-        for s, m in zip(shots, shot_meshes, strict=True)
-        for _ in range(pairs_per_shot)
-    ]
-    ft_pairs = RefinePairs(*(np.stack(a) for a in zip(*made, strict=True)), ids=None)
-    x_all, t_all = (to_unit(t) for t in pairs_to_tensors(ft_pairs))
-    shot_t = to_unit(torch.from_numpy(np.ascontiguousarray(np.moveaxis(shots, -1, 1))))
     from talkinghead.sdk.rasterize import rasterize_landmarks
 
+    size = shots.shape[1]
+    x_all, t_all = ft_pairs(teacher, shots, shot_meshes, pairs_per_shot, seed)
+    shot_t = hwc_to_unit(shots)
     lm_t = to_unit(
         torch.from_numpy(
             np.stack(
@@ -286,6 +430,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--variant", default="teacher-refine-xs")
     ap.add_argument("--k-max", type=int, default=8)
+    ap.add_argument(
+        "--bank-per-photo",
+        type=int,
+        default=30,
+        help="targets per photo whose k-max shots are warped ahead of training",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -293,8 +443,16 @@ def main(argv: list[str] | None = None) -> int:
     pairs = training_pairs(args.out, args.pairs_per_photo, args.size)
     data_s = time.perf_counter() - t0
     cfg = RefineMetaConfig(teacher=args.variant, steps=args.steps, k_max=args.k_max)
+    bank = None
+    if create_teacher(args.variant).E.fuse is not None:
+        t0 = time.perf_counter()
+        targets = np.concatenate(
+            [np.flatnonzero(pairs.ids == i)[: args.bank_per_photo] for i in np.unique(pairs.ids)]
+        )
+        bank = make_shot_bank(pairs, targets, args.k_max, cfg.seed)
+        data_s += time.perf_counter() - t0
     t0 = time.perf_counter()
-    teacher, history = meta_train_refine(pairs, cfg)
+    teacher, history = meta_train_refine(pairs, cfg, bank=bank)
     train_s = time.perf_counter() - t0
     ckpt = save_checkpoint(
         args.out / f"{args.variant}.safetensors",
@@ -302,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         "teacher",
         pairs=len(pairs.target),
         photos=int(len(np.unique(pairs.ids))),
+        bank_targets=0 if bank is None else len(bank.targets),
         train=asdict(cfg),
         data_s=round(data_s, 1),
         train_s=round(train_s, 1),
@@ -312,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def training_pairs(folder: Path, pairs_per_photo: int, size: int) -> RefinePairs:
-    """The refiner's training photos as pairs with shots, cached in ``folder``."""
+    """The refiner's training photos, less :data:`TEACHER_HELD_OUT`, as pairs with shots,
+    cached in ``folder``."""
     cached = folder / f"pairs-shots-{pairs_per_photo}-{size}.npz"
     if cached.is_file():  # make_refine_pairs is deterministic
         with np.load(cached) as z:
@@ -320,9 +480,8 @@ def training_pairs(folder: Path, pairs_per_photo: int, size: int) -> RefinePairs
     from talkinghead.train.refine import training_photos
     from talkinghead.train.refine_data import make_refine_pairs, track_photos
 
-    pairs = make_refine_pairs(
-        track_photos(training_photos()), pairs_per_photo, size, with_shots=True
-    )
+    photos = {k: v for k, v in training_photos().items() if k not in TEACHER_HELD_OUT}
+    pairs = make_refine_pairs(track_photos(photos), pairs_per_photo, size, with_shots=True)
     np.savez(cached, **vars(pairs))
     return pairs
 

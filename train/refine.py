@@ -58,6 +58,11 @@ def to_unit(x: torch.Tensor) -> torch.Tensor:
     return x.float() / 127.5 - 1.0
 
 
+def hwc_to_unit(a: np.ndarray) -> torch.Tensor:
+    """``(..., S, S, C) uint8`` array -> ``(..., C, S, S)`` float tensor in [-1, 1]."""
+    return to_unit(torch.from_numpy(np.ascontiguousarray(np.moveaxis(a, -1, -3))))
+
+
 def grad_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """L1 between the horizontal and vertical image gradients of ``a`` and ``b``."""
     dx = lambda t: t[..., :, 1:] - t[..., :, :-1]  # noqa: E731

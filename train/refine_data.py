@@ -37,7 +37,7 @@ from talkinghead.sdk.landmarks import MEDIAPIPE_TO_68
 from talkinghead.sdk.mesh_motion import apply_mesh_motion, propagate
 from talkinghead.sdk.motion import MotionParams
 from talkinghead.sdk.rasterize import rasterize_landmarks
-from talkinghead.sdk.warp import build_rig, warp_to
+from talkinghead.sdk.warp import WarpRig, build_rig, warp_to
 
 
 @dataclass
@@ -55,6 +55,8 @@ class RefinePairs:
             embeds the shots of the *other* pairs of the same photo.
         shot_landmarks: ``(N, S, S, 3)`` or None: the shots' rasterised landmarks.
         shot_meshes: ``(N, 478, 3) float32`` or None: the shots' meshes, crop px.
+        target_meshes: ``(N, 478, 3) float32`` or None: the target photo's mesh, crop px
+            (where the teacher warps its shots to).
     """
 
     warped: np.ndarray
@@ -65,6 +67,7 @@ class RefinePairs:
     shots: np.ndarray | None = None
     shot_landmarks: np.ndarray | None = None
     shot_meshes: np.ndarray | None = None
+    target_meshes: np.ndarray | None = None
 
 
 def close_mouth(mesh: np.ndarray) -> np.ndarray:
@@ -116,7 +119,7 @@ def make_pair(
     """One pair from a tracked photo: ``(warped, landmarks, validity, target)`` uint8.
 
     With ``with_shot``, also the degraded source as a shot: ``(..., shot image, its
-    landmark image, its mesh (478, 3) float32)``.
+    landmark image, its mesh (478, 3) float32, the target's mesh (478, 3) float32)``.
     """
     scale = rng.uniform(1.8, 2.3)
     shift = rng.uniform(-0.06, 0.06, size=2) * np.ptp(landmarks68, axis=0).max()
@@ -131,7 +134,8 @@ def make_pair(
     if not with_shot:
         return back.image, lm_img, back.validity, target
     shot_lm = rasterize_landmarks(src_mesh[MEDIAPIPE_TO_68, :2].astype(np.float32), size)
-    return back.image, lm_img, back.validity, target, source, shot_lm, src_mesh.astype(np.float32)
+    shot = (source, shot_lm, src_mesh.astype(np.float32), tmesh.astype(np.float32))
+    return back.image, lm_img, back.validity, target, *shot
 
 
 def make_refine_pairs(
@@ -160,6 +164,7 @@ def make_refine_pairs(
         out.shots = np.empty((n, size, size, 3), np.uint8)
         out.shot_landmarks = np.empty((n, size, size, 3), np.uint8)
         out.shot_meshes = np.empty((n, len(next(iter(photos.values()))[1]), 3), np.float32)
+        out.target_meshes = np.empty_like(out.shot_meshes)
     rng = np.random.default_rng(seed)
     jobs = [(i, name) for i, name in enumerate(photos) for _ in range(pairs_per_photo)]
     for k, (i, name) in enumerate(tqdm(jobs, desc="refiner pairs", disable=not progress)):
@@ -167,9 +172,35 @@ def make_refine_pairs(
         w, lm, v, t, *shot = make_pair(image, mesh, lm68, size, rng, with_shots)
         out.warped[k], out.landmarks[k], out.validity[k], out.target[k] = w, lm, v, t
         if with_shots:
-            out.shots[k], out.shot_landmarks[k], out.shot_meshes[k] = shot
+            out.shots[k], out.shot_landmarks[k], out.shot_meshes[k], out.target_meshes[k] = shot
         out.ids[k] = i
     return out
+
+
+def shot_rigs(shots: np.ndarray, shot_meshes: np.ndarray) -> list[WarpRig]:
+    """Warp rigs of K shots ``(K, S, S, 3) uint8`` and their meshes ``(K, 478, 3)`` crop px."""
+    if shots.ndim != 4 or len(shots) != len(shot_meshes):
+        raise InvalidInputError(
+            f"need (K, S, S, 3) shots and as many meshes, got {shots.shape} and "
+            f"{np.shape(shot_meshes)}"
+        )
+    return [
+        build_rig(s, np.asarray(m, np.float64)) for s, m in zip(shots, shot_meshes, strict=True)
+    ]
+
+
+def warp_shots(rigs: list[WarpRig], target_mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """K shots of a face (their :func:`shot_rigs`) warped to a target's mesh ``(478, 3)``
+    crop px, as the teacher's E sees them: ``(K, S, S, 3) uint8`` warped shots and
+    ``(K, S, S) uint8`` their validity (K may be 0)."""
+    s = rigs[0].source.shape[0] if rigs else 0
+    warped = np.empty((len(rigs), s, s, 3), np.uint8)
+    validity = np.empty((len(rigs), s, s), np.uint8)
+    tmesh = np.asarray(target_mesh, np.float64)
+    for i, rig in enumerate(rigs):
+        out = warp_to(rig, tmesh)
+        warped[i], validity[i] = out.image, out.validity
+    return warped, validity
 
 
 def track_photos(images: dict[str, np.ndarray], mirror: bool = True) -> dict:
@@ -192,5 +223,7 @@ __all__ = [
     "degrade",
     "make_pair",
     "make_refine_pairs",
+    "shot_rigs",
     "track_photos",
+    "warp_shots",
 ]
