@@ -19,7 +19,7 @@ Measured per target against the real photo:
   (the inside of an opened mouth, opened eyes, disoccluded skin): what only the network
   can draw, and where the shots help.
 
-    python -m talkinghead.benchmarks.teacher_eval --teacher runs/teacher-refine/teacher-refine-xs.safetensors
+    python -m talkinghead.benchmarks.teacher_eval [--teacher runs/teacher-refine/teacher-refine-xs.safetensors]
 
 Writes ``docs/teacher-eval.json``, ``docs/img/teacher-k.png`` (the figures against K)
 and ``docs/img/teacher-sheet.png`` (frames side by side).
@@ -46,6 +46,7 @@ SHOTS = (1, 8, 32)
 PAIRS_PER_FACE = 48
 TARGETS_PER_FACE = 12
 FT_STEPS = 30
+TEACHER_FILE = "teacher-refine-xs.safetensors"  # the shipped teacher, talkinghead/weights
 
 
 def _levels(x: torch.Tensor) -> np.ndarray:
@@ -214,7 +215,12 @@ def plot(results: dict, path: Path) -> Path:
                 "s-",
                 label=f"teacher FT ({len(results['faces']) // 2} faces)",
             )
-        ax.axhline(results["student"][key], color="k", ls="--", label="student, no shots")
+        ax.axhline(
+            results["student"][key],
+            color="k",
+            ls="--",
+            label="shipped student, no shots (trained on 2 of the faces)",
+        )
         ax.axhline(results["warp"][key], color="grey", ls=":", label="warp only")
         ax.set_xscale("log", base=2)
         ax.set_xticks(ks, [str(k) for k in ks])
@@ -250,14 +256,20 @@ def main(argv: list[str] | None = None) -> int:
     from talkinghead.packs import DEFAULT_REFINER, weights_path
 
     ap = argparse.ArgumentParser(description="FF/FT at K = 1/8/32 of the refine-form teacher.")
-    ap.add_argument("--teacher", type=Path, required=True)
+    ap.add_argument(
+        "--teacher",
+        type=Path,
+        default=None,
+        help="a refine-form teacher checkpoint (default: the shipped teacher-refine-xs)",
+    )
     ap.add_argument("--student", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("docs"))
     ap.add_argument("--no-ft", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    teacher = load_checkpoint(args.teacher, "teacher").eval()
+    teacher_file = args.teacher or weights_path(TEACHER_FILE)
+    teacher = load_checkpoint(teacher_file, "teacher").eval()
     student = load_checkpoint(args.student or weights_path(DEFAULT_REFINER), "refiner").eval()
     pairs, names = heldout_pairs(teacher.cfg.resolution)
     results, sheet = evaluate(teacher, student, pairs, names, ft=not args.no_ft)

@@ -183,3 +183,35 @@ def test_distillation_pulls_the_student_to_the_teachers_frames(teacher, shot_pai
         student, _ = distill_refiner(teacher, shot_pairs, cfg=cfg, frames=bright, progress=False)
         means.append(refine_frames(student, x).mean())
     assert means[1] > means[0] + 10
+
+
+def test_shipped_teacher_draws_what_a_shot_saw_into_a_hole(astronaut, face_landmarker_task):
+    """The shipped teacher (talkinghead/weights): a mouth the target's warp lost is drawn
+    from a shot that saw it, and with no shots it is not."""
+    from talkinghead.models.checkpoint import load_checkpoint
+    from talkinghead.packs import weights_path
+    from talkinghead.sdk.photos import track_and_crop
+    from talkinghead.sdk.rasterize import rasterize_landmarks
+    from talkinghead.train.meta_refine import TEACHER_HELD_OUT
+    from talkinghead.train.refine import hwc_to_unit
+
+    t = load_checkpoint(weights_path("teacher-refine-xs.safetensors"), "teacher").eval()
+    assert t.cfg.shot_warp and t.cfg.resolution == 256
+    assert t.notes["held_out"] == list(TEACHER_HELD_OUT)
+    crop, lm = track_and_crop(astronaut, 256)
+    real = hwc_to_unit(crop)[None]
+    lm_img = hwc_to_unit(rasterize_landmarks(lm.astype(np.float32), 256))[None]
+    (x0, y0), (x1, y1) = lm[48:60].min(0).astype(int), lm[48:60].max(0).astype(int)
+    x = torch.cat([real.clone(), lm_img, torch.ones(1, 1, 256, 256)], dim=1)
+    x[:, :3, y0:y1, x0:x1] = -0.8  # the warp lost the mouth: dark, and no validity
+    x[:, 6, y0:y1, x0:x1] = -1.0
+    with torch.no_grad():
+        e = torch.zeros(1, t.cfg.e_dim)
+        with_shot = t.G(t.g_input(x, real[:, None], torch.ones(1, 1, 1, 256, 256)), e)
+        no_shot = t.G(t.g_input(x), e)
+
+    def err(f: torch.Tensor) -> float:  # levels, inside the lost mouth
+        return float((f - real)[:, :, y0:y1, x0:x1].abs().mean()) * 127.5
+
+    assert err(with_shot) < 30 and err(no_shot) > 90
+    assert float((with_shot - real).abs().mean()) * 127.5 < 2  # the rest stays the photo

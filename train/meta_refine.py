@@ -436,6 +436,9 @@ def main(argv: list[str] | None = None) -> int:
         default=30,
         help="targets per photo whose k-max shots are warped ahead of training",
     )
+    ap.add_argument(
+        "--ship", type=Path, default=None, help="also write a float16 copy here (shipped weights)"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -454,17 +457,18 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     teacher, history = meta_train_refine(pairs, cfg, bank=bank)
     train_s = time.perf_counter() - t0
-    ckpt = save_checkpoint(
-        args.out / f"{args.variant}.safetensors",
-        teacher,
-        "teacher",
+    notes = dict(
         pairs=len(pairs.target),
         photos=int(len(np.unique(pairs.ids))),
         bank_targets=0 if bank is None else len(bank.targets),
+        held_out=list(TEACHER_HELD_OUT),
         train=asdict(cfg),
         data_s=round(data_s, 1),
         train_s=round(train_s, 1),
     )
+    ckpt = save_checkpoint(args.out / f"{args.variant}.safetensors", teacher, "teacher", **notes)
+    if args.ship is not None:
+        save_checkpoint(args.ship, teacher, "teacher", half=True, **notes)
     (args.out / "history.json").write_text(json.dumps(history))
     print(f"wrote {ckpt}: {len(pairs.target)} pairs, {args.steps} steps in {train_s:.0f} s")
     return 0
