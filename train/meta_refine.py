@@ -102,6 +102,15 @@ class ShotBank:
     validity: np.ndarray  # (T, M, S, S) uint8
 
 
+def pick_others(ids: np.ndarray, j: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` pairs of the same photo as pair ``j`` (``ids`` per pair), ``j`` excluded."""
+    same = np.flatnonzero(ids == ids[j])
+    pool = same[same != j]
+    if len(pool) < k:
+        raise InvalidInputError(f"pair {j} has {len(pool)} other pairs, {k} shots asked")
+    return rng.choice(pool, size=k, replace=False)
+
+
 def make_shot_bank(
     pairs: RefinePairs, targets: np.ndarray, m: int, seed: int = 0, progress: bool = True
 ) -> ShotBank:
@@ -119,11 +128,7 @@ def make_shot_bank(
     )
     rigs = _RigCache(pairs)
     for r, j in enumerate(tqdm(targets, desc="shot bank", disable=not progress)):
-        same = np.flatnonzero(pairs.ids == pairs.ids[j])
-        pool = same[same != j]
-        if len(pool) < m:
-            raise InvalidInputError(f"pair {j} has {len(pool)} other pairs, {m} shots asked")
-        bank.sources[r] = rng.choice(pool, size=m, replace=False)
+        bank.sources[r] = pick_others(pairs.ids, int(j), m, rng)
         bank.warped[r], bank.validity[r] = warp_shots(
             rigs.get(bank.sources[r]), pairs.target_meshes[j]
         )
@@ -180,10 +185,7 @@ class Episodes:
 
     def shots_for(self, j: int, k: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
         """K shots of pair ``j``'s photo from other pairs: ``(K, 3, S, S)`` x 2 in [-1, 1]."""
-        pool = self.others(j)
-        if len(pool) < k:
-            raise InvalidInputError(f"pair {j} has {len(pool)} other pairs, {k} shots asked")
-        pick = rng.choice(pool, size=k, replace=False)
+        pick = pick_others(self.ids, j, k, rng)
         return to_unit(self.shots[pick]), to_unit(self.shot_lms[pick])
 
     def episode(self, j: int, k: int, rng: np.random.Generator) -> tuple[torch.Tensor, ...]:
@@ -191,17 +193,14 @@ class Episodes:
         ``(K, 3, S, S)`` shots and landmarks, ``(1, K, 3, S, S)`` warped shots and
         ``(1, K, 1, S, S)`` their validity, all in [-1, 1]. From the shot bank where it
         has pair ``j`` (and ``k`` <= its M), warped now otherwise."""
-        rows = np.flatnonzero(self.bank.targets == j) if self.bank is not None else []
-        if len(rows) and self.bank is not None and k <= self.bank.sources.shape[1]:
-            r = int(rows[0])
-            cols = rng.choice(self.bank.sources.shape[1], size=k, replace=False)
-            pick = self.bank.sources[r, cols]
-            warped, validity = self.bank.warped[r, cols], self.bank.validity[r, cols]
+        bank = self.bank
+        rows = np.flatnonzero(bank.targets == j) if bank is not None else ()
+        if bank is not None and len(rows) and k <= bank.sources.shape[1]:
+            cols = rng.choice(bank.sources.shape[1], size=k, replace=False)
+            pick = bank.sources[rows[0], cols]
+            warped, validity = bank.warped[rows[0], cols], bank.validity[rows[0], cols]
         else:
-            pool = self.others(j)
-            if len(pool) < k:
-                raise InvalidInputError(f"pair {j} has {len(pool)} other pairs, {k} shots asked")
-            pick = rng.choice(pool, size=k, replace=False)
+            pick = pick_others(self.ids, j, k, rng)
             if self.pairs is None or self.pairs.target_meshes is None:
                 raise InvalidInputError("warping shots needs pairs with target meshes")
             self._rigs = self._rigs or _RigCache(self.pairs)
